@@ -1,0 +1,49 @@
+# One entry point for people and CI. Everything runs inside .venv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch 2.13.0 first and pinned: a bare `torch` requirement would let pip choose a
+# newer (multi-GB CUDA) build. Override, e.g. TORCH="torch==2.11.0", on GPU hosts.
+TORCH  ?= torch==2.13.0
+VIDEOS ?= .sora-demo/videos
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint format bench demo clean
+
+setup: $(BIN)/sora
+
+$(BIN)/sora: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	mkdir -p bench/results
+	$(BIN)/python bench/bench_encoder.py --json bench/results/encoder.json
+	$(BIN)/python bench/bench_decode.py --json bench/results/decode.json
+
+# The README's first command: set up, make a few videos with ffmpeg (or use VIDEOS=dir),
+# and embed them.
+demo: setup
+	@if [ "$(VIDEOS)" = ".sora-demo/videos" ]; then \
+		echo "== writing sample videos with ffmpeg into $(VIDEOS)"; \
+		$(BIN)/sora samples $(VIDEOS); fi
+	@echo "== embedding the videos in $(VIDEOS)"
+	find $(VIDEOS) -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mkv' -o -name '*.webm' \
+		-o -name '*.mov' -o -name '*.avi' \) | sort | head -n 20 | xargs -r $(BIN)/sora embed
+
+clean:
+	rm -rf $(VENV) .sora-demo .pytest_cache .ruff_cache bench/results

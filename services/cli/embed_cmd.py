@@ -1,0 +1,83 @@
+"""`sora embed FILE...`: the video vector and each segment's vector of local files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from sora_encoder import VideoEmbedding, load_embedder
+from sora_encoder.media import MediaError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("embed", help="embed video files into Sora vectors")
+    p.add_argument("files", nargs="+", metavar="FILE", help="video files")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per file)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="checkpoint folder or .safetensors file (default: $SORA_CHECKPOINT, "
+        "else the shipped default)",
+    )
+    p.add_argument("--variant", help="model variant when no checkpoint is given (e.g. sora-s)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    p.add_argument(
+        "--segment-seconds", type=float, default=4.0, help="window length in seconds (default 4)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    embedder = load_embedder(
+        checkpoint=args.checkpoint,
+        variant=args.variant,
+        device=args.device,
+        segment_s=args.segment_seconds,
+    )
+    failures = 0
+    for path in args.files:
+        try:
+            emb = embedder.embed(path)
+        except (MediaError, FileNotFoundError) as exc:
+            failures += 1
+            print(f"sora embed: {path}: {exc}", file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps(to_json(path, emb)))
+        else:
+            print_human(path, emb)
+    return 1 if failures else 0
+
+
+def to_json(path: str, emb: VideoEmbedding) -> dict[str, Any]:
+    return {
+        "file": path,
+        "model_version": emb.model_version,
+        "duration_s": round(emb.info.duration_s, 3),
+        "dim": int(emb.vector.shape[0]),
+        "vector": [round(float(x), 6) for x in emb.vector],
+        "segments": [
+            {
+                "index": s.index,
+                "start_s": round(s.start_s, 3),
+                "end_s": round(s.end_s, 3),
+                "vector": [round(float(x), 6) for x in s.vector],
+            }
+            for s in emb.segments
+        ],
+    }
+
+
+def print_human(path: str, emb: VideoEmbedding) -> None:
+    info = emb.info
+    head = ", ".join(f"{x:+.3f}" for x in emb.vector[:4])
+    print(
+        f"{path}: {info.duration_s:.2f} s {info.width}x{info.height} {info.codec} "
+        f"-> {len(emb.segments)} segment(s), {emb.vector.shape[0]}-d, model {emb.model_version}"
+    )
+    print(f"  video    [{head}, ...]")
+    for s in emb.segments:
+        seg = ", ".join(f"{x:+.3f}" for x in s.vector[:4])
+        print(f"  {s.start_s:6.2f}-{s.end_s:6.2f} s  [{seg}, ...]")
