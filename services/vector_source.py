@@ -1,0 +1,57 @@
+"""The contract between the SQL store (the truth) and the FAISS index (a cache of it).
+
+Each searchable vector is one SQL row: a segment (`segments.id`) or a video's mean vector
+(`video_embeddings.id`). Its FAISS id IS that row id. Rows only ever get larger ids, so
+an index catches up with "rows above my watermark"; deletions are appended to a tombstone
+log with its own increasing sequence, so an index catches up with "tombstones above my
+tombstone watermark". Vectors of different model versions never share an index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+Level = Literal["segment", "video"]
+LEVELS: tuple[Level, ...] = ("segment", "video")
+
+
+@dataclass(frozen=True)
+class VectorBatch:
+    ids: np.ndarray  # (n,) int64, strictly increasing
+    xb: np.ndarray  # (n, d) float32, unit norm
+
+
+@dataclass(frozen=True)
+class Tombstones:
+    ids: np.ndarray  # (n,) int64 vector ids removed
+    last_seq: int  # highest tombstone sequence read (the new tombstone watermark)
+
+
+class VectorSource(Protocol):
+    """What the index needs from the store. Implemented over SQL by services.store."""
+
+    def count(self, level: Level, model_version: str) -> int:
+        """Live vectors of this level and model version."""
+        ...
+
+    def max_id(self, level: Level, model_version: str) -> int:
+        """Highest live vector id (0 when none)."""
+        ...
+
+    def iter_vectors(
+        self, level: Level, model_version: str, *, after_id: int = 0, batch_size: int = 65536
+    ) -> Iterator[VectorBatch]:
+        """Live vectors with id > after_id, in id order, in batches."""
+        ...
+
+    def tombstones(self, level: Level, model_version: str, *, after_seq: int = 0) -> Tombstones:
+        """Vector ids deleted after tombstone sequence `after_seq`."""
+        ...
+
+    def max_tombstone_seq(self) -> int:
+        """Highest tombstone sequence (0 when none): a fresh index starts from here."""
+        ...
