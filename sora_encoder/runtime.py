@@ -1,0 +1,296 @@
+"""EncoderRuntime: a SoraModel made ready for inference, and the one call the workers use.
+
+    clips uint8 (N, T, S, S, 3)
+      -> batches of `batch_size`  -> transforms.clips_to_frames on the device  (b, T, 3, S, S)
+      -> inference model: eval, BatchNorm folded into the convs, channels_last,
+         bf16 autocast if chosen (the FrameCNN's weights then stored in bf16), optionally
+         torch.compile'd, under torch.inference_mode
+      -> float32 numpy (N, D), unit length
+
+Precision policy (`precision="auto"`):
+  - CUDA: bf16 autocast (tensor cores; the design's GPU worker).
+  - CPU: a calibration at start times the model in fp32 and in bf16 on two synthetic clips
+    and compares the vectors. bf16 is chosen only if it is at least `MIN_SPEEDUP` times
+    faster AND every vector is within cosine `MIN_COSINE` of fp32 (`choose_precision`).
+    It costs about 0.3 s for sora-s (1 s for sora-b) and is cached per model version,
+    machine, torch version and thread count: in the process, and in a JSON file if
+    `calibration_cache` is given. `precision="fp32"` or `"bf16"` skips it.
+    On the 2-core AVX-512-BF16 machine this was written on, sora-s ran 2x faster in bf16
+    with cosine > 0.9999 (bench/bench_encoder.py); a CPU without native bf16 instructions
+    is slower in bf16, and the calibration keeps it in fp32.
+
+torch.compile is off by default: on that CPU it gave ~10 % (bf16) to ~15 % (fp32) for
+10-20 s of compiling per batch shape. `compile=True` turns it on (with inductor's freezing
+on CPU); batches are then padded to `batch_size` so one shape is compiled once, and any
+failure falls back to eager with a warning.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from sora_encoder.checkpoint import load_checkpoint, model_version
+from sora_encoder.config import SoraConfig
+from sora_encoder.factory import create_model
+from sora_encoder.model.frame_cnn import ConvNormAct
+from sora_encoder.model.sora import SoraModel
+from sora_encoder.registry import get_model_config
+from sora_encoder.transforms import clips_to_frames
+
+logger = logging.getLogger(__name__)
+
+MIN_COSINE = 0.999  # bf16 vectors must stay this close to fp32 ones, clip by clip
+MIN_SPEEDUP = 1.1  # and bf16 must be this much faster: a margin over timing noise
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One fp32-vs-bf16 measurement on this machine."""
+
+    fp32_s: float  # seconds per calibration batch in fp32 (best of a few runs)
+    bf16_s: float  # the same under bf16 autocast
+    cosine: float  # the smallest cosine between a clip's fp32 and bf16 vectors
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_s / self.bf16_s
+
+
+def choose_precision(
+    cal: Calibration, *, min_cosine: float = MIN_COSINE, min_speedup: float = MIN_SPEEDUP
+) -> str:
+    """'bf16' if it is both accurate and faster enough, else 'fp32'."""
+    return "bf16" if cal.cosine >= min_cosine and cal.speedup >= min_speedup else "fp32"
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold each eval-mode BatchNorm of a ConvNormAct into its conv, in place; returns model."""
+    assert not model.training, "fold_batchnorm needs an eval-mode model (it uses running stats)"
+    for m in model.modules():
+        if isinstance(m, ConvNormAct) and isinstance(m.norm, nn.BatchNorm2d):
+            m.conv = fuse_conv_bn_eval(m.conv, m.norm)
+            m.norm = nn.Identity()
+    return model
+
+
+def prepare_for_inference(
+    model: SoraModel, *, device: torch.device, precision: str, channels_last: bool = True
+) -> SoraModel:
+    """A copy of `model`: eval, BatchNorm folded, on `device`, channels_last, and for bf16 the
+    FrameCNN's weights in bf16 (autocast would otherwise re-cast them on every call)."""
+    assert precision in ("fp32", "bf16"), f"precision must be fp32 or bf16, got {precision!r}"
+    m = fold_batchnorm(copy.deepcopy(model).eval()).to(device)
+    if channels_last:
+        m = m.to(memory_format=torch.channels_last)
+    if precision == "bf16":
+        m.frame_cnn.to(torch.bfloat16)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def synthetic_frames(config: SoraConfig, n: int, *, seed: int = 0) -> torch.Tensor:
+    """n smooth, deterministic clips (n, T, 3, S, S), roughly normalised: calibration input."""
+    g = torch.Generator().manual_seed(seed)
+    T, S = config.input.num_frames, config.input.image_size
+    coarse = torch.randn(n * T, 3, 8, 8, generator=g)  # (n*T, 3, 8, 8)
+    x = F.interpolate(coarse, size=(S, S), mode="bilinear", align_corners=False)
+    x = x + 0.3 * torch.randn(n * T, 3, S, S, generator=g)  # (n*T, 3, S, S)
+    return x.unflatten(0, (n, T))  # (n, T, 3, S, S)
+
+
+class EncoderRuntime:
+    """Wraps a SoraModel for inference; `encode_clips` is the one call the workers need."""
+
+    def __init__(
+        self,
+        model: SoraModel,
+        config: SoraConfig,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        compile: bool = False,
+        batch_size: int = 8,
+        calibration_cache: str | os.PathLike | None = None,
+        version: str | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.config = config
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch_size = batch_size
+        self.model_version = version or model_version(model, config)
+        self.calibration: Calibration | None = None
+        if precision == "auto" and self.device.type == "cuda":
+            precision = "bf16"
+        elif precision == "auto":
+            self.calibration = self._calibration(model, calibration_cache)
+            precision = choose_precision(self.calibration)
+            logger.info(
+                "%s on %s: bf16 %.2fx faster, cosine %.5f -> %s",
+                self.model_version, self.device, self.calibration.speedup,
+                self.calibration.cosine, precision,
+            )  # fmt: skip
+        self.precision = precision
+        self.model = prepare_for_inference(model, device=self.device, precision=precision)
+        self._forward: Callable[[torch.Tensor], torch.Tensor] = self.model.encode_video
+        self.compiled = False
+        if compile:
+            options = {"freezing": True} if self.device.type == "cpu" else None
+            self._forward = torch.compile(self.model.encode_video, dynamic=False, options=options)
+            self.compiled = True
+
+    # -- construction --------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, **kwargs) -> EncoderRuntime:
+        model, config, version = load_checkpoint(path)
+        return cls(model, config, version=version, **kwargs)
+
+    @classmethod
+    def untrained(cls, config_or_name: SoraConfig | str, **kwargs) -> EncoderRuntime:
+        """A runtime over a freshly initialised (seeded, reproducible) model."""
+        if isinstance(config_or_name, str):
+            config_or_name = get_model_config(config_or_name)
+        return cls(create_model(config_or_name), config_or_name, **kwargs)
+
+    @property
+    def dim(self) -> int:
+        return self.config.projection.out_dim
+
+    # -- inference -----------------------------------------------------------------------
+    def encode_clips(self, clips: np.ndarray) -> np.ndarray:
+        """uint8 (N, T, S, S, 3) RGB clips -> float32 (N, D) unit vectors, in batches.
+
+        TypeError for anything but a uint8 array; ValueError if T or S differ from the config.
+        """
+        inp = self.config.input
+        expected = (inp.num_frames, inp.image_size, inp.image_size, 3)
+        if not isinstance(clips, np.ndarray) or clips.dtype != np.uint8:
+            raise TypeError(
+                f"clips must be a uint8 numpy array, got {type(clips).__name__}"
+                f"{' of ' + str(clips.dtype) if hasattr(clips, 'dtype') else ''}"
+            )
+        if clips.ndim != 5 or clips.shape[1:] != expected:
+            raise ValueError(
+                f"clips must be (N, {', '.join(map(str, expected))}), got {clips.shape}"
+            )
+        out = [np.zeros((0, self.dim), np.float32)]
+        for i in range(0, len(clips), self.batch_size):
+            frames = clips_to_frames(clips[i : i + self.batch_size], inp, device=self.device)
+            out.append(self.encode_frames(frames).cpu().numpy())
+        return np.concatenate(out)
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalised float frames (B, T, 3, S, S) -> float32 (B, D) unit vectors."""
+        n = frames.shape[0]
+        if self.compiled and n < self.batch_size:  # one compiled shape: pad the last batch
+            pad = frames[-1:].expand(self.batch_size - n, *frames.shape[1:])
+            frames = torch.cat([frames, pad])
+        bf16 = self.precision == "bf16"
+        with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+            try:
+                vec = self._forward(frames)
+            except Exception:
+                if not self.compiled:
+                    raise
+                logger.warning("torch.compile failed; running eager from now on", exc_info=True)
+                self._forward, self.compiled = self.model.encode_video, False
+                vec = self._forward(frames)
+        return vec[:n].float()
+
+    # -- calibration ---------------------------------------------------------------------
+    def _calibration(self, model: SoraModel, cache_file: str | os.PathLike | None) -> Calibration:
+        key = "|".join(
+            [self.model_version, _cpu_name(), torch.backends.cpu.get_cpu_capability(),
+             f"torch {torch.__version__}",
+             f"threads {torch.get_num_threads()}", str(self.device)]
+        )  # fmt: skip
+        cal = _CALIBRATIONS.get(key) or _read_cache(cache_file, key)
+        if cal is None:
+            cal = calibrate(model, self.config, device=self.device)
+            if cache_file is not None:
+                _write_cache(cache_file, key, cal)
+        _CALIBRATIONS[key] = cal
+        return cal
+
+
+def calibrate(
+    model: SoraModel, config: SoraConfig, *, device: torch.device, clips: int = 2, repeats: int = 2
+) -> Calibration:
+    """Time fp32 and bf16 inference on `clips` synthetic clips and compare their vectors."""
+    frames = synthetic_frames(config, clips).to(device)
+    times, vecs = {}, {}
+    for precision in ("fp32", "bf16"):
+        m = prepare_for_inference(model, device=device, precision=precision)
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"),
+        ):
+            vecs[precision] = m.encode_video(frames).float()  # the warm-up run
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                m.encode_video(frames)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                best = min(best, time.perf_counter() - t0)
+        times[precision] = best
+    cosine = (vecs["fp32"] * vecs["bf16"]).sum(-1).min().item()
+    return Calibration(fp32_s=times["fp32"], bf16_s=times["bf16"], cosine=cosine)
+
+
+_CALIBRATIONS: dict[str, Calibration] = {}
+
+
+def _read_cache(path: str | os.PathLike | None, key: str) -> Calibration | None:
+    if path is None:
+        return None
+    try:
+        entry = json.loads(Path(path).read_text("utf-8"))[key]
+        return Calibration(
+            **{f.name: float(entry[f.name]) for f in dataclasses.fields(Calibration)}
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no cache yet, another machine's, or unreadable: measure again
+
+
+def _write_cache(path: str | os.PathLike, key: str, cal: Calibration) -> None:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text("utf-8")) if p.is_file() else {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = dataclasses.asdict(cal)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
+    os.replace(tmp, p)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
