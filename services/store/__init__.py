@@ -1,0 +1,140 @@
+"""The SQL store: the source of truth for videos, vectors, jobs and classifiers.
+
+    store = open_store(url)                          # one per process; migrates to head
+    with store.Session.begin() as session:           # the caller owns the transaction
+        video, job, created = register_video(session, uri=..., content_sha256=..., size_bytes=...)
+    index_source = store.vector_source()             # services.vector_source.VectorSource
+
+Functions take a Session and never commit. Domain errors are in `errors`.
+"""
+
+from .classifiers import delete_classifier, get_classifier, list_classifiers, save_classifier
+from .db import (
+    READ_ONLY,
+    Store,
+    alembic_config,
+    current_revision,
+    default_database_url,
+    head_revision,
+    lock_vector_log,
+    make_engine,
+    make_sessionmaker,
+    migrate,
+    open_store,
+)
+from .errors import (
+    ConflictError,
+    InvalidArgumentError,
+    LeaseLostError,
+    NotFoundError,
+    StoreError,
+)
+from .jobs import (
+    MAX_ATTEMPTS,
+    ProbeFacts,
+    claim_job,
+    complete_ingest,
+    enqueue_job,
+    expired_jobs,
+    fail_job,
+    get_job,
+    renew_lease,
+    requeue_job,
+)
+from .models import (
+    Base,
+    Classifier,
+    Job,
+    JobKind,
+    JobStatus,
+    Segment,
+    VectorLevel,
+    VectorTombstone,
+    Video,
+    VideoEmbedding,
+    VideoStatus,
+    VideoTag,
+)
+from .segments import (
+    SegmentVector,
+    decode_vector,
+    decode_vectors,
+    encode_vector,
+    get_segments,
+    get_video_embedding,
+    segments_by_ids,
+    video_embeddings_by_ids,
+)
+from .vector_source import SqlVectorSource
+from .videos import (
+    decode_page_token,
+    delete_video,
+    encode_page_token,
+    find_video_by_sha,
+    get_video,
+    list_videos,
+    register_video,
+    set_tags,
+)
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "READ_ONLY",
+    "Base",
+    "Classifier",
+    "ConflictError",
+    "InvalidArgumentError",
+    "Job",
+    "JobKind",
+    "JobStatus",
+    "LeaseLostError",
+    "NotFoundError",
+    "ProbeFacts",
+    "Segment",
+    "SegmentVector",
+    "SqlVectorSource",
+    "Store",
+    "StoreError",
+    "VectorLevel",
+    "VectorTombstone",
+    "Video",
+    "VideoEmbedding",
+    "VideoStatus",
+    "VideoTag",
+    "alembic_config",
+    "claim_job",
+    "complete_ingest",
+    "current_revision",
+    "decode_page_token",
+    "decode_vector",
+    "decode_vectors",
+    "default_database_url",
+    "delete_classifier",
+    "delete_video",
+    "encode_page_token",
+    "encode_vector",
+    "enqueue_job",
+    "expired_jobs",
+    "fail_job",
+    "find_video_by_sha",
+    "get_classifier",
+    "get_job",
+    "get_segments",
+    "get_video",
+    "get_video_embedding",
+    "head_revision",
+    "list_classifiers",
+    "list_videos",
+    "lock_vector_log",
+    "make_engine",
+    "make_sessionmaker",
+    "migrate",
+    "open_store",
+    "register_video",
+    "renew_lease",
+    "requeue_job",
+    "save_classifier",
+    "segments_by_ids",
+    "set_tags",
+    "video_embeddings_by_ids",
+]
