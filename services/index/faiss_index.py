@@ -1,0 +1,229 @@
+"""The faiss calls: make, train, add, remove, search, tune, and place on a GPU.
+
+    IndexChoice --new_index--> faiss.Index (CPU, METRIC_INNER_PRODUCT, ids = SQL row ids)
+      train(index, xt)                       IVF only: spherical k-means on a sample
+      add(index, ids, xb) / remove(index, ids)
+      search(index, xq, k) -> D (nq,k) float32, I (nq,k) int64, -1 / -inf past the last hit
+      ExactKnn(xq, k).add(ids, xb)...result() ground truth streamed over batches
+      tune_nprobe(index, xq, I_exact, D_exact, k, target) -> (nprobe, recall)
+      Placement.place(cpu_index) -> the index searches run on (a GPU copy, or itself)
+
+Boundary checks live here too: vectors and queries must be float32 (n, d) and finite,
+stored vectors unit norm (inner product = cosine), ids int64 and strictly increasing.
+"""
+
+# ruff: noqa: E741  (I is faiss's name for the id matrix; names follow the maths)
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import AbstractContextManager, nullcontext
+
+import faiss
+import numpy as np
+
+from services.index.factory import IndexChoice
+from services.index.recall import recall_at_k
+
+log = logging.getLogger(__name__)
+
+METRIC = faiss.METRIC_INNER_PRODUCT
+KMEANS_ITERS = 10  # faiss's IVF default; enough for coarse quantizers, cheap at 10^6
+KMEANS_SEED = 1234
+UNIT_NORM_TOL = 1e-3  # stored vectors must have |x| within this of 1
+GPU_MAX_K = 2048  # faiss GPU search limit on k (and nprobe)
+
+
+# ---------------------------------------------------------------- boundary checks
+def check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int, got {type(k).__name__}")
+    if k <= 0:
+        raise ValueError(f"k must be > 0, got {k}")
+    return int(k)
+
+
+def check_queries(xq: np.ndarray, dim: int) -> np.ndarray:
+    """xq must be a float32 array of shape (nq, dim), finite. Returns it C-contiguous."""
+    if not isinstance(xq, np.ndarray):
+        raise TypeError(f"xq must be a numpy array, got {type(xq).__name__}")
+    if xq.dtype != np.float32:
+        raise TypeError(f"xq must be float32, got {xq.dtype} (use xq.astype(np.float32))")
+    if xq.ndim != 2 or xq.shape[1] != dim:
+        raise ValueError(f"xq must have shape (nq, {dim}), got {xq.shape} (one query: xq[None, :])")
+    if not np.isfinite(xq).all():
+        raise ValueError("xq holds NaN or infinite values")
+    return np.ascontiguousarray(xq)
+
+
+def check_batch(ids: np.ndarray, xb: np.ndarray, dim: int, *, after_id: int) -> None:
+    """A batch of stored vectors: int64 ids > after_id, strictly increasing; unit float32."""
+    if not isinstance(ids, np.ndarray) or ids.dtype != np.int64 or ids.ndim != 1:
+        raise TypeError(f"ids must be a 1-D int64 array, got {getattr(ids, 'dtype', ids)!r}")
+    if not isinstance(xb, np.ndarray) or xb.dtype != np.float32:
+        raise TypeError(f"xb must be a float32 array, got {getattr(xb, 'dtype', type(xb))}")
+    if xb.ndim != 2 or xb.shape != (len(ids), dim):
+        raise ValueError(f"xb must have shape ({len(ids)}, {dim}), got {xb.shape}")
+    if len(ids) == 0:
+        return
+    if ids[0] <= after_id or (len(ids) > 1 and (np.diff(ids) <= 0).any()):
+        raise ValueError(f"ids must be strictly increasing and > {after_id}")
+    norms = np.linalg.norm(xb, axis=1)
+    if not np.isfinite(norms).all() or (np.abs(norms - 1.0) > UNIT_NORM_TOL).any():
+        raise ValueError("xb rows must be finite unit vectors (inner product = cosine)")
+
+
+# ---------------------------------------------------------------- index operations
+def new_index(choice: IndexChoice, dim: int) -> faiss.Index:
+    """An empty CPU index for `choice` (inner product), k-means set up if it is an IVF."""
+    index = faiss.index_factory(dim, choice.factory, METRIC)
+    if not choice.exact:
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.niter = KMEANS_ITERS
+        ivf.cp.seed = KMEANS_SEED
+        ivf.cp.spherical = True  # unit vectors: centroids on the sphere too
+        set_nprobe(index, choice.nprobe)
+    return index
+
+
+def train(index: faiss.Index, xt: np.ndarray) -> None:
+    if index.is_trained:
+        return
+    index.train(np.ascontiguousarray(xt, dtype=np.float32))
+
+
+def add(index: faiss.Index, ids: np.ndarray, xb: np.ndarray) -> None:
+    index.add_with_ids(np.ascontiguousarray(xb), np.ascontiguousarray(ids))
+
+
+def remove(index: faiss.Index, ids: np.ndarray) -> int:
+    """Remove ids (absent ones are ignored); returns how many vectors went."""
+    if len(ids) == 0:
+        return 0
+    return int(index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
+
+
+def set_nprobe(index: faiss.Index, nprobe: int) -> None:
+    """Apply nprobe to an IVF index (a no-op for exact ones). Do it before publishing."""
+    if nprobe <= 0:
+        return
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return
+    ivf.nprobe = min(int(nprobe), ivf.nlist)
+
+
+def get_nprobe(index: faiss.Index) -> int:
+    try:
+        return int(faiss.extract_index_ivf(index).nprobe)
+    except RuntimeError:
+        return 0
+
+
+def search(index: faiss.Index, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """D (nq, k) float32 inner products, best first; I (nq, k) int64 ids.
+
+    Where fewer than k vectors are found, the tail of the row is I = -1, D = -inf.
+    """
+    D, I = index.search(xq, k)
+    D = np.asarray(D, dtype=np.float32)
+    I = np.asarray(I, dtype=np.int64)
+    D[I < 0] = -np.inf
+    return D, I
+
+
+class ExactKnn:
+    """Exact top-k inner products of fixed queries over a database streamed in batches."""
+
+    def __init__(self, xq: np.ndarray, k: int) -> None:
+        self.xq = np.ascontiguousarray(xq, dtype=np.float32)
+        self.k = k
+        self._heap = faiss.ResultHeap(len(self.xq), k, keep_max=True)
+
+    def add(self, ids: np.ndarray, xb: np.ndarray) -> None:
+        if len(ids) == 0 or len(self.xq) == 0:
+            return
+        D, I = faiss.knn(self.xq, np.ascontiguousarray(xb), min(self.k, len(ids)), metric=METRIC)
+        self._heap.add_result(D, ids[I])  # (nq, k') batch positions -> row ids
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        self._heap.finalize()
+        return self._heap.D, self._heap.I
+
+
+def tune_nprobe(
+    index: faiss.Index,
+    xq: np.ndarray,
+    I_exact: np.ndarray,
+    D_exact: np.ndarray,
+    k: int,
+    target: float,
+) -> tuple[int, float]:
+    """The smallest power-of-two nprobe reaching recall@k >= target on these queries.
+
+    autofaiss tunes by binary search for a latency bound; we tune for recall, which is
+    what the service promises, and take the cheapest nprobe that reaches it. When no
+    nprobe reaches the target (strong compression), returns nlist and its recall.
+    """
+    ivf = faiss.extract_index_ivf(index)
+    nprobe, recall = 1, 0.0
+    while True:
+        set_nprobe(index, nprobe)
+        _, I = search(index, xq, k)
+        recall = recall_at_k(I, I_exact, k, D_exact)
+        log.debug("nprobe=%d recall@%d=%.4f", nprobe, k, recall)
+        if recall >= target or nprobe >= ivf.nlist:
+            break
+        nprobe = min(2 * nprobe, ivf.nlist)
+    if recall < target:
+        log.warning("recall@%d %.3f < target %.3f even at nprobe=%d", k, recall, target, nprobe)
+    return nprobe, recall
+
+
+def faiss_version() -> str:
+    return str(faiss.__version__)
+
+
+# ---------------------------------------------------------------- placement (CPU / GPU)
+def gpu_available() -> bool:
+    """True when this faiss build has GPU support and the process sees a GPU."""
+    return (
+        hasattr(faiss, "StandardGpuResources")
+        and hasattr(faiss, "index_cpu_to_gpu")
+        and faiss.get_num_gpus() > 0
+    )
+
+
+class Placement:
+    """Where searches run. The CPU index stays the truth (mutations, snapshots); on a GPU
+    machine `place` returns a GPU copy of it to search, else the CPU index itself.
+
+    GPU indexes are not safe for concurrent searches, so `search_guard` serialises them;
+    CPU faiss searches are const and run concurrently.
+    """
+
+    def __init__(self, use_gpu: bool | None = None, device: int = 0) -> None:
+        self.use_gpu = gpu_available() if use_gpu is None else use_gpu
+        if self.use_gpu and not gpu_available():
+            raise RuntimeError("use_gpu=True but faiss has no GPU support or sees no GPU")
+        self.device = device
+        self._res = faiss.StandardGpuResources() if self.use_gpu else None
+        self._gpu_lock = threading.Lock()
+
+    def place(self, cpu_index: faiss.Index) -> faiss.Index:
+        if not self.use_gpu:
+            return cpu_index
+        try:
+            gpu_index = faiss.index_cpu_to_gpu(self._res, self.device, cpu_index)
+        except RuntimeError as e:  # e.g. a PQ code size the GPU does not support
+            log.warning("index stays on CPU, GPU copy failed: %s", e)
+            return cpu_index
+        nprobe = get_nprobe(cpu_index)
+        if nprobe:
+            faiss.GpuParameterSpace().set_index_parameter(gpu_index, "nprobe", nprobe)
+        return gpu_index
+
+    def search_guard(self, index: faiss.Index, cpu_index: faiss.Index) -> AbstractContextManager:
+        return nullcontext() if index is cpu_index else self._gpu_lock

@@ -1,0 +1,362 @@
+"""VectorIndex: one FAISS index per (level, model_version), kept in step with SQL.
+
+    load_or_build(): snapshot --verify--> catch up --ntotal == count?--> serve
+                        | missing, corrupt, mismatched, or misaligned
+                        '--> build_from_source --> catch up --> serve --> save_snapshot
+    sync():          catch up (tombstones, new ids) --ntotal == count?--> keep serving
+                        | misaligned: rebuild      | past a size rule: rebuild (IVF <-> exact)
+    search(xq, k):   read lock -> (D, I) from the served index (a GPU copy when there is one)
+
+Rebuild policy: a rebuild (misalignment, or rebuild_reason() saying the collection grew
+past the exact threshold / 16x past what the IVF was trained for) runs inside the sync()
+call that notices it, synchronously, while searches keep using the current index; the new
+index is caught up, then swapped in under the write lock, then snapshotted. Run sync() on
+a background thread (the API's periodic sync loop) to keep it off the request path.
+
+Locking: `_mutex` serialises the writers (load, sync, rebuild, save); `_rw` lets any
+number of searches run together (faiss CPU search is const) and gives each mutation batch
+(add / remove) and each swap exclusive access. Source reads and index builds hold no
+`_rw` lock. GPU searches are serialised per index (faiss GPU indexes are not re-entrant).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from services.index import faiss_index as fi
+from services.index import snapshot
+from services.index.factory import (
+    DEFAULT_EXACT_THRESHOLD,
+    DEFAULT_MEMORY_BUDGET_BYTES,
+    RECALL_TARGET,
+    IndexChoice,
+    rebuild_reason,
+)
+from services.index.locks import RWLock
+from services.index.snapshot import Manifest, SnapshotError
+from services.index.sync import BuildResult, build_from_source, catch_up
+from services.vector_source import LEVELS, Level, VectorSource
+
+log = logging.getLogger(__name__)
+
+ALIGN_ATTEMPTS = 3  # catch-up rounds before a count mismatch is called a misalignment
+
+
+class IndexNotReadyError(RuntimeError):
+    """Search before load_or_build(), or after a rebuild that could not be aligned."""
+
+
+class IndexOutOfSyncError(RuntimeError):
+    """A freshly built index still disagrees with source.count(): the store is inconsistent."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    loaded_from_snapshot: bool  # True: served from the snapshot, no rebuild
+    rebuilt_reason: str | None  # why the index was (re)built from the store, if it was
+    rows_read: int  # vectors read from the store (build passes + catch-up)
+    added: int  # caught up after the load or build
+    removed: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    added: int  # vectors added to the served index by the catch-up
+    removed: int  # vectors removed by tombstones
+    rebuilt_reason: str | None  # why a new index was built and swapped in, if one was
+    ntotal: int  # vectors served after the sync
+
+
+@dataclass
+class _State:
+    index: faiss.Index  # the CPU index: truth for mutations and snapshots
+    choice: IndexChoice  # factory and tuned nprobe
+    watermark: int
+    tombstone_seq: int
+    n_at_build: int
+    recall_at_10: float
+    built_at: str
+
+
+class VectorIndex:
+    """The searchable copy of one (level, model_version) vector collection."""
+
+    def __init__(
+        self,
+        level: Level,
+        model_version: str,
+        dim: int,
+        snapshot_dir: Path | str,
+        source: VectorSource,
+        *,
+        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+        exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
+        target_recall: float = RECALL_TARGET,
+        use_gpu: bool | None = None,
+    ) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        if not 0.0 < target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+        snapshot.stem(level, model_version)  # raises on names unsafe for files
+        self.level: Level = level
+        self.model_version = model_version
+        self.dim = dim
+        self.snapshot_dir = Path(snapshot_dir)
+        self.source = source
+        self.memory_budget_bytes = memory_budget_bytes
+        self.exact_threshold = exact_threshold
+        self.target_recall = target_recall
+        self.placement = fi.Placement(use_gpu)
+        self.last_load: LoadReport | None = None
+        self._mutex = threading.RLock()
+        self._rw = RWLock()
+        self._state: _State | None = None
+        self._search_index: faiss.Index | None = None
+        self._saved: Manifest | None = None
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def ntotal(self) -> int:
+        state = self._state
+        return int(state.index.ntotal) if state is not None else 0
+
+    @property
+    def manifest(self) -> Manifest:
+        """The served index described as a manifest. index_file, sha256 and created_at name
+        the last snapshot written of this build ("" if none); it may predate a sync."""
+        state = self._state
+        if state is None:
+            raise IndexNotReadyError("no index loaded: call load_or_build()")
+        m = self._manifest_of(state)
+        saved = self._saved
+        if saved is not None and saved.built_at == state.built_at:
+            m = dataclasses.replace(
+                m, index_file=saved.index_file, sha256=saved.sha256, created_at=saved.created_at
+            )
+        return m
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product (cosine on unit vectors) for each query row.
+
+        xq: float32 (nq, dim). Returns D (nq, k) float32 scores, best first, and I (nq, k)
+        int64 SQL row ids; when fewer than k vectors are found the row ends with I = -1,
+        D = -inf (as faiss pads). TypeError / ValueError on a wrong dtype, shape or k.
+        """
+        xq = fi.check_queries(xq, self.dim)
+        k = fi.check_k(k)
+        with self._rw.read():
+            state, index = self._state, self._search_index
+            if state is None or index is None:
+                raise IndexNotReadyError("no index loaded: call load_or_build()")
+            if k > fi.GPU_MAX_K:
+                index = state.index  # beyond the GPU's k limit the CPU copy answers
+            with self.placement.search_guard(index, state.index):
+                return fi.search(index, xq, k)
+
+    # ------------------------------------------------------------------ writes
+    def load_or_build(self) -> LoadReport:
+        """Serve the snapshot if it verifies and aligns with the store, else rebuild."""
+        t0 = time.perf_counter()
+        with self._mutex:
+            state: _State | None = None
+            reason: str | None = None
+            rows = 0
+            try:
+                state = self._load_snapshot()
+            except SnapshotError as e:
+                reason = f"snapshot unusable: {e}"
+            added = removed = 0
+            if state is not None:
+                added, removed, misaligned = self._align(state, published=False)
+                rows += added
+                if misaligned:
+                    reason, state = f"snapshot misaligned after catch-up: {misaligned}", None
+                else:
+                    reason = self._rebuild_reason(state)
+                    if reason is not None:
+                        state = None
+            loaded = state is not None
+            if state is None:
+                assert reason is not None
+                self._log_rebuild(reason)
+                state, built_rows, added, removed = self._build_aligned()
+                rows += built_rows
+            self._publish(state)
+            if not loaded:
+                self.save_snapshot()
+            self.last_load = LoadReport(
+                loaded, reason, rows, added, removed, time.perf_counter() - t0
+            )
+            return self.last_load
+
+    def sync(self) -> SyncResult:
+        """Catch up with the store; rebuild and swap if misaligned or past a size rule."""
+        with self._mutex:
+            state = self._state
+            if state is None:
+                report = self.load_or_build()
+                return SyncResult(report.added, report.removed, report.rebuilt_reason, self.ntotal)
+            added, removed, misaligned = self._align(state, published=True)
+            if added or removed:
+                self._replace_search_copy(state)
+            reason = f"misaligned: {misaligned}" if misaligned else self._rebuild_reason(state)
+            if reason is not None:
+                self._log_rebuild(reason)
+                try:
+                    new_state, _, _, _ = self._build_aligned()
+                except IndexOutOfSyncError:
+                    if misaligned:  # the served index is wrong too: stop serving it
+                        self._publish(None)
+                    raise
+                self._publish(new_state)
+                self.save_snapshot()
+            return SyncResult(added, removed, reason, self.ntotal)
+
+    def save_snapshot(self) -> Manifest:
+        """Write the served index and its manifest atomically; searches go on meanwhile."""
+        with self._mutex:  # no mutation while faiss serialises the index
+            state = self._state
+            if state is None:
+                raise IndexNotReadyError("no index loaded: call load_or_build()")
+            self._saved = snapshot.save(self.snapshot_dir, state.index, self._manifest_of(state))
+            return self._saved
+
+    # ------------------------------------------------------------------ internals
+    def _manifest_of(self, state: _State) -> Manifest:
+        choice = state.choice
+        return Manifest(
+            level=self.level,
+            model_version=self.model_version,
+            dim=self.dim,
+            factory=choice.factory,
+            kind=choice.kind,
+            nlist=choice.nlist,
+            search_params={} if choice.exact else {"nprobe": choice.nprobe},
+            watermark=state.watermark,
+            tombstone_seq=state.tombstone_seq,
+            count=int(state.index.ntotal),
+            n_at_build=state.n_at_build,
+            recall_at_10=state.recall_at_10,
+            built_at=state.built_at,
+            faiss_version=fi.faiss_version(),
+        )
+
+    def _load_snapshot(self) -> _State:
+        index, m = snapshot.load(self.snapshot_dir, self.level, self.model_version, self.dim)
+        nprobe = int(m.search_params.get("nprobe", 0))
+        fi.set_nprobe(index, nprobe)
+        choice = IndexChoice(m.factory, m.kind, nprobe, m.nlist, 0, 0)  # type: ignore[arg-type]
+        log.info(
+            "%s/%s: snapshot %s loaded (%d vectors, %s)",
+            self.level,
+            self.model_version,
+            m.index_file,
+            m.count,
+            m.factory,
+        )
+        self._saved = m
+        return _State(
+            index, choice, m.watermark, m.tombstone_seq, m.n_at_build, m.recall_at_10, m.built_at
+        )
+
+    def _rebuild_reason(self, state: _State) -> str | None:
+        return rebuild_reason(
+            state.choice,
+            int(state.index.ntotal),
+            self.dim,
+            self.memory_budget_bytes,
+            exact_threshold=self.exact_threshold,
+        )
+
+    def _build(self) -> tuple[_State, BuildResult]:
+        result = build_from_source(
+            self.source,
+            self.level,
+            self.model_version,
+            self.dim,
+            memory_budget_bytes=self.memory_budget_bytes,
+            exact_threshold=self.exact_threshold,
+            target_recall=self.target_recall,
+        )
+        state = _State(
+            result.index,
+            result.choice,
+            result.watermark,
+            result.tombstone_seq,
+            result.n_at_build,
+            result.recall_at_10,
+            snapshot.utc_now(),
+        )
+        return state, result
+
+    def _build_aligned(self) -> tuple[_State, int, int, int]:
+        """Build, catch up and check; (state, rows read, added, removed)."""
+        state, result = self._build()
+        added, removed, misaligned = self._align(state, published=False)
+        if misaligned:
+            raise IndexOutOfSyncError(
+                f"{self.level}/{self.model_version} fresh index misaligned: {misaligned}"
+            )
+        return state, result.rows_read + added, added, removed
+
+    def _align(self, state: _State, *, published: bool) -> tuple[int, int, str | None]:
+        """Catch `state` up; (added, removed, None) when ntotal == count, else a reason.
+
+        The store may move between a catch-up and count(); a mismatch is only called a
+        misalignment once a catch-up round found nothing new and count() stood still, or
+        after ALIGN_ATTEMPTS rounds.
+        """
+        guard = self._rw.write if published else nullcontext
+        added = removed = 0
+        mismatch, n_prev = None, None
+        for _ in range(ALIGN_ATTEMPTS):
+            cu = catch_up(
+                state.index,
+                self.source,
+                self.level,
+                self.model_version,
+                self.dim,
+                watermark=state.watermark,
+                tombstone_seq=state.tombstone_seq,
+                guard=guard,
+            )
+            state.watermark, state.tombstone_seq = cu.watermark, cu.tombstone_seq
+            added += cu.added
+            removed += cu.removed
+            n_src = self.source.count(self.level, self.model_version)
+            if state.index.ntotal == n_src:
+                return added, removed, None
+            mismatch = f"index holds {state.index.ntotal} vectors, store has {n_src}"
+            if cu.added == 0 and cu.removed == 0 and n_src == n_prev:
+                break  # a still store, and still off
+            n_prev = n_src
+        return added, removed, mismatch
+
+    def _log_rebuild(self, reason: str) -> None:
+        log.warning("%s/%s: rebuilding from SQL (%s)", self.level, self.model_version, reason)
+
+    def _publish(self, state: _State | None) -> None:
+        """Swap in a new state (None: stop serving); the GPU copy is made before the swap."""
+        search_index = self.placement.place(state.index) if state is not None else None
+        with self._rw.write():
+            self._state, self._search_index = state, search_index
+
+    def _replace_search_copy(self, state: _State) -> None:
+        """After an in-place catch-up: a fresh GPU copy (a no-op on CPU)."""
+        if self.placement.use_gpu:
+            search_index = self.placement.place(state.index)
+            with self._rw.write():
+                self._search_index = search_index
