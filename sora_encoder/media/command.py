@@ -1,0 +1,59 @@
+"""Build ffmpeg command lines with ffmpeg-python, with the safety options on every call.
+
+Every input is opened as
+
+    ffmpeg -hide_banner -nostdin -nostats -loglevel L
+           -protocol_whitelist file,pipe -format_whitelist <allowed demuxers> -i file:/abs/path
+
+- `-protocol_whitelist file,pipe`: ffmpeg never opens a network address, also not one named
+  inside the input (an HLS playlist, an ffconcat list, a DASH manifest). It is inherited by
+  every nested open, so a referenced URL fails instead of being fetched.
+- `-format_whitelist`: the demuxer is checked right after format detection, before it reads
+  anything; so a playlist or concat list naming *local* files (allowed by `file`) is refused
+  before ffmpeg follows it.
+- `file:` prefix: a path that looks like an option ("-x.mp4") or a protocol ("concat:a|b",
+  "http://...") is read as a plain file name.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ffmpeg
+
+from sora_encoder.media.binary import ffmpeg_demuxers
+from sora_encoder.media.limits import ALWAYS_REFUSED_FORMATS, MediaLimits
+
+PROTOCOL_WHITELIST = "file,pipe"
+
+
+def format_whitelist(limits: MediaLimits, exe: str) -> str:
+    """The `-format_whitelist` value for these limits and this ffmpeg binary."""
+    if limits.allowed_formats is not None:
+        names = [n for n in limits.allowed_formats if n not in ALWAYS_REFUSED_FORMATS]
+    else:
+        # "Anything ffmpeg reads" still means "nothing that opens other files".
+        names = sorted(ffmpeg_demuxers(exe) - ALWAYS_REFUSED_FORMATS)
+    if not names:
+        raise ValueError("MediaLimits.allowed_formats leaves no format to accept")
+    return ",".join(names)
+
+
+def open_input(path: str | os.PathLike[str], limits: MediaLimits, exe: str, **options: Any) -> Any:
+    """An ffmpeg-python input node for `path` with the safety options (see module docstring)."""
+    return ffmpeg.input(
+        "file:" + os.path.abspath(path),
+        protocol_whitelist=PROTOCOL_WHITELIST,
+        format_whitelist=format_whitelist(limits, exe),
+        **options,
+    )
+
+
+def command(exe: str, node: Any, *, loglevel: str = "error") -> list[str]:
+    """The argument list for an ffmpeg-python output node.
+
+    Global flags go first: ffmpeg-python appends `global_args` after the output, where
+    recent ffmpeg warns that trailing options may be ignored.
+    """
+    return [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel, *node.get_args()]
