@@ -133,16 +133,26 @@ class MemoryVectorSource:
 
 
 def clustered_unit_vectors(
-    n: int, dim: int, *, n_clusters: int = 100, spread: float = 1.0, seed: int = 0
+    n: int,
+    dim: int,
+    *,
+    n_clusters: int = 100,
+    spread: float = 1.0,
+    seed: int = 0,
+    sample_seed: int | None = None,
 ) -> np.ndarray:
     """(n, dim) float32 unit vectors around `n_clusters` random directions.
 
     `spread` is the noise norm relative to the centre's (1.0: cosine to the centre ~0.7),
     so clusters overlap the way real embeddings do rather than being trivially separable.
+    `seed` fixes the centres; another `sample_seed` draws new vectors around the same
+    centres (queries from the distribution of the stored vectors).
     """
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    if sample_seed is not None:
+        rng = np.random.default_rng([seed, sample_seed])
     xb = np.empty((n, dim), np.float32)
     step = 65536
     for lo in range(0, n, step):

@@ -24,7 +24,7 @@ import faiss
 import numpy as np
 
 from services.index.factory import IndexChoice
-from services.index.recall import recall_at_k
+from services.index.recall import drop_ids, recall_at_k
 
 log = logging.getLogger(__name__)
 
@@ -160,26 +160,57 @@ def tune_nprobe(
     D_exact: np.ndarray,
     k: int,
     target: float,
+    self_ids: np.ndarray | None = None,
 ) -> tuple[int, float]:
-    """The smallest power-of-two nprobe reaching recall@k >= target on these queries.
+    """The smallest nprobe reaching recall@k >= target on these queries, and its recall.
 
-    autofaiss tunes by binary search for a latency bound; we tune for recall, which is
-    what the service promises, and take the cheapest nprobe that reaches it. When no
-    nprobe reaches the target (strong compression), returns nlist and its recall.
+    Doubling from 1 until the target is met, then a binary search between the last two
+    powers of two (recall grows with nprobe). autofaiss binary-searches for a latency
+    bound; we tune for recall, which is what the service promises, at the least cost.
+    When no nprobe reaches the target (strong compression), returns nlist and its recall.
+    `self_ids`: the queries' own ids when they are stored vectors; each is dropped from
+    its row (of I_exact too) before recall is counted (`recall.drop_ids`).
     """
-    ivf = faiss.extract_index_ivf(index)
-    nprobe, recall = 1, 0.0
-    while True:
-        set_nprobe(index, nprobe)
+    nlist = faiss.extract_index_ivf(index).nlist
+    cache: dict[int, float] = {}
+
+    def recall_at(nprobe: int) -> float:
+        if nprobe not in cache:
+            set_nprobe(index, nprobe)
+            cache[nprobe] = measure_recall(index, xq, I_exact, D_exact, k, self_ids)
+            log.debug("nprobe=%d recall@%d=%.4f", nprobe, k, cache[nprobe])
+        return cache[nprobe]
+
+    hi = 1
+    while recall_at(hi) < target and hi < nlist:
+        hi = min(2 * hi, nlist)
+    if recall_at(hi) < target:
+        log.warning("recall@%d %.3f < target %.3f even at nprobe=%d", k, cache[hi], target, hi)
+    else:
+        lo = hi // 2  # recall_at(lo) < target, or lo == 0
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if recall_at(mid) >= target else (mid, hi)
+    set_nprobe(index, hi)
+    return hi, cache[hi]
+
+
+def measure_recall(
+    index: faiss.Index,
+    xq: np.ndarray,
+    I_exact: np.ndarray,
+    D_exact: np.ndarray,
+    k: int,
+    self_ids: np.ndarray | None = None,
+) -> float:
+    """recall@k of `index` on xq against exact (D_exact, I_exact), ties tolerated."""
+    if self_ids is None:
         _, I = search(index, xq, k)
-        recall = recall_at_k(I, I_exact, k, D_exact)
-        log.debug("nprobe=%d recall@%d=%.4f", nprobe, k, recall)
-        if recall >= target or nprobe >= ivf.nlist:
-            break
-        nprobe = min(2 * nprobe, ivf.nlist)
-    if recall < target:
-        log.warning("recall@%d %.3f < target %.3f even at nprobe=%d", k, recall, target, nprobe)
-    return nprobe, recall
+        return recall_at_k(I, I_exact, k, D_exact)
+    D, I = search(index, xq, k + 1)
+    _, I = drop_ids(D, I, self_ids, k)
+    D_exact, I_exact = drop_ids(D_exact, I_exact, self_ids, I_exact.shape[1] - 1)
+    return recall_at_k(I, I_exact, k, D_exact)
 
 
 def faiss_version() -> str:

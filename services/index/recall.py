@@ -10,7 +10,13 @@ further exact id whose score ties the k-th within `tie_tol`: among equal scores 
 search's order is arbitrary, so returning another of the tied ids is not a miss (the idea
 of faiss `contrib/evaluation.py` `check_ref_knn_with_draws`). Ask exact search for more
 than k columns (say 2k) so that ties across the k-th rank are visible.
+
+When the queries are stored vectors, `drop_ids` takes each query's own id out of its
+result rows first (search k + 1, drop, keep k): finding itself is free and would inflate
+recall by up to 1/k.
 """
+
+# ruff: noqa: E741  (I is faiss's name for the id matrix; names follow the maths)
 
 from __future__ import annotations
 
@@ -69,3 +75,20 @@ def recall_at_k(
         hits = np.isin(found, I_exact[i, true]).sum()
         recalls.append(min(int(hits), n_true) / n_true)
     return float(np.mean(recalls)) if recalls else 1.0
+
+
+def drop_ids(
+    D: np.ndarray, I: np.ndarray, drop: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of (D, I) without the id drop[i] in row i, cut to k columns (-1/-inf padded)."""
+    D, I, drop = np.asarray(D), np.asarray(I), np.asarray(drop)
+    if I.ndim != 2 or D.shape != I.shape or drop.shape != (I.shape[0],):
+        raise ValueError(f"shapes D {D.shape}, I {I.shape}, drop {drop.shape} do not match")
+    keep = I != drop[:, None]
+    out_D = np.full((I.shape[0], k), -np.inf, np.float32)
+    out_I = np.full((I.shape[0], k), -1, np.int64)
+    for i in range(I.shape[0]):
+        cols = np.flatnonzero(keep[i])[:k]
+        out_D[i, : len(cols)] = D[i, cols]
+        out_I[i, : len(cols)] = I[i, cols]
+    return out_D, out_I

@@ -13,7 +13,8 @@ Catch-up (catch_up):
     tombstones(after_seq=tombstone_seq) -> remove_ids (absent ids are harmless)
     iter_vectors(after_id=watermark)    -> add_with_ids, watermark = last id added
 
-The queries are stored vectors, as in search-by-video or "find moments like this one".
+The queries are stored vectors, as in search-by-video or "find moments like this one";
+each query's own id is left out of its results when recall is counted.
 """
 
 # ruff: noqa: E741  (I is faiss's name for the id matrix; names follow the maths)
@@ -38,7 +39,6 @@ from services.index.factory import (
     IndexChoice,
     choose_index,
 )
-from services.index.recall import recall_at_k
 from services.vector_source import Level, VectorSource
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,12 @@ def _sample_pass(
     n: int,
     sizes: tuple[int, ...],
     seed: int,
-) -> tuple[list[np.ndarray], int]:
-    """Vectors at random positions 0..n-1 of the id-ordered stream, one array per size."""
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """(ids, vectors) at random positions 0..n-1 of the id-ordered stream, one per size;
+    and the rows read."""
     rng = np.random.default_rng(seed)
     positions = [_sample_positions(rng, n, size) for size in sizes]
-    picked: list[list[np.ndarray]] = [[] for _ in sizes]
+    picked: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sizes]
     offset, rows, after = 0, 0, 0
     for batch in source.iter_vectors(level, model_version, batch_size=BATCH_SIZE):
         fi.check_batch(batch.ids, batch.xb, dim, after_id=after)
@@ -96,11 +97,16 @@ def _sample_pass(
         nb = len(batch.ids)
         for pos, out in zip(positions, picked, strict=True):
             lo, hi = np.searchsorted(pos, [offset, offset + nb])
-            out.append(batch.xb[pos[lo:hi] - offset])
+            at = pos[lo:hi] - offset
+            out.append((batch.ids[at], batch.xb[at]))
         offset += nb
         rows += nb
-    empty = np.zeros((0, dim), np.float32)
-    return [np.concatenate(p) if p else empty for p in picked], rows
+    samples = []
+    for p in picked:
+        ids = np.concatenate([b[0] for b in p]) if p else np.zeros(0, np.int64)
+        xb = np.concatenate([b[1] for b in p]) if p else np.zeros((0, dim), np.float32)
+        samples.append((ids, xb))
+    return samples, rows
 
 
 def build_from_source(
@@ -124,7 +130,7 @@ def build_from_source(
     exact_knn: fi.ExactKnn | None = None
     if not choice.exact:
         n_q = min(TUNE_QUERIES + EVAL_QUERIES, max(2, n // 10))
-        (xt, xq), rows = _sample_pass(
+        ((_, xt), (q_ids, xq)), rows = _sample_pass(
             source, level, model_version, dim, n, (choice.train_size, n_q), seed
         )
         if len(xt) < MIN_POINTS_PER_LIST * choice.nlist:
@@ -142,7 +148,8 @@ def build_from_source(
                 len(xt),
                 time.perf_counter() - t_train,
             )
-            exact_knn = fi.ExactKnn(xq, 2 * RECALL_K)  # 2k columns: ties across rank k show
+            # 2k + 1 columns: the query itself, then 2k so that ties across rank k show
+            exact_knn = fi.ExactKnn(xq, 2 * RECALL_K + 1)
         del xt
 
     watermark = 0
@@ -159,18 +166,19 @@ def build_from_source(
     recall = 1.0
     if exact_knn is not None:
         D_exact, I_exact = exact_knn.result()
-        xq = exact_knn.xq
-        half = len(xq) // 2
+        tune, held_out = slice(0, len(xq) // 2), slice(len(xq) // 2, len(xq))
         nprobe, tune_recall = fi.tune_nprobe(
             index,
-            xq[:half],
-            I_exact[:half],
-            D_exact[:half],
+            xq[tune],
+            I_exact[tune],
+            D_exact[tune],
             RECALL_K,
             min(1.0, target_recall + TUNE_MARGIN),
+            self_ids=q_ids[tune],
         )
-        _, I = fi.search(index, xq[half:], RECALL_K)
-        recall = recall_at_k(I, I_exact[half:], RECALL_K, D_exact[half:])
+        recall = fi.measure_recall(
+            index, xq[held_out], I_exact[held_out], D_exact[held_out], RECALL_K, q_ids[held_out]
+        )
         choice = replace(choice, nprobe=nprobe)
         log.info(
             "%s nprobe=%d: recall@10 %.4f (tuning set %.4f)",

@@ -1,0 +1,90 @@
+"""Past the exact threshold: an IVF index, trained on the stored vectors, nprobe tuned,
+recall@10 against exact measured and stored, nprobe saved and applied after a load."""
+
+# ruff: noqa: E741
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from services.index import VectorIndex, recall_at_k
+from tests.memory_vector_source import MemoryVectorSource, clustered_unit_vectors
+
+D_ = 64
+LEVEL, VERSION = "segment", "v1"
+
+
+@pytest.fixture(scope="module")
+def ivf(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ivf")
+    src = MemoryVectorSource(D_)
+    # 500 overlapping clusters in 64-d: nprobe=1 finds ~half the neighbours
+    xb = clustered_unit_vectors(50_000, D_, n_clusters=500, spread=1.5, seed=1)
+    ids = src.add(LEVEL, VERSION, xb)
+    vi = VectorIndex(LEVEL, VERSION, D_, folder, src, exact_threshold=10_000)
+    report = vi.load_or_build()
+    return src, ids, xb, folder, vi, report
+
+
+def queries(n=500, sample_seed=2):
+    """New vectors from the stored vectors' clusters: queries the build never saw."""
+    return clustered_unit_vectors(
+        n, D_, n_clusters=500, spread=1.5, seed=1, sample_seed=sample_seed
+    )
+
+
+@pytest.mark.slow
+def test_ivf_chosen_and_recall_measured(ivf):
+    src, ids, xb, _, vi, report = ivf
+    m = vi.manifest
+    assert m.factory == "IVF1024,Flat" and m.kind == "ivf_flat" and m.nlist == 1024
+    assert 1 <= m.search_params["nprobe"] < 1024
+    assert m.recall_at_10 >= 0.95 and m.n_at_build == 50_000
+    assert report.rows_read == 100_000  # two passes: sample, then add
+
+    xq = queries()
+    D_exact, pos = faiss.knn(xq, xb, 20, metric=faiss.METRIC_INNER_PRODUCT)
+    _, I = vi.search(xq, 10)
+    recall = recall_at_k(I, ids[pos], 10, D_exact)
+    assert recall >= 0.95, recall  # holds on queries the build never saw
+    nprobe = m.search_params["nprobe"]
+    assert nprobe >= 2  # the data is hard enough that nprobe=1 would not do
+
+
+@pytest.mark.slow
+def test_nprobe_saved_and_applied_after_load(ivf):
+    src, ids, xb, folder, vi, _ = ivf
+    xq = queries(n=200, sample_seed=7)
+    D1, I1 = vi.search(xq, 10)
+    rows = src.rows_read
+    loaded = VectorIndex(LEVEL, VERSION, D_, folder, src, exact_threshold=10_000)
+    report = loaded.load_or_build()
+    assert report.loaded_from_snapshot and src.rows_read == rows
+    assert loaded.manifest.search_params == vi.manifest.search_params
+    assert loaded.manifest.recall_at_10 == vi.manifest.recall_at_10
+    D2, I2 = loaded.search(xq, 10)
+    np.testing.assert_array_equal(I1, I2)  # nprobe=1 (faiss's default) would differ
+    np.testing.assert_allclose(D1, D2)
+
+
+@pytest.mark.slow
+def test_ivf_catches_up_and_shrinks_back_to_exact(ivf):
+    src, ids, xb, folder, vi, _ = ivf
+    new = src.add(LEVEL, VERSION, clustered_unit_vectors(100, D_, n_clusters=2, seed=5))
+    src.delete(LEVEL, VERSION, ids[:100])
+    result = vi.sync()
+    assert (result.added, result.removed, result.rebuilt_reason) == (100, 100, None)
+    assert vi.ntotal == src.count(LEVEL, VERSION)
+    assert vi.search(xb[:1], 1)[1][0, 0] != ids[0]
+    assert new[0] in vi.search(src_vectors(src, new[:1]), 5)[1][0]
+
+    src.delete(LEVEL, VERSION, ids[100:46_000])  # 4100 left: under half the threshold
+    result = vi.sync()
+    assert "half the exact threshold" in result.rebuilt_reason
+    assert vi.manifest.factory == "IDMap2,Flat" and vi.ntotal == src.count(LEVEL, VERSION)
+
+
+def src_vectors(src, wanted):
+    batch = next(src.iter_vectors(LEVEL, VERSION, after_id=int(wanted[0]) - 1, batch_size=1))
+    return batch.xb
