@@ -60,6 +60,14 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """What the decoder must deliver: clips of `frames` RGB frames of `size` x `size`."""
+
+    frames: int  # T
+    size: int  # S
+
+
+@dataclass(frozen=True)
 class Calibration:
     """One fp32-vs-bf16 measurement on this machine."""
 
@@ -173,7 +181,12 @@ class EncoderRuntime:
 
     @property
     def dim(self) -> int:
+        """D, the length of a Sora vector."""
         return self.config.projection.out_dim
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return InputSpec(frames=self.config.input.num_frames, size=self.config.input.image_size)
 
     # -- inference -----------------------------------------------------------------------
     def encode_clips(self, clips: np.ndarray) -> np.ndarray:
@@ -201,9 +214,8 @@ class EncoderRuntime:
     def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
         """Normalised float frames (B, T, 3, S, S) -> float32 (B, D) unit vectors."""
         n = frames.shape[0]
-        if self.compiled and n < self.batch_size:  # one compiled shape: pad the last batch
-            pad = frames[-1:].expand(self.batch_size - n, *frames.shape[1:])
-            frames = torch.cat([frames, pad])
+        pad = self.batch_size - n if self.compiled else 0  # one compiled shape: pad the batch
+        frames = _nthwc_frames(frames.to(self.device), pad=max(pad, 0))
         bf16 = self.precision == "bf16"
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
             try:
@@ -230,6 +242,18 @@ class EncoderRuntime:
                 _write_cache(cache_file, key, cal)
         _CALIBRATIONS[key] = cal
         return cal
+
+
+def _nthwc_frames(frames: torch.Tensor, *, pad: int = 0) -> torch.Tensor:
+    """(B, T, 3, S, S) frames stored as (B + pad, T, S, S, 3), the last clip repeated `pad` times.
+
+    Each frame is then channels_last, the layout of the convs, and every batch has the same
+    strides, so a compiled model is not recompiled for a differently laid-out batch.
+    """
+    x = frames.permute(0, 1, 3, 4, 2)  # (B, T, S, S, 3), a view
+    if pad:
+        x = torch.cat([x, x[-1:].expand(pad, *x.shape[1:])])  # (B + pad, T, S, S, 3)
+    return x.contiguous().permute(0, 1, 4, 2, 3)  # (B + pad, T, 3, S, S), a view
 
 
 def calibrate(

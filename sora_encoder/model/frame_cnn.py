@@ -1,14 +1,17 @@
 """FrameCNN: the per-frame residual conv network, shared over the frames of a clip.
 
     frames (N, 3, S, S)                        N = B * T, any frame size divisible by the stem
-      -> stem       k x k stride-k conv        (N, W0, S/k, S/k)
-      -> stages     [3x3 s2 conv] + residual blocks, one stage per width
-                                                (N, C, h, w)   feature map
+      -> stem       k x k stride-k conv        (N, W0, S/k, S/k)   a linear patch embedding
+      -> stages     [3x3 s2 conv] + residual blocks x + conv-BN-ReLU-conv-BN(x),
+                    one stage per width         (N, C, h, w)   feature map
          |-> avg-pool to grid x grid cells  -> spatial tokens (N, grid*grid, C)
          '-> global average pool            -> frame vector   (N, C)
 
-Every conv is followed by BatchNorm; `runtime.fold_batchnorm` folds them into the convs for
-inference. Run the module in channels_last (the runtime does) for oneDNN's fast kernels.
+The residual stream stays linear, as in ConvNeXt or a pre-activation ResNet: no ReLU after
+the stem, the stage transitions or the residual adds; the ReLU sits inside each branch. Every
+conv is followed by BatchNorm, so `runtime.fold_batchnorm` can fold them all into the convs
+for inference (a pre-activation BN could not be folded). Run it in channels_last (the
+runtime does) for oneDNN's fast kernels.
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ class ConvNormAct(nn.Sequential):
 
 
 class ResidualBlock(nn.Module):
-    """x -> act(x + branch(x)); the branch keeps the shape, so the shortcut is the identity."""
+    """x -> x + branch(x); the branch keeps the shape, so the shortcut is the identity."""
 
-    def __init__(self, branch: nn.Module, act: nn.Module) -> None:
+    def __init__(self, branch: nn.Module) -> None:
         super().__init__()
-        self.branch, self.act = branch, act
+        self.branch = branch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(x + self.branch(x))
+        return x + self.branch(x)
 
 
 class FrameCNN(nn.Module):
@@ -72,16 +75,17 @@ def build_residual_block(*, channels: int) -> ResidualBlock:
         conv_norm_act(channels, channels, kernel=3),
         conv_norm_act(channels, channels, kernel=3, act=False),
     )
-    return ResidualBlock(branch, nn.ReLU(inplace=True))
+    return ResidualBlock(branch)
 
 
 def build_frame_cnn(*, cfg: FrameCNNConfig, in_channels: int = 3) -> FrameCNN:
-    stem = conv_norm_act(in_channels, cfg.widths[0], kernel=cfg.stem_patch, stride=cfg.stem_patch)
+    patch = cfg.stem_patch
+    stem = conv_norm_act(in_channels, cfg.widths[0], kernel=patch, stride=patch, act=False)
     stages = []
     c_prev = cfg.widths[0]
     for i, (width, depth) in enumerate(zip(cfg.widths, cfg.depths, strict=True)):
-        layers = [] if i == 0 else [conv_norm_act(c_prev, width, kernel=3, stride=2)]
-        layers += [build_residual_block(channels=width) for _ in range(depth)]
+        down = [] if i == 0 else [conv_norm_act(c_prev, width, kernel=3, stride=2, act=False)]
+        layers = down + [build_residual_block(channels=width) for _ in range(depth)]
         stages.append(nn.Sequential(*layers))
         c_prev = width
     cnn = FrameCNN(stem, nn.Sequential(*stages), out_dim=c_prev, grid=cfg.spatial_grid)
