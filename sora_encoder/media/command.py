@@ -57,3 +57,18 @@ def command(exe: str, node: Any, *, loglevel: str = "error") -> list[str]:
     recent ffmpeg warns that trailing options may be ignored.
     """
     return [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", loglevel, *node.get_args()]
+
+
+def header_command(
+    exe: str, path: str | os.PathLike[str], limits: MediaLimits, *, loglevel: str
+) -> list[str]:
+    """`ffmpeg -i FILE` with no output: ffmpeg opens the input, prints its header on stderr
+    and exits with status 1 ("At least one output file must be specified").
+
+    ffmpeg-python cannot compile an input without an output, so the placeholder output
+    name it needs is dropped. A null output instead (`-t 0 -f null -`) would also open the
+    decoders: about 8 ms more per probe, 10% of decoding a typical 5-s clip.
+    """
+    args = command(exe, open_input(path, limits, exe).output("-"), loglevel=loglevel)
+    assert args[-1] == "-", f"expected the placeholder output last: {args}"
+    return args[:-1]

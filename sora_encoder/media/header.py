@@ -97,6 +97,7 @@ def parse_header(text: str) -> HeaderFacts:
     streams: list[StreamFacts] = []
     current: dict[str, object] | None = None  # fields of the stream being read
     in_input = False
+    has_matrix = False  # the current stream has a display matrix (it wins over the tag)
 
     def close_stream() -> None:
         nonlocal current
@@ -116,6 +117,7 @@ def parse_header(text: str) -> HeaderFacts:
         if m := _STREAM.match(line):
             close_stream()
             current = _stream_fields(m)
+            has_matrix = False
             continue
         if current is not None:
             if _BLOCK_END.match(line):
@@ -123,9 +125,9 @@ def parse_header(text: str) -> HeaderFacts:
             elif m := _DISPLAY_MATRIX.match(line):
                 # The display matrix is what ffmpeg's autorotate applies: it wins over the tag.
                 current["rotation"] = _clockwise(-float(m.group("deg")))
-                current["_matrix"] = True
+                has_matrix = True
                 continue
-            elif (m := _ROTATE_TAG.match(line)) and not current.get("_matrix"):
+            elif (m := _ROTATE_TAG.match(line)) and not has_matrix:
                 current["rotation"] = _clockwise(float(m.group("deg")))
                 continue
             else:

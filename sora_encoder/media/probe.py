@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from sora_encoder.media.binary import ffmpeg_exe
-from sora_encoder.media.command import command, open_input
+from sora_encoder.media.command import command, header_command, open_input
 from sora_encoder.media.errors import (
     DecodeTimeoutError,
     FormatNotAllowedError,
@@ -78,11 +78,8 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
     """
     st = check_file(path, limits)
     exe = ffmpeg_exe()
-    # `-t 0` to a null output: ffmpeg opens the input, prints the header and stops.
-    node = open_input(path, limits, exe).output("-", f="null", t=0)
-    run = run_ffmpeg(
-        command(exe, node, loglevel="info"), budget_s=limits.probe_timeout_s, what="probe"
-    )
+    args = header_command(exe, path, limits, loglevel="info")
+    run = run_ffmpeg(args, budget_s=limits.probe_timeout_s, what="probe")
     if run.timed_out:
         raise DecodeTimeoutError(
             f"reading the header took over {limits.probe_timeout_s:g} s; raise "
@@ -108,10 +105,13 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
 def _pick_video(path: str | os.PathLike[str], facts: HeaderFacts) -> StreamFacts:
     videos = facts.video_streams
     if not videos:
-        found = ", ".join(f"{s.kind} ({s.codec})" for s in facts.streams) or "no streams"
-        has_cover = any(s.attached_pic for s in facts.streams)
-        covers = " (a cover picture is not a video)" if has_cover else ""
-        raise NoVideoStreamError(f"the file has no video stream, only: {found}{covers}", path=path)
+        found = ", ".join(
+            f"{s.kind} ({s.codec}{', cover picture' if s.attached_pic else ''})"
+            for s in facts.streams
+        )
+        raise NoVideoStreamError(
+            f"the file has no video stream, only: {found or 'no streams at all'}", path=path
+        )
     video = videos[0]
     if not video.width or not video.height:
         raise UndecodableMediaError(
@@ -161,10 +161,8 @@ def _raise_unreadable(
     if "not on whitelist" in stderr:
         # ffmpeg's message names the whitelist, not the format it detected. Ask again at
         # debug level (the whitelist still applies, so this run is just as safe).
-        node = open_input(path, limits, exe).output("-", f="null", t=0)
-        run = run_ffmpeg(
-            command(exe, node, loglevel="debug"), budget_s=limits.probe_timeout_s, what="probe"
-        )
+        args = header_command(exe, path, limits, loglevel="debug")
+        run = run_ffmpeg(args, budget_s=limits.probe_timeout_s, what="probe")
         raise FormatNotAllowedError(_refused_message(probed_format(run.stderr)), path=path)
     reason = error_reason(stderr, hide=os.path.abspath(path))
     raise UndecodableMediaError(f"ffmpeg cannot read the file: {reason}", path=path)

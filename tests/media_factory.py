@@ -1,0 +1,118 @@
+"""Generate small test videos with ffmpeg's lavfi sources (no sample files in the repo).
+
+    make_video(tmp_path / "a.mp4", duration_s=2, fps=25, size=(160, 120))
+    make_video(tmp_path / "p.webm", codec="libvpx-vp9", size=(120, 160), rotation=90)
+    make_audio(tmp_path / "a.m4a")
+
+The container follows the file suffix. `rotation` is clockwise degrees, the convention of
+`VideoInfo.rotation`: the file stores the picture as generated and asks players to turn it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+from sora_encoder.media import ffmpeg_exe, ffmpeg_version
+
+_TIMEOUT_S = 120
+
+# Fast settings per encoder: tests want small files quickly, not quality.
+_CODEC_ARGS: dict[str, list[str]] = {
+    "libx264": ["-preset", "ultrafast"],
+    "libx265": ["-preset", "ultrafast", "-x265-params", "log-level=error"],
+    "mpeg4": ["-q:v", "5"],
+    "libvpx-vp9": ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "0", "-crf", "40"],
+    "libvpx": ["-deadline", "realtime", "-cpu-used", "8", "-b:v", "200k"],
+    "mjpeg": ["-q:v", "5"],
+    "ffv1": [],
+}
+_AUDIO_CODEC = {".webm": "libopus", ".ogg": "libvorbis", ".avi": "libmp3lame"}
+
+
+def make_video(
+    path: str | Path,
+    *,
+    duration_s: float = 2.0,
+    fps: float | str | Fraction = 25,
+    size: tuple[int, int] = (160, 120),
+    codec: str = "libx264",
+    rotation: int | None = None,
+    source: str = "testsrc2",
+    audio: bool = False,
+    vf: str | None = None,
+    pix_fmt: str | None = None,
+    extra: Sequence[str] = (),
+) -> Path:
+    """Write a `duration_s` video of lavfi `source` at `size` (w, h) and `fps` to `path`.
+
+    `fps` may be a string such as "30000/1001". `vf` is a filter chain applied to the
+    source (e.g. a `geq` pattern); `extra` are more output options (e.g. "-qp", "0").
+    """
+    path = Path(path)
+    w, h = size
+    rate = str(fps)
+    if pix_fmt is None:
+        # 4:2:0 needs even sides; odd sizes keep full chroma so the encoders accept them.
+        pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        if w % 2 or h % 2:
+            pix_fmt = "yuvj444p" if codec == "mjpeg" else "yuv444p"
+    sep = ":" if "=" in source else "="  # "color=c=red" already has options
+    args = ["-f", "lavfi", "-t", f"{duration_s}", "-i", f"{source}{sep}size={w}x{h}:rate={rate}"]
+    if audio:
+        args += ["-f", "lavfi", "-t", f"{duration_s}", "-i", "sine=frequency=440:sample_rate=48000"]
+    # Most sources round odd sizes down to even ones; scale back to exactly what was asked.
+    filters = [f"scale={w}:{h},setsar=1"] if w % 2 or h % 2 else []
+    filters += [vf] if vf else []
+    if filters:
+        args += ["-vf", ",".join(filters)]
+    args += ["-c:v", codec, *_CODEC_ARGS.get(codec, []), "-pix_fmt", pix_fmt, *extra]
+    if audio:
+        args += ["-c:a", _AUDIO_CODEC.get(path.suffix, "aac"), "-shortest"]
+    if not rotation:
+        _ffmpeg([*args, str(path)])
+        return path
+    plain = path.with_name(path.stem + ".unrotated" + path.suffix)
+    _ffmpeg([*args, str(plain)])
+    set_rotation(plain, path, rotation)
+    plain.unlink()
+    return path
+
+
+def set_rotation(src: str | Path, dst: str | Path, rotation: int) -> Path:
+    """Copy `src` to `dst` with a display rotation of `rotation` degrees clockwise."""
+    if ffmpeg_version() >= (6, 0):
+        # -display_rotation is counter-clockwise, hence the minus.
+        _ffmpeg(["-display_rotation", str(-rotation), "-i", str(src), "-c", "copy", str(dst)])
+    else:
+        # Older ffmpeg writes the display matrix from the legacy rotate tag (clockwise).
+        args = ["-i", str(src), "-c", "copy", "-metadata:s:v:0", f"rotate={rotation}", str(dst)]
+        _ffmpeg(args)
+    return Path(dst)
+
+
+def make_audio(path: str | Path, *, duration_s: float = 1.0, cover: bool = False) -> Path:
+    """An audio-only file; with `cover`, an MJPEG cover picture (an "attached pic") too."""
+    path = Path(path)
+    args = ["-f", "lavfi", "-t", f"{duration_s}", "-i", "sine=frequency=440:sample_rate=44100"]
+    if cover:
+        args += ["-f", "lavfi", "-i", "color=c=red:size=64x64:duration=0.04"]
+        args += ["-map", "0", "-map", "1", "-c:v", "mjpeg", "-disposition:v", "attached_pic"]
+    codec = {".mp3": "libmp3lame", ".ogg": "libvorbis", ".wav": "pcm_s16le"}.get(path.suffix, "aac")
+    _ffmpeg([*args, "-c:a", codec, str(path)])
+    return path
+
+
+def ffmpeg_run(args: Sequence[str], *, timeout: float = _TIMEOUT_S) -> bytes:
+    """Run ffmpeg with `args` (no executable); returns stdout, raises with stderr on failure."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    done = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr!r}")
+    return done.stdout
+
+
+def _ffmpeg(args: Sequence[str]) -> None:
+    ffmpeg_run(args)
