@@ -3,6 +3,7 @@
     make_video(tmp_path / "a.mp4", duration_s=2, fps=25, size=(160, 120))
     make_video(tmp_path / "p.webm", codec="libvpx-vp9", size=(120, 160), rotation=90)
     make_audio(tmp_path / "a.m4a")
+    make_counter_video(tmp_path / "c.mp4", fps=12)   # frame n shows n: read_counter(clip)
 
 The container follows the file suffix. `rotation` is clockwise degrees, the convention of
 `VideoInfo.rotation`: the file stores the picture as generated and asks players to turn it.
@@ -14,6 +15,8 @@ import subprocess
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 from sora_encoder.media import ffmpeg_exe, ffmpeg_version
 
@@ -79,6 +82,43 @@ def make_video(
     set_rotation(plain, path, rotation)
     plain.unlink()
     return path
+
+
+COUNTER_BITS = 8
+
+
+def make_counter_video(
+    path: str | Path,
+    *,
+    duration_s: float = 2.0,
+    fps: float | str | Fraction = 25,
+    codec: str = "libx264",
+    side: int = 128,
+    rotation: int | None = None,
+) -> Path:
+    """A square video whose frame n shows n (mod 256) in binary: 8 horizontal bands, band b
+    (from the top) white when bit b is set. Survives lossy codecs and scaling, so a test
+    can tell exactly which frame a decoder returned (`read_counter`)."""
+    band = f"floor(Y*{COUNTER_BITS}/H)"
+    lum = f"16+219*mod(floor(N/pow(2\\,{band}))\\,2)"
+    return make_video(
+        path,
+        duration_s=duration_s,
+        fps=fps,
+        size=(side, side),
+        codec=codec,
+        source="color=c=black",
+        vf=f"format=yuv420p,geq=lum='{lum}':cb=128:cr=128",
+        rotation=rotation,
+    )
+
+
+def read_counter(frames: np.ndarray) -> np.ndarray:
+    """Frame numbers shown by counter frames of shape (..., S, S, 3) -> (...) ints."""
+    side = frames.shape[-2]
+    rows = [int((b + 0.5) * side / COUNTER_BITS) for b in range(COUNTER_BITS)]
+    bits = frames[..., rows, side // 2, 1] > 128  # green: grey is equal in R, G, B
+    return (bits * (1 << np.arange(COUNTER_BITS))).sum(axis=-1)
 
 
 def set_rotation(src: str | Path, dst: str | Path, rotation: int) -> Path:

@@ -1,7 +1,8 @@
 """Decode the sampled frames of every window in ONE ffmpeg process per video.
 
     ffmpeg -threads N -i file:VIDEO                          (+ the safety options)
-      -filter_complex [0:v:K] settb, setpts=warp, fps=1:round=up   exact samples (sampling.py)
+      -filter_complex [0:v:K] tpad=stop_mode=clone              hold the last frame (padding)
+                              settb, setpts=warp, fps=1:round=up   exact samples (sampling.py)
                               scale=W:H (short side = size), format=rgb24, crop=size:size
       -frames:v windows*T -an -sn -dn -f rawvideo pipe:1
     pipe:1 --> T*size*size*3 bytes at a time --> one (T, size, size, 3) uint8 clip per window
@@ -13,10 +14,11 @@
 - `-frames:v` stops ffmpeg once the last window is complete, so decoding the first windows
   of a long video does not read the rest of it.
 - Padding: inside the video the `fps` filter already repeats the frame on screen (low frame
-  rates, gaps in variable-rate video). If ffmpeg stops early (truncated file, a header
-  longer than the stream), the missing samples repeat the last decoded frame, the nearest
-  one in time, provided the gap is at most `MediaLimits.max_missing_s`; a longer gap
-  raises UndecodableMediaError rather than indexing a frozen picture.
+  rates, gaps in variable-rate video). Past the end of the stream (a header or an audio
+  track longer than the video, a truncated file), samples repeat the last frame of the
+  stream, the nearest one in time: `tpad` holds it for `MediaLimits.max_missing_s`
+  seconds (or, when the frame rate is unknown, Python repeats the last frame it received).
+  A longer gap raises UndecodableMediaError rather than indexing a frozen picture.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def decode_command(
     """The one ffmpeg command that decodes every window (see the module docstring)."""
     width, height = scaled_size(info.display_aspect, size)
     stream = open_input(path, limits, exe, threads=threads)[f"v:{info.video_index}"]
+    if _pads_in_ffmpeg(info, limits):
+        # Hold the last frame for max_missing_s after the stream ends, so that samples past
+        # the end get the true last frame (the fps filter never emits a frame for a tick
+        # after the end of the stream).
+        stream = stream.filter("tpad", stop_mode="clone", stop_duration=limits.max_missing_s)
     stream = (
         stream.filter("settb", "AVTB")
         .filter("setpts", f"({tick_expression(windows, frames_per_clip)})/TB")
@@ -85,6 +92,11 @@ def decode_command(
         **{"frames:v": len(windows) * frames_per_clip},
     )
     return command(exe, node, loglevel="error")
+
+
+def _pads_in_ffmpeg(info: VideoInfo, limits: MediaLimits) -> bool:
+    # tpad clones at the stream's frame rate; without a known rate it would add nothing.
+    return limits.max_missing_s > 0 and info.fps > 0
 
 
 def iter_clips(
@@ -186,16 +198,20 @@ def _check_gap(
         raise UndecodableMediaError(
             f"ffmpeg decoded no frame from the video stream ({reason})", path=path
         )
-    # Time of the last sample delivered vs the last one asked for.
+    # Time of the last sample delivered vs the last one asked for. When ffmpeg already
+    # held the last frame for max_missing_s (tpad), the stream really ended that much
+    # earlier, so any shortfall is a gap longer than max_missing_s.
     delivered = (
         windows[k].sample_times(frames)[got - 1] if got else windows[k - 1].sample_times(frames)[-1]
     )
+    stream_end = delivered - (limits.max_missing_s if _pads_in_ffmpeg(info, limits) else 0.0)
     wanted = windows[-1].sample_times(frames)[-1]
-    if wanted - delivered > limits.max_missing_s:
+    if wanted - stream_end > limits.max_missing_s:
         raise UndecodableMediaError(
-            f"decoding stopped at {delivered:.2f} s of a {info.duration_s:.2f} s video: the "
-            f"file is truncated or damaged ({reason}); MediaLimits.max_missing_s "
-            f"({limits.max_missing_s:g} s) is the gap that may be padded",
+            f"the video stream stops at about {max(0.0, stream_end):.2f} s of a "
+            f"{info.duration_s:.2f} s video: the file is truncated or damaged ({reason}); "
+            f"up to MediaLimits.max_missing_s ({limits.max_missing_s:g} s) missing at the end "
+            "is padded with the last frame",
             path=path,
         )
     log.info(
