@@ -69,6 +69,24 @@ def test_nprobe_saved_and_applied_after_load(ivf):
 
 
 @pytest.mark.slow
+def test_set_nprobe_overrides_the_tuned_value(ivf):
+    src, ids, xb, _, vi, _ = ivf
+    tuned = vi.manifest.search_params["nprobe"]
+    xq = queries(n=200, sample_seed=8)
+    D_exact, pos = faiss.knn(xq, xb, 20, metric=faiss.METRIC_INNER_PRODUCT)
+    vi.set_nprobe(1)
+    try:
+        assert vi.manifest.search_params == {"nprobe": 1}
+        low = recall_at_k(vi.search(xq, 10)[1], ids[pos], 10, D_exact)
+        assert low < 0.8  # fewer lists visited: fewer neighbours found
+    finally:
+        vi.set_nprobe(tuned)
+    assert recall_at_k(vi.search(xq, 10)[1], ids[pos], 10, D_exact) >= 0.95
+    with pytest.raises(ValueError):
+        vi.set_nprobe(0)
+
+
+@pytest.mark.slow
 def test_ivf_catches_up_and_shrinks_back_to_exact(ivf):
     src, ids, xb, folder, vi, _ = ivf
     new = src.add(LEVEL, VERSION, clustered_unit_vectors(100, D_, n_clusters=2, seed=5))
@@ -83,6 +101,8 @@ def test_ivf_catches_up_and_shrinks_back_to_exact(ivf):
     result = vi.sync()
     assert "half the exact threshold" in result.rebuilt_reason
     assert vi.manifest.factory == "IDMap2,Flat" and vi.ntotal == src.count(LEVEL, VERSION)
+    with pytest.raises(ValueError, match="exact"):
+        vi.set_nprobe(8)
 
 
 def src_vectors(src, wanted):

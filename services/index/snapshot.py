@@ -27,9 +27,11 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import faiss
+
+from services.index.factory import IndexKind
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,11 @@ class Manifest:
             value = getattr(manifest, key)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise ValueError(f"manifest {key} is {value!r}, not {kind}")
+        if manifest.kind not in get_args(IndexKind):
+            raise ValueError(f"manifest kind {manifest.kind!r} is not one of {get_args(IndexKind)}")
+        for key, value in manifest.search_params.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"manifest search_params[{key!r}] is {value!r}, not an int")
         return manifest
 
 
@@ -218,4 +225,16 @@ def load(
         raise SnapshotError(f"index has d={index.d}, metric={index.metric_type}; want {dim}, IP")
     if index.ntotal != manifest.count:
         raise SnapshotError(f"index holds {index.ntotal} vectors, manifest says {manifest.count}")
+    nlist = _nlist(index)
+    if nlist != manifest.nlist or (nlist == 0) != (manifest.kind == "exact"):
+        raise SnapshotError(
+            f"index has {nlist} lists, manifest says {manifest.kind} with {manifest.nlist}"
+        )
     return index, manifest
+
+
+def _nlist(index: faiss.Index) -> int:
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        return 0

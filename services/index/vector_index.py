@@ -225,6 +225,25 @@ class VectorIndex:
                 self.save_snapshot()
             return SyncResult(added, removed, reason, self.ntotal)
 
+    def set_nprobe(self, nprobe: int) -> None:
+        """Override the tuned nprobe of an IVF index (kept in the manifest and snapshots).
+
+        The manifest's recall_at_10 still describes the tuned value, not this one.
+        """
+        if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe <= 0:
+            raise ValueError(f"nprobe must be a positive int, got {nprobe!r}")
+        with self._mutex:
+            state = self._state
+            if state is None:
+                raise IndexNotReadyError("no index loaded: call load_or_build()")
+            if state.choice.exact:
+                raise ValueError(f"{state.choice.factory} is exact: it has no nprobe")
+            nprobe = min(nprobe, state.choice.nlist)
+            with self._rw.write():
+                fi.set_nprobe(state.index, nprobe)
+                state.choice = dataclasses.replace(state.choice, nprobe=nprobe)
+            self._replace_search_copy(state)
+
     def save_snapshot(self) -> Manifest:
         """Write the served index and its manifest atomically; searches go on meanwhile."""
         with self._mutex:  # no mutation while faiss serialises the index
