@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -120,10 +119,8 @@ def test_migrations_run_from_any_working_directory(empty_db_url, tmp_path, monke
         engine.dispose()
 
 
-def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(empty_db_url, store_backend):
-    if store_backend != "sqlite":
-        pytest.skip("SQLite pragmas")
-    engine = make_engine(empty_db_url, sqlite_busy_timeout_s=12.5)
+def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}", sqlite_busy_timeout_s=12.5)
     try:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

@@ -126,24 +126,26 @@ def test_a_registration_waits_for_a_concurrent_one_and_returns_its_row(db):
     """Two transactions interleaved: the second commits after the first, sees its row."""
     first = db.Session()
     first.begin()
-    mine, _, _ = register_video(first, uri="/a.mp4", content_sha256=sha(7), size_bytes=1)
-    out: dict[str, object] = {}
+    try:
+        mine, _, _ = register_video(first, uri="/a.mp4", content_sha256=sha(7), size_bytes=1)
+        out: dict[str, object] = {}
 
-    def second() -> None:
-        with db.Session.begin() as s:
-            video, job, created = register_video(
-                s, uri="/b.mp4", content_sha256=sha(7), size_bytes=1
-            )
-            out["result"] = (video.id, job, created)
+        def second() -> None:
+            with db.Session.begin() as s:
+                video, job, created = register_video(
+                    s, uri="/b.mp4", content_sha256=sha(7), size_bytes=1
+                )
+                out["result"] = (video.id, job, created)
 
-    t = threading.Thread(target=second)
-    t.start()
-    time.sleep(0.3)
-    assert t.is_alive(), "the second registration must wait for the first transaction"
-    first.commit()
-    first.close()
-    t.join(30)
-    assert out["result"] == (mine.id, None, False)
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        assert t.is_alive(), "the second registration must wait for the first transaction"
+        first.commit()
+        t.join(30)
+        assert out["result"] == (mine.id, None, False)
+    finally:
+        first.close()  # rolls back if the test failed before the commit
 
 
 def test_insert_race_rolls_back_to_a_savepoint_and_returns_the_winner(db, monkeypatch):
