@@ -17,6 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sora_encoder.media import ffmpeg_exe, ffmpeg_version
 
@@ -143,6 +144,26 @@ def make_audio(path: str | Path, *, duration_s: float = 1.0, cover: bool = False
     codec = {".mp3": "libmp3lame", ".ogg": "libvorbis", ".wav": "pcm_s16le"}.get(path.suffix, "aac")
     _ffmpeg([*args, "-c:a", codec, str(path)])
     return path
+
+
+class PopenSpy:
+    """Records every process started through subprocess.Popen."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Install the spy for one test; `monkeypatch` undoes it."""
+        self.procs: list[subprocess.Popen[bytes]] = []
+        real = subprocess.Popen
+        spy = self
+
+        class Recording(real):  # type: ignore[valid-type, misc]
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+                spy.procs.append(self)
+
+        monkeypatch.setattr(subprocess, "Popen", Recording)
+
+    def all_reaped(self) -> bool:
+        return all(p.returncode is not None for p in self.procs)
 
 
 def ffmpeg_run(args: Sequence[str], *, timeout: float = _TIMEOUT_S) -> bytes:

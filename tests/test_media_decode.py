@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import subprocess
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -22,26 +21,13 @@ from sora_encoder.media import (
     plan_windows,
     probe,
 )
-from tests.media_factory import ffmpeg_run, make_counter_video, make_video, read_counter
-
-
-class PopenSpy:
-    """Records every process started through subprocess.Popen."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-        real = subprocess.Popen
-        spy = self
-
-        class Recording(real):  # type: ignore[valid-type, misc]
-            def __init__(self, *args: object, **kwargs: object) -> None:
-                super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-                spy.procs.append(self)
-
-        monkeypatch.setattr(subprocess, "Popen", Recording)
-
-    def all_reaped(self) -> bool:
-        return all(p.returncode is not None for p in self.procs)
+from tests.media_factory import (
+    PopenSpy,
+    ffmpeg_run,
+    make_counter_video,
+    make_video,
+    read_counter,
+)
 
 
 def expected_frames(windows: list[Window], frames: int, fps: float, n_frames: int) -> list[int]:

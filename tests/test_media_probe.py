@@ -134,6 +134,7 @@ def test_file_size_is_checked_before_ffmpeg_runs(
         probe(path, MediaLimits(max_file_bytes=100))
     assert spawned == []
     assert "max_file_bytes" in str(err.value) and str(path.stat().st_size) in str(err.value)
+    assert "100 bytes" in str(err.value)
 
 
 def test_sora_ffmpeg_overrides_the_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -226,7 +226,7 @@ def _timeout(
     path: str | os.PathLike[str], budget: float, limits: MediaLimits, window: Window
 ) -> DecodeTimeoutError:
     return DecodeTimeoutError(
-        f"decoding took over its {budget:.1f} s budget (MediaLimits.timeout_s "
+        f"decoding took over its {budget:.3g} s budget (MediaLimits.timeout_s "
         f"{limits.timeout_s:g} s + timeout_per_video_s {limits.timeout_per_video_s:g} x "
         f"{window.end_s:.1f} s of video) and was stopped; raise those limits for slow storage "
         "or very high resolutions",

@@ -200,6 +200,8 @@ def error_reason(text: str, *, hide: str | None = None, max_lines: int = 4) -> s
             continue
         if hide and hide in line:
             continue
+        for prefix in ("Error opening input files: ", "Error opening input: "):
+            line = line.removeprefix(prefix)  # ffmpeg 6+ repeats the reason with these
         if line not in reasons:
             reasons.append(line)
     return "; ".join(reasons[-max_lines:]) or "no error message from ffmpeg"

@@ -152,8 +152,9 @@ def check_file(path: str | os.PathLike[str], limits: MediaLimits) -> os.stat_res
         raise UndecodableMediaError("the file is empty (0 bytes)", path=path)
     if st.st_size > limits.max_file_bytes:
         raise FileTooLargeError(
-            f"file is {st.st_size / GIB:.2f} GiB ({st.st_size} bytes), over the limit of "
-            f"{limits.max_file_bytes} bytes; raise MediaLimits.max_file_bytes to accept it",
+            f"file is {_human_bytes(st.st_size)} ({st.st_size} bytes), over the limit of "
+            f"{_human_bytes(limits.max_file_bytes)}; raise MediaLimits.max_file_bytes to "
+            "accept it",
             path=path,
         )
     return st
@@ -180,3 +181,10 @@ def check_video(info: VideoInfo, limits: MediaLimits) -> None:
             f"the limit of {limits.max_pixels}; raise MediaLimits.max_pixels to accept it",
             path=info.path,
         )
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
