@@ -84,6 +84,8 @@ def test_set_nprobe_overrides_the_tuned_value(ivf):
     assert recall_at_k(vi.search(xq, 10)[1], ids[pos], 10, D_exact) >= 0.95
     with pytest.raises(ValueError):
         vi.set_nprobe(0)
+    with pytest.raises(TypeError):
+        vi.set_nprobe(4.0)
 
 
 @pytest.mark.slow

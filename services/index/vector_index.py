@@ -12,6 +12,12 @@ past the exact threshold / 16x past what the IVF was trained for) runs inside th
 call that notices it, synchronously, while searches keep using the current index; the new
 index is caught up, then swapped in under the write lock, then snapshotted. Run sync() on
 a background thread (the API's periodic sync loop) to keep it off the request path.
+At start, a misaligned snapshot is never served (load_or_build rebuilds first). During a
+sync, the index found misaligned keeps answering until its replacement is swapped in (a
+few rows off is better than no answers); if the fresh index cannot be aligned either
+(IndexOutOfSyncError: the store contradicts itself), nothing is served until a later
+sync or load_or_build succeeds. sync() does not write snapshots after a plain catch-up:
+call save_snapshot() when it pays (e.g. periodically, or after a large catch-up).
 
 Locking: `_mutex` serialises the writers (load, sync, rebuild, save); `_rw` lets any
 number of searches run together (faiss CPU search is const) and gives each mutation batch
@@ -230,8 +236,10 @@ class VectorIndex:
 
         The manifest's recall_at_10 still describes the tuned value, not this one.
         """
-        if isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe <= 0:
-            raise ValueError(f"nprobe must be a positive int, got {nprobe!r}")
+        if isinstance(nprobe, bool) or not isinstance(nprobe, int):
+            raise TypeError(f"nprobe must be an int, got {type(nprobe).__name__}")
+        if nprobe <= 0:
+            raise ValueError(f"nprobe must be > 0, got {nprobe}")
         with self._mutex:
             state = self._state
             if state is None:
