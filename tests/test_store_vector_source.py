@@ -166,3 +166,21 @@ def test_vector_writers_commit_in_id_order(db):
         assert collect(source, "segment", "m1")[0].tolist() == ids_a + out["ids"]
     finally:
         first.close()  # rolls back if the test failed before the commit
+
+
+def test_search_hits_map_back_to_segments_and_videos(db):
+    from services.store import segments_by_ids, video_embeddings_by_ids
+
+    with db.Session.begin() as s:
+        video_id, ids = ingest(s, "a", vectors(3, seed=1))
+    source = db.vector_source()
+    video_vector_id = source.max_id("video", "m1")
+    with db.ReadSession() as s:
+        hits = segments_by_ids(s, [ids[2], ids[0], 10**9])
+        assert sorted(hits) == [ids[0], ids[2]]  # a deleted or unknown id is just absent
+        assert (hits[ids[2]].video_id, hits[ids[2]].start_s, hits[ids[2]].end_s) == (
+            video_id,
+            8.0,
+            12.0,
+        )
+        assert video_embeddings_by_ids(s, [video_vector_id])[video_vector_id].video_id == video_id

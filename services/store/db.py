@@ -7,8 +7,9 @@
 SQLite (the embedded default) is configured for concurrent use by several processes:
 WAL journal, foreign keys on, a busy timeout, and transactions that start with
 `BEGIN IMMEDIATE` so that two writers queue up on the write lock instead of failing with
-"database is locked" when a read transaction later tries to write. Read-only work can ask
-for a plain deferred BEGIN with `session.connection(execution_options=READ_ONLY)`.
+"database is locked" when a read transaction later tries to write. Pure reads use
+`store.ReadSession` (or `session.connection(execution_options=READ_ONLY)`): a deferred
+BEGIN that does not wait for writers (WAL readers see the last committed state).
 
 PostgreSQL runs at READ COMMITTED; functions lock the rows they update (SELECT ... FOR
 UPDATE), and the writers of vector rows serialise on one transaction-level advisory lock
@@ -21,11 +22,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from .vector_source import SqlVectorSource
 
 log = logging.getLogger(__name__)
 
@@ -185,16 +189,22 @@ def head_revision() -> str:
 
 @dataclass
 class Store:
-    """The process's engine and sessionmaker."""
+    """The process's engine and sessionmakers.
+
+    `Session` is for work that writes (or reads then writes). `ReadSession` is for pure
+    reads: on SQLite its transactions begin DEFERRED, so they neither take nor wait for
+    the write lock; on PostgreSQL the two are the same.
+    """
 
     engine: Engine
     Session: sessionmaker[Session]
+    ReadSession: sessionmaker[Session]
 
-    def vector_source(self) -> Any:
+    def vector_source(self) -> SqlVectorSource:
         """A `services.vector_source.VectorSource` over this database."""
         from .vector_source import SqlVectorSource
 
-        return SqlVectorSource(self.Session)
+        return SqlVectorSource(self.ReadSession)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -208,4 +218,8 @@ def open_store(
     engine = make_engine(url if url is not None else default_database_url(), **engine_kw)
     if run_migrations:
         migrate(engine)
-    return Store(engine=engine, Session=make_sessionmaker(engine))
+    return Store(
+        engine=engine,
+        Session=make_sessionmaker(engine),
+        ReadSession=make_sessionmaker(engine.execution_options(**READ_ONLY)),
+    )

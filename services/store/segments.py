@@ -131,9 +131,10 @@ def delete_vectors(
         if not rows:
             continue
         ids = dict(rows)
+        # The same WHERE as the SELECT: the caller holds the video row, so no row of this
+        # video appears in between, and a long video does not become a huge IN list.
         session.execute(
-            delete(model).where(model.id.in_(list(ids))),
-            execution_options={"synchronize_session": "fetch"},
+            delete(model).where(*where), execution_options={"synchronize_session": "fetch"}
         )
         _tombstone(session, level, ids, now)
         removed += len(ids)
