@@ -24,17 +24,23 @@ class SampleSpec:
 SAMPLES = (
     SampleSpec("testsrc2", "testsrc2=size={s}:rate=25:duration={d}", 9.0),
     SampleSpec("mandelbrot", "mandelbrot=size={s}:rate=25,trim=duration={d}", 6.0),
-    SampleSpec("life", "life=size={s}:rate=25:mold=10:ratio=0.1:death_color=#202020,"
-               "trim=duration={d}", 5.0),
-    SampleSpec("smptebars", "smptebars=size={s}:rate=25:duration={d},"
-               "drawbox=x='mod(t*80,iw)':y=40:w=40:h=40:color=red@1:t=fill", 4.0),
+    SampleSpec(
+        "life", "life=size={s}:rate=25:mold=10:ratio=0.1:death_color=#202020,trim=duration={d}", 5.0
+    ),
+    SampleSpec(
+        "smptebars",
+        "smptebars=size={s}:rate=25:duration={d},"
+        "drawbox=x='mod(t*80,iw)':y=40:w=40:h=40:color=red@1:t=fill",
+        4.0,
+    ),
     SampleSpec("cellauto", "cellauto=size={s}:rate=25:rule=110,trim=duration={d}", 3.0),
     SampleSpec("noise", "color=c=gray:size={s}:rate=25:duration={d},noise=alls=60:allf=t", 2.0),
 )
 
 
-def make_samples(folder: str | Path, *, size: str = "320x240", timeout_s: float = 60.0
-                 ) -> list[Path]:
+def make_samples(
+    folder: str | Path, *, size: str = "320x240", timeout_s: float = 60.0
+) -> list[Path]:
     """Write the sample videos (H.264 MP4) into `folder`; existing ones are kept."""
     out_dir = Path(folder)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,8 +51,13 @@ def make_samples(folder: str | Path, *, size: str = "320x240", timeout_s: float 
             graph = spec.source.format(d=spec.duration_s, s=size)
             cmd = (
                 ffmpeg.input(graph, f="lavfi")
-                .output(str(path), vcodec="libx264", pix_fmt="yuv420p", preset="veryfast",
-                        t=spec.duration_s)
+                .output(
+                    str(path),
+                    vcodec="libx264",
+                    pix_fmt="yuv420p",
+                    preset="veryfast",
+                    t=spec.duration_s,
+                )
                 .global_args("-hide_banner", "-loglevel", "error", "-nostdin")
                 .compile(cmd=ffmpeg_exe(), overwrite_output=True)
             )

@@ -1,0 +1,148 @@
+"""Video file -> Sora vectors: the pipeline shared by `sora embed` and the ingest workers.
+
+    path --probe--> VideoInfo --plan_windows--> [Window]            (media, no model)
+         --iter_clips (one ffmpeg process, in a thread)--> clips (T,S,S,3) uint8
+         --batches of `batch_size`--> EncoderRuntime.encode_clips --> (N, D) segment vectors
+    video vector = L2-normalised mean of the segment vectors
+
+Decoding runs in a background thread so ffmpeg fills the next batch while the
+encoder works on the current one; the queue is bounded so a fast decoder cannot
+run ahead and hold a whole long video in memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .media import MediaLimits, VideoInfo, Window, iter_clips, plan_windows, probe
+from .runtime import EncoderRuntime
+
+__all__ = ["SegmentEmbedding", "VideoEmbedding", "VideoEmbedder"]
+
+
+@dataclass(frozen=True)
+class SegmentEmbedding:
+    index: int
+    start_s: float
+    end_s: float
+    vector: np.ndarray  # (D,) float32, unit norm
+
+
+@dataclass(frozen=True)
+class VideoEmbedding:
+    info: VideoInfo
+    model_version: str
+    vector: np.ndarray  # (D,) float32, unit norm: normalised mean of the segment vectors
+    segments: list[SegmentEmbedding] = field(default_factory=list)
+
+
+class VideoEmbedder:
+    """Turns one video file into segment vectors and a video vector."""
+
+    def __init__(
+        self,
+        runtime: EncoderRuntime,
+        *,
+        segment_s: float = 4.0,
+        batch_size: int = 8,
+        limits: MediaLimits | None = None,
+        prefetch_batches: int = 2,
+    ) -> None:
+        assert segment_s > 0, f"segment_s must be positive, got {segment_s}"
+        assert batch_size > 0, f"batch_size must be positive, got {batch_size}"
+        self.runtime = runtime
+        self.segment_s = segment_s
+        self.batch_size = batch_size
+        self.limits = limits or MediaLimits()
+        self.prefetch_batches = prefetch_batches
+
+    @property
+    def model_version(self) -> str:
+        return self.runtime.model_version
+
+    def embed(self, path: str | Path) -> VideoEmbedding:
+        info = probe(path, self.limits)
+        windows = plan_windows(info.duration_s, self.segment_s)
+        vectors = [
+            self.runtime.encode_clips(batch) for batch in self._decoded_batches(path, info, windows)
+        ]
+        xb = np.concatenate(vectors, axis=0)  # (N, D)
+        assert xb.shape[0] == len(windows), (
+            f"decoded {xb.shape[0]} clips for {len(windows)} windows of {path}"
+        )
+        segments = [
+            SegmentEmbedding(w.index, w.start_s, w.end_s, xb[i]) for i, w in enumerate(windows)
+        ]
+        return VideoEmbedding(
+            info=info,
+            model_version=self.runtime.model_version,
+            vector=mean_vector(xb),
+            segments=segments,
+        )
+
+    def _decoded_batches(
+        self, path: str | Path, info: VideoInfo, windows: list[Window]
+    ) -> Iterator[np.ndarray]:
+        """Batches of (n<=batch_size, T, S, S, 3) uint8 clips, decoded in a background thread."""
+        cfg = self.runtime.input_spec
+        done = object()
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch_batches)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                batch: list[np.ndarray] = []
+                for clip in iter_clips(
+                    path,
+                    info,
+                    windows,
+                    frames_per_clip=cfg.frames,
+                    size=cfg.size,
+                    limits=self.limits,
+                ):
+                    if stop.is_set():
+                        return
+                    batch.append(clip)
+                    if len(batch) == self.batch_size:
+                        q.put(np.stack(batch))  # (n, T, S, S, 3)
+                        batch = []
+                if batch:
+                    q.put(np.stack(batch))
+                q.put(done)
+            except BaseException as exc:  # handed to the consumer, raised there
+                q.put(exc)
+
+        thread = threading.Thread(target=produce, name="sora-decode", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            # Consumer gone (error or early exit): let the producer finish and not block on put.
+            stop.set()
+            while thread.is_alive():
+                try:
+                    q.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            thread.join()
+
+
+def mean_vector(xb: np.ndarray) -> np.ndarray:
+    """L2-normalised mean of row vectors (N, D) -> (D,)."""
+    assert xb.ndim == 2 and xb.shape[0] > 0, f"expected (N>0, D) vectors, got {xb.shape}"
+    m = xb.astype(np.float64).mean(axis=0)
+    n = np.linalg.norm(m)
+    # Opposite segment vectors can cancel; fall back to the first segment, still unit norm.
+    return (m / n).astype(np.float32) if n > 1e-12 else xb[0].astype(np.float32)
