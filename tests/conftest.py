@@ -95,12 +95,9 @@ def db(store):
     from services.store.models import Base
 
     with store.Session.begin() as session:
-        if store.engine.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            session.execute(text(f"TRUNCATE {names}"))
-        else:
-            for table in reversed(Base.metadata.sorted_tables):
-                session.execute(delete(table))
+        # DELETE, not TRUNCATE: on tables this small it is several times faster.
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(delete(table))
     return store
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -277,3 +278,30 @@ def test_a_model_version_keeps_one_dimension(db, queued):
             segments=segments(2, d=32),
             video_vector=unit(1, d=32),
         )
+
+
+def test_concurrent_claims_grant_the_job_once(queued):
+    db, _, job_id = queued
+    n = 4
+    barrier = threading.Barrier(n)
+    granted: list[str] = []
+    errors: list[BaseException] = []
+
+    def claim(owner: str) -> None:
+        try:
+            barrier.wait()
+            with db.Session.begin() as s:
+                if claim_job(s, job_id, owner, 60) is not None:
+                    granted.append(owner)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(granted) == 1
+    with db.Session.begin() as s:
+        job = get_job(s, job_id)
+        assert (job.lease_owner, job.attempts) == (granted[0], 1)

@@ -119,7 +119,8 @@ def delete_vectors(
     now: datetime | None = None,
 ) -> int:
     """Remove the video's segment and video vectors (of one model version, or all) and
-    tombstone their ids. Returns how many rows were removed."""
+    tombstone their ids -> how many rows were removed. The caller holds the video row
+    (SELECT ... FOR UPDATE), as delete_video and complete_ingest do."""
     now = now or utcnow()
     lock_vector_log(session)
     removed = 0
