@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sora_encoder.media import ffmpeg_exe, ffmpeg_version
+from sora_encoder.media import ffmpeg_exe, ffmpeg_version, probe
 
 _TIMEOUT_S = 120
 
@@ -128,9 +128,13 @@ def set_rotation(src: str | Path, dst: str | Path, rotation: int) -> Path:
         # -display_rotation is counter-clockwise, hence the minus.
         _ffmpeg(["-display_rotation", str(-rotation), "-i", str(src), "-c", "copy", str(dst)])
     else:
-        # Older ffmpeg writes the display matrix from the legacy rotate tag (clockwise).
-        args = ["-i", str(src), "-c", "copy", "-metadata:s:v:0", f"rotate={rotation}", str(dst)]
-        _ffmpeg(args)
+        # Older ffmpeg writes the display matrix from the legacy `rotate` tag, but some
+        # releases (4.2) store the opposite angle: write it, read it back, flip if needed.
+        for angle in (rotation, -rotation):
+            tag = f"rotate={angle % 360}"
+            _ffmpeg(["-i", str(src), "-c", "copy", "-metadata:s:v:0", tag, str(dst)])
+            if probe(dst).rotation == rotation % 360:
+                break
     return Path(dst)
 
 

@@ -189,16 +189,17 @@ def test_iter_clips_streams_and_stops_ffmpeg_when_closed(
 
 
 def test_time_budget_is_not_charged_while_the_caller_holds_a_clip(tmp_path: Path) -> None:
-    path = make_video(tmp_path / "v.mp4", duration_s=2.0, fps=10, size=(64, 48))
+    path = make_video(tmp_path / "v.mp4", duration_s=3.0, fps=10, size=(64, 48))
     info = probe(path)
     limits = MediaLimits(timeout_s=0.6, timeout_per_video_s=0.0)
+    # 6 clips of 16x112x112x3 = 3.6 MB, more than the pipe holds: ffmpeg has to wait for
+    # the caller, who spends 1.5 s on the clips, over twice the budget.
+    clips = iter_clips(path, info, plan_windows(3.0, 0.5), limits=limits)
     n = 0
-    for _ in iter_clips(
-        path, info, plan_windows(2.0, 0.5), frames_per_clip=2, size=16, limits=limits
-    ):
-        time.sleep(0.3)  # four clips: 1.2 s in the caller, twice the budget
+    for _ in clips:
+        time.sleep(0.25)
         n += 1
-    assert n == 4
+    assert n == 6
 
 
 def test_decode_timeout_kills_ffmpeg(clip25: Path, monkeypatch: pytest.MonkeyPatch) -> None:

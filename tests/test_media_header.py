@@ -187,8 +187,12 @@ def test_not_media_has_no_format_and_a_reason_without_the_path() -> None:
     h = parse_header(FFMPEG9_NOT_MEDIA)
     assert h.format_names == () and h.streams == ()
     reason = error_reason(FFMPEG9_NOT_MEDIA, hide="/srv/uploads/secret-name.bin")
-    assert "Invalid data found when processing input" in reason
-    assert "secret-name" not in reason and "0x5571" not in reason
+    assert reason == "Invalid data found when processing input"  # once, no path, no address
+    # ffmpeg 4 puts the path in front of the reason.
+    old = "file:/srv/uploads/secret-name.bin: Invalid data found when processing input\n"
+    assert error_reason(old, hide="/srv/uploads/secret-name.bin") == (
+        "<input>: Invalid data found when processing input"
+    )
 
 
 @pytest.mark.parametrize(

@@ -194,6 +194,8 @@ def _check_gap(
 ) -> None:
     """Raise unless the samples ffmpeg did not deliver may be padded (module docstring)."""
     reason = error_reason(proc.stderr_text(), hide=os.path.abspath(path))
+    if proc.proc.returncode is not None and proc.proc.returncode < 0:
+        reason = f"ffmpeg crashed (signal {-proc.proc.returncode}); {reason}"
     if last is None:
         raise UndecodableMediaError(
             f"ffmpeg decoded no frame from the video stream ({reason})", path=path

@@ -189,8 +189,8 @@ def probed_format(text: str) -> str | None:
 
 
 def error_reason(text: str, *, hide: str | None = None, max_lines: int = 4) -> str:
-    """ffmpeg's error lines, without "[mov @ 0x55...]" prefixes and without lines that name
-    `hide` (the input path, which a service should not echo to a client)."""
+    """ffmpeg's error lines, without "[mov @ 0x55...]" prefixes, with the input path `hide`
+    (which a service should not echo to a client) replaced by "<input>"."""
     reasons: list[str] = []
     for raw in text.splitlines():
         line = _LOG_PREFIX.sub("", raw.strip())
@@ -198,8 +198,10 @@ def error_reason(text: str, *, hide: str | None = None, max_lines: int = 4) -> s
             continue
         if raw.startswith(" "):  # the indented header dump is not an error
             continue
-        if hide and hide in line:
-            continue
+        if hide:
+            line = line.replace("file:" + hide, "<input>").replace(hide, "<input>")
+        if line.startswith("Error opening input file <input>"):
+            continue  # ffmpeg 6+ wraps the real reason in this line and the next two
         for prefix in ("Error opening input files: ", "Error opening input: "):
             line = line.removeprefix(prefix)  # ffmpeg 6+ repeats the reason with these
         if line not in reasons:

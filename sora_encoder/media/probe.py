@@ -88,7 +88,7 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
         )
     facts = parse_header(run.stderr)
     if not facts.format_names:
-        _raise_unreadable(path, run.stderr, limits, exe)
+        _raise_unreadable(path, run.stderr, limits, exe, run.returncode)
     refused = ALWAYS_REFUSED_FORMATS.intersection(facts.format_names)
     if refused:  # unreachable while -format_whitelist works; kept as a second lock
         raise FormatNotAllowedError(_refused_message(sorted(refused)[0]), path=path)
@@ -156,7 +156,7 @@ def _video_info(
 
 
 def _raise_unreadable(
-    path: str | os.PathLike[str], stderr: str, limits: MediaLimits, exe: str
+    path: str | os.PathLike[str], stderr: str, limits: MediaLimits, exe: str, returncode: int
 ) -> None:
     if "not on whitelist" in stderr:
         # ffmpeg's message names the whitelist, not the format it detected. Ask again at
@@ -165,6 +165,8 @@ def _raise_unreadable(
         run = run_ffmpeg(args, budget_s=limits.probe_timeout_s, what="probe")
         raise FormatNotAllowedError(_refused_message(probed_format(run.stderr)), path=path)
     reason = error_reason(stderr, hide=os.path.abspath(path))
+    if returncode < 0:  # killed by a signal, and not by our watchdog: ffmpeg crashed
+        reason = f"ffmpeg crashed (signal {-returncode}); {reason}"
     raise UndecodableMediaError(f"ffmpeg cannot read the file: {reason}", path=path)
 
 
