@@ -86,6 +86,9 @@ def make_video(
 
 
 COUNTER_BITS = 8
+_BAND = f"floor(Y*{COUNTER_BITS}/H)"
+# Luma 235 in band b when bit b of the frame number N is set, else 16.
+COUNTER_FILTER = f"format=yuv420p,geq=lum='16+219*mod(floor(N/pow(2\\,{_BAND}))\\,2)':cb=128:cr=128"
 
 
 def make_counter_video(
@@ -96,12 +99,13 @@ def make_counter_video(
     codec: str = "libx264",
     side: int = 128,
     rotation: int | None = None,
+    then: str | None = None,
 ) -> Path:
     """A square video whose frame n shows n (mod 256) in binary: 8 horizontal bands, band b
     (from the top) white when bit b is set. Survives lossy codecs and scaling, so a test
-    can tell exactly which frame a decoder returned (`read_counter`)."""
-    band = f"floor(Y*{COUNTER_BITS}/H)"
-    lum = f"16+219*mod(floor(N/pow(2\\,{band}))\\,2)"
+    can tell exactly which frame a decoder returned (`read_counter`). `then` is a filter
+    chain applied after the counter is drawn (e.g. a `select` that makes the rate variable).
+    """
     return make_video(
         path,
         duration_s=duration_s,
@@ -109,7 +113,7 @@ def make_counter_video(
         size=(side, side),
         codec=codec,
         source="color=c=black",
-        vf=f"format=yuv420p,geq=lum='{lum}':cb=128:cr=128",
+        vf=COUNTER_FILTER + (f",{then}" if then else ""),
         rotation=rotation,
     )
 

@@ -88,6 +88,25 @@ def test_samples_are_the_frames_on_screen_at_the_window_centres(
     assert got == expected_frames(windows, frames, rate, n_frames)
 
 
+def test_exact_samples_with_a_variable_frame_rate(tmp_path: Path) -> None:
+    # 30 fps with every third frame dropped: frames at n/30 for n = 0, 1, 3, 4, 6, 7, ...
+    path = make_counter_video(
+        tmp_path / "vfr.mp4",
+        duration_s=3.0,
+        fps=30,
+        side=64,
+        then="select='not(eq(mod(n\\,3)\\,2))'",
+    )
+    kept = [n for n in range(90) if n % 3 != 2]
+    info = probe(path)
+    windows = plan_windows(info.duration_s, 0.7, min_last_s=0.0)
+    got = read_counter(decode_clips(path, info, windows, frames_per_clip=7, size=32))
+    expected = [
+        max(n for n in kept if n / 30 <= t + 1e-9) for w in windows for t in w.sample_times(7)
+    ]
+    assert got.reshape(-1).tolist() == expected
+
+
 @pytest.mark.parametrize(("name", "codec"), [("m.avi", "mpeg4"), ("v.webm", "libvpx-vp9")])
 def test_exact_samples_with_other_codecs(tmp_path: Path, name: str, codec: str) -> None:
     path = make_counter_video(tmp_path / name, duration_s=2.0, fps=25, codec=codec, side=64)
