@@ -1,7 +1,7 @@
 """Benchmark: Sora encoder throughput against this machine's fp32 matmul rate, in one run.
 
-    reference:  fp32 torch.matmul on square matrices (MKL sgemm), best of several sizes
-                (+ for context: fp32 oneDNN linear, bf16 torch.matmul)
+    reference:  fp32 torch.matmul on square matrices (MKL sgemm), best of several sizes and
+                of the rounds below (+ for context: fp32 oneDNN linear, bf16 torch.matmul)
     model:      GFLOP per clip counted by torch.utils.flop_counter.FlopCounterMode
                 (a multiply-add is 2 FLOPs), by part
     settings:   fp32 eager (as built: NCHW, BatchNorm unfolded)
@@ -13,8 +13,8 @@
                 and the smallest cosine to the fp32 eager vectors (raw, and centred on the
                 batch mean: the part of a vector that tells clips apart)
 
-Settings are timed in rounds (one run of each per round, best of --repeats) so that drift
-in the machine's load hits all of them alike.
+Settings and the matmul reference are timed in rounds (one run of each per round, best of
+--repeats) so that drift in the machine's load hits all of them alike.
 
     python bench/bench_encoder.py [--model sora-s] [--batch 8] [--repeats 5] [--json OUT]
 """
@@ -147,11 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         reference = model.encode_video(frames)  # (B, D), fp32 eager
     vectors = {name: run(fn, amp) for name, (fn, amp) in settings.items()}
     best = {name: float("inf") for name in [*settings, "runtime"]}
-    for _ in range(args.repeats):  # rounds: every setting once per round
+    n = max(ref["fp32_by_size"], key=ref["fp32_by_size"].get)  # the best size of the sweep
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(args.repeats):  # rounds: every setting, and the reference, once per round
         for name, (fn, amp) in settings.items():
             best[name] = min(best[name], best_seconds(lambda fn=fn, amp=amp: run(fn, amp), 1, 0))
         t = best_seconds(lambda: runtime.encode_clips(clips), 1, 0)
         best["runtime"] = min(best["runtime"], t)
+        gflops = 2 * n**3 / best_seconds(lambda: a @ b, 1, 0) / 1e9
+        ref["fp32_gflops"] = max(ref["fp32_gflops"], gflops)
 
     center = reference.mean(0)
     rows = []

@@ -14,7 +14,8 @@ Precision policy (`precision="auto"`):
     faster AND every vector is within cosine `MIN_COSINE` of fp32 (`choose_precision`).
     It costs about 0.3 s for sora-s (1 s for sora-b) and is cached per model version,
     machine, torch version and thread count: in the process, and in a JSON file if
-    `calibration_cache` is given. `precision="fp32"` or `"bf16"` skips it.
+    `calibration_cache` is given (not when the machine was busy while it measured: timings
+    under load can invert the comparison). `precision="fp32"` or `"bf16"` skips it.
     On the 2-core AVX-512-BF16 machine this was written on, sora-s ran 2x faster in bf16
     with cosine > 0.9999 (bench/bench_encoder.py); a CPU without native bf16 instructions
     is slower in bf16, and the calibration keeps it in fp32.
@@ -238,7 +239,10 @@ class EncoderRuntime:
         cal = _CALIBRATIONS.get(key) or _read_cache(cache_file, key)
         if cal is None:
             cal = calibrate(model, self.config, device=self.device)
-            if cache_file is not None:
+            busy = _busy()
+            if busy:
+                logger.warning("calibrated on a busy machine (%s); not caching it on disk", busy)
+            elif cache_file is not None:
                 _write_cache(cache_file, key, cal)
         _CALIBRATIONS[key] = cal
         return cal
@@ -257,26 +261,30 @@ def _nthwc_frames(frames: torch.Tensor, *, pad: int = 0) -> torch.Tensor:
 
 
 def calibrate(
-    model: SoraModel, config: SoraConfig, *, device: torch.device, clips: int = 2, repeats: int = 2
+    model: SoraModel, config: SoraConfig, *, device: torch.device, clips: int = 1, rounds: int = 5
 ) -> Calibration:
-    """Time fp32 and bf16 inference on `clips` synthetic clips and compare their vectors."""
-    frames = synthetic_frames(config, clips).to(device)
-    times, vecs = {}, {}
-    for precision in ("fp32", "bf16"):
-        m = prepare_for_inference(model, device=device, precision=precision)
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"),
-        ):
-            vecs[precision] = m.encode_video(frames).float()  # the warm-up run
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                m.encode_video(frames)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                best = min(best, time.perf_counter() - t0)
-        times[precision] = best
+    """Time fp32 and bf16 inference on `clips` synthetic clips and compare their vectors.
+
+    The two alternate, round after round, and the best time of each counts, so that a burst
+    of load from other processes does not decide the comparison. Short runs (one clip) make
+    an undisturbed run likelier on a busy machine.
+    """
+    frames = _nthwc_frames(synthetic_frames(config, clips).to(device))
+    models = {p: prepare_for_inference(model, device=device, precision=p) for p in ("fp32", "bf16")}
+    times = dict.fromkeys(models, float("inf"))
+    vecs = {}
+    for r in range(rounds + 1):  # round 0 warms up and keeps the vectors
+        for precision, m in models.items():
+            bf16 = precision == "bf16"
+            t0 = time.perf_counter()
+            with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                vec = m.encode_video(frames).float()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if r == 0:
+                vecs[precision] = vec
+            else:
+                times[precision] = min(times[precision], time.perf_counter() - t0)
     cosine = (vecs["fp32"] * vecs["bf16"]).sum(-1).min().item()
     return Calibration(fp32_s=times["fp32"], bf16_s=times["bf16"], cosine=cosine)
 
@@ -307,6 +315,15 @@ def _write_cache(path: str | os.PathLike, key: str, cal: Calibration) -> None:
     tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True), "utf-8")
     os.replace(tmp, p)
+
+
+def _busy() -> str:
+    """A reason if other processes keep the CPUs busy (load above the CPU count), else ''."""
+    try:
+        load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):  # no load average on this platform
+        return ""
+    return f"load {load:.1f} on {cpus} CPUs" if load > cpus else ""
 
 
 def _cpu_name() -> str:

@@ -75,6 +75,7 @@ def test_explicit_precision_skips_the_calibration(monkeypatch):
 def test_calibration_is_cached_in_process_and_on_disk(monkeypatch, tmp_path):
     calls: list = []
     monkeypatch.setattr(rt, "calibrate", fake_calibrate(Calibration(1.0, 0.4, 0.9995), calls))
+    monkeypatch.setattr(rt, "_busy", lambda: "")  # a quiet machine, whatever the test host's load
     cache = tmp_path / "cal.json"
     EncoderRuntime.untrained(CFG, device="cpu", calibration_cache=cache)
     EncoderRuntime.untrained(CFG, device="cpu", calibration_cache=cache)
@@ -86,6 +87,15 @@ def test_calibration_is_cached_in_process_and_on_disk(monkeypatch, tmp_path):
     assert key.startswith(run.model_version), "keyed by model version (and machine)"
     EncoderRuntime.untrained("sora-s", device="cpu", calibration_cache=cache)
     assert calls == ["sora-t", "sora-s"], "another model is measured again"
+
+
+def test_a_calibration_on_a_busy_machine_is_not_kept_on_disk(monkeypatch, tmp_path):
+    calls: list = []
+    monkeypatch.setattr(rt, "calibrate", fake_calibrate(Calibration(1.0, 2.0, 0.9995), calls))
+    monkeypatch.setattr(rt, "_busy", lambda: "load 9.0 on 2 CPUs")
+    cache = tmp_path / "cal.json"
+    assert EncoderRuntime.untrained(CFG, device="cpu", calibration_cache=cache).precision == "fp32"
+    assert not cache.exists() and calls == ["sora-t"]
 
 
 def test_real_calibration_measures_something():
