@@ -38,8 +38,10 @@ from .jobs import (
     expired_jobs,
     fail_job,
     get_job,
+    mark_dispatched,
     renew_lease,
     requeue_job,
+    undispatched_jobs,
 )
 from .models import (
     Base,
@@ -119,6 +121,8 @@ __all__ = [
     "find_video_by_sha",
     "get_classifier",
     "get_job",
+    "mark_dispatched",
+    "undispatched_jobs",
     "get_segments",
     "get_video",
     "get_video_embedding",

@@ -362,3 +362,39 @@ def requeue_job(session: Session, job_id: int, *, reason: str = "lease expired")
             video.status = VideoStatus.PENDING
         session.flush()
     return job
+
+
+def mark_dispatched(session: Session, job_id: int, *, now: datetime | None = None) -> None:
+    """Record that the job's message was just handed to the broker."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} not found")
+    job.dispatched_at = _now(now)
+    session.flush()
+
+
+def undispatched_jobs(
+    session: Session,
+    *,
+    older_than_s: float,
+    now: datetime | None = None,
+    limit: int = 1000,
+) -> list[Job]:
+    """QUEUED jobs never dispatched, or dispatched more than `older_than_s` ago and still
+    not claimed: their message was lost (never sent, or dropped by a broker restart). The
+    reconciler re-sends them; a duplicate message is harmless since claims are idempotent.
+    Rows are locked like `expired_jobs`'s."""
+    cutoff = _now(now) - timedelta(seconds=older_than_s)
+    return list(
+        session.scalars(
+            select(Job)
+            .where(
+                Job.status == JobStatus.QUEUED,
+                (Job.dispatched_at.is_(None) & (Job.queued_at < cutoff))
+                | (Job.dispatched_at < cutoff),
+            )
+            .order_by(Job.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )

@@ -274,6 +274,9 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)  # last failure, transient or final
     queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When its message was last handed to the broker (None: not yet). A QUEUED job not
+    # claimed long after this had its message lost (a broker restart): it is re-sent.
+    dispatched_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]  # of the latest attempt
     finished_at: Mapped[datetime | None]
     # Seconds spent per stage of the successful attempt.

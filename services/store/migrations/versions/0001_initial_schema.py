@@ -154,6 +154,7 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", TS, nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("queued_at", TS, nullable=False),
+        sa.Column("dispatched_at", TS, nullable=True),
         sa.Column("started_at", TS, nullable=True),
         sa.Column("finished_at", TS, nullable=True),
         sa.Column("decode_s", sa.Float(), nullable=True),

@@ -1,0 +1,90 @@
+"""`sora ingest PATH...`: register videos (folders recursively), send their jobs to the
+workers, and with --wait follow them to the end, then bring the index up to date.
+
+This version talks to the database and the broker directly (the settings' URLs); the gRPC
+upload path arrives with the API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("ingest", help="ingest video files or folders (recursively)")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--collection", help="collection to file the videos under")
+    p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    p.add_argument("--wait", action="store_true", help="wait until every video is done")
+    p.add_argument(
+        "--timeout", type=float, default=0, help="with --wait: give up after S seconds (0: never)"
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from services.indexes import IndexSet
+    from services.ingest import iter_video_files, register_files
+    from services.settings import Settings
+    from services.store import Segment, Video, VideoStatus, open_store
+    from workers.celery_app import make_celery
+    from workers.dispatch import Dispatcher
+
+    settings = Settings.from_env()
+    store = open_store(settings.database_url)
+    try:
+        files = list(iter_video_files(args.paths))
+    except FileNotFoundError as exc:
+        print(f"sora ingest: {exc}", file=sys.stderr)
+        return 2
+    subs = register_files(store, files, collection=args.collection, tags=args.tag)
+    new_jobs = [s.job_id for s in subs if s.job_id is not None]
+    sent = Dispatcher(make_celery(settings), store).send(new_jobs)
+    known = len(subs) - len(new_jobs)
+    print(f"{len(subs)} video(s): {len(new_jobs)} queued, {known} already known", flush=True)
+    if len(sent) < len(new_jobs):
+        print(
+            f"warning: {len(new_jobs) - len(sent)} job(s) not sent (broker unreachable); "
+            "a worker's reconciler sends them later",
+            file=sys.stderr,
+        )
+    if not args.wait:
+        return 0
+
+    ids = [s.video_id for s in subs]
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    final = (VideoStatus.READY, VideoStatus.FAILED, VideoStatus.DELETED)
+    while True:
+        with store.ReadSession.begin() as s:
+            videos = s.scalars(select(Video).where(Video.id.in_(ids)))
+            rows = {v.id: (v.status, v.error, v.uri) for v in videos}
+        done = sum(1 for st, _, _ in rows.values() if st in final)
+        bar = "#" * (30 * done // max(len(ids), 1))
+        print(f"\r[{bar:<30}] {done}/{len(ids)} done", end="", flush=True)
+        if done == len(ids):
+            break
+        if deadline and time.monotonic() > deadline:
+            print(f"\nsora ingest: gave up waiting after {args.timeout:.0f} s", file=sys.stderr)
+            return 3
+        time.sleep(0.5)
+    print()
+    failed = [(uri, err) for st, err, uri in rows.values() if st is VideoStatus.FAILED]
+    for uri, err in failed:
+        print(f"FAILED {uri}: {err}", file=sys.stderr)
+
+    # Bring the index of each model version these videos were embedded with up to date.
+    with store.ReadSession.begin() as s:
+        versions = sorted(
+            set(s.scalars(select(Segment.model_version).where(Segment.video_id.in_(ids))))
+        )
+    for version in versions:
+        for st in IndexSet(store, version, settings.snapshot_dir).sync():
+            print(
+                f"index {st.level} ({version}): {st.ntotal} vectors "
+                f"(SQL: {st.sql_count}), +{st.added} -{st.removed}"
+            )
+    return 1 if failed else 0

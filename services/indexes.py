@@ -1,0 +1,71 @@
+"""The searchable indexes of one model version: a VectorIndex per level, kept in sync with
+SQL and snapshotted under the settings' snapshot folder. The API holds one IndexSet; the
+CLI uses it to bring the index up to date after an ingest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.index import VectorIndex
+from services.store import Store, VectorLevel
+from services.store.segments import stored_dim
+from services.vector_source import LEVELS, Level
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LevelStatus:
+    level: Level
+    ntotal: int  # vectors in the index
+    sql_count: int  # live vectors in SQL: the index is aligned when the two are equal
+    added: int
+    removed: int
+
+
+class IndexSet:
+    def __init__(self, store: Store, model_version: str, snapshot_dir: Path) -> None:
+        self.store = store
+        self.model_version = model_version
+        self.snapshot_dir = Path(snapshot_dir)
+        self.indexes: dict[Level, VectorIndex] = {}
+
+    def _open(self, level: Level) -> VectorIndex | None:
+        if level in self.indexes:
+            return self.indexes[level]
+        with self.store.ReadSession.begin() as s:
+            dim = stored_dim(s, VectorLevel(level), self.model_version)
+        if dim is None:
+            return None  # no vectors of this version yet: nothing to search
+        index = VectorIndex(
+            level, self.model_version, dim, self.snapshot_dir, self.store.vector_source()
+        )
+        report = index.load_or_build()
+        logger.info("index %s/%s: %s", level, self.model_version, report)
+        self.indexes[level] = index
+        return index
+
+    def sync(self, *, save: bool = True) -> list[LevelStatus]:
+        """Catch every level up with SQL (opening it first if needed), then snapshot."""
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        out = []
+        source = self.store.vector_source()
+        for level in LEVELS:
+            index = self._open(level)
+            if index is None:
+                continue
+            result = index.sync()
+            if save:
+                index.save_snapshot()
+            out.append(
+                LevelStatus(
+                    level,
+                    index.ntotal,
+                    source.count(level, self.model_version),
+                    result.added,
+                    result.removed,
+                )
+            )
+        return out

@@ -1,0 +1,88 @@
+"""Submitting videos: find files, hash them, register them in SQL, send their jobs.
+
+    paths --iter_video_files--> files --sha256--> register_video (one transaction each)
+          --> Dispatcher.send(new job ids)   (after commit; a lost send is re-sent later)
+
+The same bytes twice are one video and one job: `register_video` is idempotent on the
+content hash, so re-running an ingest over a folder sends nothing for what is known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.store import Store, register_video
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset(
+    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split()
+)
+
+
+@dataclass(frozen=True)
+class Submission:
+    path: Path
+    video_id: int
+    job_id: int | None  # None: nothing to do (the bytes are known and fine)
+    created: bool  # a new video row
+    status: str  # the video's status after registration
+
+
+def iter_video_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files named directly (any extension), and video files found under folders
+    (recursively, by extension, in sorted order). Missing paths raise FileNotFoundError."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    if Path(name).suffix.lower() in VIDEO_EXTENSIONS:
+                        yield Path(root) / name
+        elif path.exists():
+            yield path
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+
+
+def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def register_files(
+    store: Store,
+    files: Iterable[Path],
+    *,
+    collection: str | None = None,
+    tags: Iterable[str] = (),
+    title_from_name: bool = True,
+) -> list[Submission]:
+    """Register each file (idempotent on its bytes); the caller sends the new jobs."""
+    out = []
+    for path in files:
+        path = path.resolve()
+        sha = sha256_file(path)
+        with store.Session.begin() as s:
+            video, job, created = register_video(
+                s,
+                uri=str(path),
+                content_sha256=sha,
+                size_bytes=path.stat().st_size,
+                title=path.stem if title_from_name else None,
+                collection=collection,
+                tags=tuple(tags),
+            )
+            out.append(
+                Submission(path, video.id, job.id if job else None, created, video.status.value)
+            )
+    return out

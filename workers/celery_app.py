@@ -1,0 +1,58 @@
+"""The Celery app: at-least-once delivery with idempotent tasks.
+
+    producer (CLI / API) --send_task("sora.ingest_video", [job_id])--> broker --> worker
+    broker: redis://... in production, sqla+sqlite:///... (kombu's SQLAlchemy transport)
+            for the embedded default, chosen by $SORA_BROKER_URL alone.
+
+Messages carry job ids only (JSON); the task re-reads everything else from SQL.
+`celery -A workers.celery_app worker` and `sora worker` both use `app` below.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from services.settings import Settings
+
+INGEST_TASK = "sora.ingest_video"
+QUEUE = "sora"
+
+
+def transport_options(broker_url: str, hard_limit_s: float) -> dict:
+    """Per-broker options (kombu's SQLAlchemy transport hands them all to create_engine, so
+    options for another transport must not leak into it)."""
+    if broker_url.startswith(("redis://", "rediss://", "redis+socket://")):
+        # Redis re-delivers an unacknowledged message after this; it must exceed the hard
+        # limit or a slow-but-alive task would be run twice at once.
+        return {"visibility_timeout": int(hard_limit_s * 2)}
+    return {}
+
+
+def make_celery(settings: Settings) -> Celery:
+    settings.ensure_home()
+    app = Celery("sora", broker=settings.broker_url, include=["workers.tasks"])
+    hard = settings.task_time_limit_s
+    app.conf.update(
+        # At-least-once: acknowledge after the task ran; a worker process that dies mid-task
+        # gets its message re-delivered instead of dropped.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per worker: a long video never holds others hostage.
+        worker_prefetch_multiplier=1,
+        task_time_limit=hard,
+        task_soft_time_limit=max(hard - 30.0, hard * 0.9),
+        broker_transport_options=transport_options(settings.broker_url, hard),
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # no task waits on another; state lives in SQL
+        task_default_queue=QUEUE,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    app.conf.sora_settings = settings
+    return app
+
+
+app = make_celery(Settings.from_env())
