@@ -58,13 +58,16 @@ def run(args: argparse.Namespace) -> int:
     ids = [s.video_id for s in subs]
     deadline = time.monotonic() + args.timeout if args.timeout else None
     final = (VideoStatus.READY, VideoStatus.FAILED, VideoStatus.DELETED)
+    shown = -1
     while True:
         with store.ReadSession.begin() as s:
             videos = s.scalars(select(Video).where(Video.id.in_(ids)))
             rows = {v.id: (v.status, v.error, v.uri) for v in videos}
         done = sum(1 for st, _, _ in rows.values() if st in final)
-        bar = "#" * (30 * done // max(len(ids), 1))
-        print(f"\r[{bar:<30}] {done}/{len(ids)} done", end="", flush=True)
+        if done != shown:
+            shown = done
+            bar = "#" * (30 * done // max(len(ids), 1))
+            print(f"\r[{bar:<30}] {done}/{len(ids)} done", end="", flush=True)
         if done == len(ids):
             break
         if deadline and time.monotonic() > deadline:
