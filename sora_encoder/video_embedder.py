@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,9 @@ class VideoEmbedding:
     model_version: str
     vector: np.ndarray  # (D,) float32, unit norm: normalised mean of the segment vectors
     segments: list[SegmentEmbedding] = field(default_factory=list)
+    # Seconds: `encode_s` in the model; `decode_wait_s` the encoder waited for ffmpeg (the
+    # decoding that overlap did not hide); `total_s` probe to last vector.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 class VideoEmbedder:
@@ -66,12 +70,31 @@ class VideoEmbedder:
     def model_version(self) -> str:
         return self.runtime.model_version
 
-    def embed(self, path: str | Path) -> VideoEmbedding:
+    def embed(
+        self, path: str | Path, *, on_batch: Callable[[int, int], None] | None = None
+    ) -> VideoEmbedding:
+        """Embed one file. `on_batch(done, total)` runs after each encoded batch (the ingest
+        worker renews its job lease and reports progress there); if it raises, work stops."""
+        t0 = time.perf_counter()
         info = probe(path, self.limits)
         windows = plan_windows(info.duration_s, self.segment_s)
-        vectors = [
-            self.runtime.encode_clips(batch) for batch in self._decoded_batches(path, info, windows)
-        ]
+        vectors: list[np.ndarray] = []
+        encode_s = wait_s = 0.0
+        batches = self._decoded_batches(path, info, windows)
+        try:
+            while True:
+                t_wait = time.perf_counter()
+                batch = next(batches, None)
+                t_enc = time.perf_counter()
+                wait_s += t_enc - t_wait
+                if batch is None:
+                    break
+                vectors.append(self.runtime.encode_clips(batch))
+                encode_s += time.perf_counter() - t_enc
+                if on_batch is not None:
+                    on_batch(sum(len(v) for v in vectors), len(windows))
+        finally:
+            batches.close()  # stops the decoding thread when we stop early
         xb = np.concatenate(vectors, axis=0)  # (N, D)
         assert xb.shape[0] == len(windows), (
             f"decoded {xb.shape[0]} clips for {len(windows)} windows of {path}"
@@ -84,6 +107,11 @@ class VideoEmbedder:
             model_version=self.runtime.model_version,
             vector=mean_vector(xb),
             segments=segments,
+            timings={
+                "encode_s": encode_s,
+                "decode_wait_s": wait_s,
+                "total_s": time.perf_counter() - t0,
+            },
         )
 
     def _decoded_batches(
