@@ -29,6 +29,7 @@ class Settings:
     broker_url: str
     checkpoint: str | None = None  # None: the encoder's default (see sora_encoder)
     variant: str | None = None  # with no checkpoint: a seed-initialised model of this variant
+    precision: str = "auto"  # encoder precision: auto (measured per machine), fp32 or bf16
     segment_s: float = 4.0  # window length: one vector per segment
     # A task running longer than this is killed by Celery; the broker's visibility time-out
     # is set above it, so a message is never handed to a second worker while the first
@@ -55,6 +56,7 @@ class Settings:
             broker_url=os.environ.get("SORA_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.db'}",
             checkpoint=os.environ.get("SORA_CHECKPOINT") or None,
             variant=os.environ.get("SORA_VARIANT") or None,
+            precision=os.environ.get("SORA_PRECISION") or "auto",
             segment_s=_env_float("SORA_SEGMENT_SECONDS", 4.0),
             task_time_limit_s=_env_float("SORA_TASK_TIME_LIMIT", 3600.0),
             lease_s=_env_float("SORA_LEASE_SECONDS", 60.0),

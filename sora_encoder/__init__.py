@@ -84,8 +84,9 @@ def load_embedder(
     *,
     variant: str | None = None,
     device: str | None = None,
+    precision: str = "auto",
     segment_s: float = 4.0,
 ) -> VideoEmbedder:
     """A file-to-vectors embedder over `load_runtime(...)`."""
-    runtime = load_runtime(checkpoint, variant=variant, device=device)
+    runtime = load_runtime(checkpoint, variant=variant, device=device, precision=precision)
     return VideoEmbedder(runtime, segment_s=segment_s, batch_size=runtime.batch_size)

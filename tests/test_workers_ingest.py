@@ -96,14 +96,16 @@ def assert_exactly_once(store, durations: dict[str, float]) -> None:
     assert all(n == 1 for n in per_video.values()), per_video
 
 
-def assert_index_aligned(env: IngestEnv, store) -> None:
+def assert_index_aligned(env: IngestEnv, store) -> IndexSet:
     with store.ReadSession.begin() as s:
         versions = set(s.scalars(select(Segment.model_version)))
     assert len(versions) == 1
-    statuses = IndexSet(store, versions.pop(), env.home / "index").sync()
+    indexes = IndexSet(store, versions.pop(), env.home / "index")
+    statuses = indexes.sync()
     assert {st.level for st in statuses} == {"segment", "video"}
     for st in statuses:
         assert st.ntotal == st.sql_count > 0, st
+    return indexes
 
 
 def test_ingest_folder_then_reingest_is_a_no_op(env, library):
@@ -127,6 +129,23 @@ def test_ingest_folder_then_reingest_is_a_no_op(env, library):
     # Index lines printed by the CLI agree with SQL.
     n_segments = sum(math.ceil(d / 4.0) for d in expected.values())
     assert f"{n_segments} vectors (SQL: {n_segments})" in res.stdout
+
+    # The index is a cache: a corrupt or missing snapshot is rebuilt from SQL, aligned.
+    snapshots = sorted((env.home / "index").glob("*.faiss"))
+    assert len(snapshots) == 2  # segment and video level
+    snapshots[0].write_bytes(b"garbage" + snapshots[0].read_bytes()[7:])
+    snapshots[1].unlink()
+    reasons = {
+        level: index.last_load.rebuilt_reason
+        for level, index in assert_index_aligned(env, store).indexes.items()
+    }
+    assert all(reasons.values()), reasons  # both rebuilt, neither served as loaded
+    # And a sound snapshot is loaded, not rebuilt.
+    reasons = {
+        level: index.last_load.rebuilt_reason
+        for level, index in assert_index_aligned(env, store).indexes.items()
+    }
+    assert not any(reasons.values()), reasons
 
     # Identical bytes again, under another name too: no new video, no new job for READY ones.
     (library / "copy-of-a.mp4").write_bytes((library / "a.mp4").read_bytes())

@@ -25,7 +25,9 @@ def store() -> Store:
 @functools.cache
 def embedder() -> VideoEmbedder:
     s = settings()
-    return load_embedder(s.checkpoint, variant=s.variant, segment_s=s.segment_s)
+    return load_embedder(
+        s.checkpoint, variant=s.variant, precision=s.precision, segment_s=s.segment_s
+    )
 
 
 def owner_name(task_id: str) -> str:
