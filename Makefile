@@ -34,6 +34,8 @@ bench: setup
 	mkdir -p bench/results
 	$(BIN)/python bench/bench_encoder.py --json bench/results/encoder.json
 	$(BIN)/python bench/bench_decode.py --json bench/results/decode.json
+	$(BIN)/python bench/bench_index.py --json bench/results/index.json
+	$(BIN)/python bench/bench_ingest.py --json bench/results/ingest.json
 
 # The README's first command: set up, make a few videos with ffmpeg (or use VIDEOS=dir),
 # and embed them.

@@ -41,7 +41,10 @@ def postgres_url() -> str:
             pass
     except OperationalError as e:
         reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
-        pytest.skip(f"PostgreSQL unreachable at {shown} (set ${POSTGRES_URL_ENV}): {reason}")
+        message = f"PostgreSQL unreachable at {shown} (set ${POSTGRES_URL_ENV}): {reason}"
+        if os.environ.get("SORA_REQUIRE_SERVERS"):  # CI: a missing server is a failure
+            pytest.fail(message)
+        pytest.skip(message)
     finally:
         engine.dispose()
     return url
