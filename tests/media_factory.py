@@ -49,11 +49,13 @@ def make_video(
     vf: str | None = None,
     pix_fmt: str | None = None,
     extra: Sequence[str] = (),
+    variable_rate: bool = False,
 ) -> Path:
     """Write a `duration_s` video of lavfi `source` at `size` (w, h) and `fps` to `path`.
 
     `fps` may be a string such as "30000/1001". `vf` is a filter chain applied to the
     source (e.g. a `geq` pattern); `extra` are more output options (e.g. "-qp", "0").
+    `variable_rate` writes the frames with the timestamps `vf` gave them (no duplicates).
     """
     path = Path(path)
     w, h = size
@@ -73,6 +75,8 @@ def make_video(
     if filters:
         args += ["-vf", ",".join(filters)]
     args += ["-c:v", codec, *_CODEC_ARGS.get(codec, []), "-pix_fmt", pix_fmt, *extra]
+    if variable_rate:  # keep the timestamps that `vf` made; some releases default to CFR
+        args += ["-fps_mode", "vfr"] if ffmpeg_version() >= (5, 1) else ["-vsync", "vfr"]
     if audio:
         args += ["-c:a", _AUDIO_CODEC.get(path.suffix, "aac"), "-shortest"]
     if not rotation:
@@ -115,6 +119,7 @@ def make_counter_video(
         source="color=c=black",
         vf=COUNTER_FILTER + (f",{then}" if then else ""),
         rotation=rotation,
+        variable_rate=then is not None,
     )
 
 

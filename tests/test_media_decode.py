@@ -107,6 +107,31 @@ def test_exact_samples_with_a_variable_frame_rate(tmp_path: Path) -> None:
     assert got.reshape(-1).tolist() == expected
 
 
+def spliced_h264(tmp_path: Path, sides: list[int]) -> Path:
+    """Raw H.264 counter streams of growing sizes, one after another (1 s each, 25 fps)."""
+    out = tmp_path / "spliced.h264"
+    with out.open("wb") as f:
+        for side in sides:
+            mp4 = make_counter_video(tmp_path / f"c{side}.mp4", duration_s=1.0, side=side)
+            f.write(ffmpeg_run(["-i", str(mp4), "-c", "copy", "-f", "h264", "pipe:1"]))
+    return out
+
+
+def test_frame_size_change_mid_stream(tmp_path: Path) -> None:
+    # The filter graph must not restart (and with it the time warp) when the size changes.
+    path = spliced_h264(tmp_path, [64, 128])
+    info = probe(path)
+    assert info.width == 64
+    # No duration in a raw stream: measured, to within a frame (releases differ on whether
+    # the last frame's own duration counts).
+    assert info.duration_s == pytest.approx(2.0, abs=0.041)
+    windows = plan_windows(info.duration_s, 0.5)
+    got = read_counter(decode_clips(path, info, windows, frames_per_clip=4, size=32))
+    # Each 1-s stream counts its frames from 0.
+    expected = [math.floor(25 * (t % 1.0) + 1e-9) for w in windows for t in w.sample_times(4)]
+    assert got.reshape(-1).tolist() == expected
+
+
 @pytest.mark.parametrize(("name", "codec"), [("m.avi", "mpeg4"), ("v.webm", "libvpx-vp9")])
 def test_exact_samples_with_other_codecs(tmp_path: Path, name: str, codec: str) -> None:
     path = make_counter_video(tmp_path / name, duration_s=2.0, fps=25, codec=codec, side=64)

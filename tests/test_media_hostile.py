@@ -18,6 +18,7 @@ from sora_encoder.media import (
     MediaError,
     MediaLimits,
     NoVideoStreamError,
+    ResolutionTooLargeError,
     UndecodableMediaError,
     decode_clips,
     plan_windows,
@@ -239,3 +240,16 @@ def test_generated_hls_with_a_real_local_stream_is_refused(tmp_path: Path, spy: 
     playlist = tmp_path / "stream.m3u8"
     ffmpeg_run(["-i", str(src), "-c", "copy", "-f", "hls", "-hls_time", "1", str(playlist)])
     fails_fast(FormatNotAllowedError, playlist)
+
+
+def test_resolution_that_grows_after_the_header(tmp_path: Path, spy: PopenSpy) -> None:
+    # A decompression bomb in miniature: a small picture in the header, a larger one later.
+    path = tmp_path / "grow.h264"
+    with path.open("wb") as f:
+        for side in (64, 256):
+            mp4 = make_video(tmp_path / f"s{side}.mp4", duration_s=1.0, size=(side, side))
+            f.write(ffmpeg_run(["-i", str(mp4), "-c", "copy", "-f", "h264", "pipe:1"]))
+    limits = MediaLimits(max_pixels=128 * 128)
+    assert probe(path, limits).width == 64  # the header alone passes
+    err = fails_fast(ResolutionTooLargeError, path, limits)
+    assert "256x256" in str(err) and "max_pixels" in str(err)

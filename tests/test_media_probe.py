@@ -11,12 +11,14 @@ from sora_encoder.media import (
     DurationTooLongError,
     FfmpegNotFoundError,
     FileTooLargeError,
+    FormatNotAllowedError,
     MediaLimits,
     ResolutionTooLargeError,
     ffmpeg_exe,
     ffmpeg_version,
     probe,
 )
+from sora_encoder.media.binary import ffmpeg_demuxers
 from tests.media_factory import ffmpeg_run, make_video
 
 
@@ -163,3 +165,38 @@ def _header(path: Path) -> str:
         [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60
     )
     return done.stderr
+
+
+def test_any_format_mode_still_reads_ordinary_files(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "v.mkv", duration_s=0.5, size=(64, 48))
+    assert probe(path, MediaLimits(allowed_formats=None)).format_name == "matroska,webm"
+    demuxers = ffmpeg_demuxers()
+    assert {"mov", "matroska", "hls", "concat"} <= demuxers
+
+
+def test_format_outside_the_allow_list(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "v.mkv", duration_s=0.5, size=(64, 48))
+    with pytest.raises(FormatNotAllowedError) as err:
+        probe(path, MediaLimits(allowed_formats=("mov",)))
+    assert "'matroska,webm'" in str(err.value) and "allowed_formats" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_file_bytes": 0},
+        {"max_duration_s": -1.0},
+        {"timeout_s": 0.0},
+        {"timeout_per_video_s": -0.5},
+        {"allowed_formats": "mov"},
+    ],
+)
+def test_limits_refuse_nonsense(kwargs: dict[str, object]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        MediaLimits(**kwargs)  # type: ignore[arg-type]
+
+
+def test_decode_budget_grows_with_the_video() -> None:
+    limits = MediaLimits(timeout_s=100.0, timeout_per_video_s=0.5)
+    assert limits.decode_timeout_s(0.0) == 100.0
+    assert limits.decode_timeout_s(3600.0) == 1900.0

@@ -11,6 +11,8 @@ Every input is opened as
 - `-format_whitelist`: the demuxer is checked right after format detection, before it reads
   anything; so a playlist or concat list naming *local* files (allowed by `file`) is refused
   before ffmpeg follows it.
+- `-max_pixels`: the decoders refuse pictures over `MediaLimits.max_pixels`, wherever
+  they appear in the stream.
 - `file:` prefix: a path that looks like an option ("-x.mp4") or a protocol ("concat:a|b",
   "http://...") is read as a plain file name.
 """
@@ -46,6 +48,9 @@ def open_input(path: str | os.PathLike[str], limits: MediaLimits, exe: str, **op
         "file:" + os.path.abspath(path),
         protocol_whitelist=PROTOCOL_WHITELIST,
         format_whitelist=format_whitelist(limits, exe),
+        # The decoder refuses larger pictures, also ones that appear after an innocent
+        # header (a stream whose resolution grows mid-way); probe only sees the first.
+        max_pixels=limits.max_pixels,
         **options,
     )
 

@@ -25,13 +25,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from sora_encoder.media.binary import ffmpeg_exe
 from sora_encoder.media.command import command, open_input
-from sora_encoder.media.errors import DecodeTimeoutError, UndecodableMediaError
+from sora_encoder.media.errors import (
+    DecodeTimeoutError,
+    ResolutionTooLargeError,
+    UndecodableMediaError,
+)
 from sora_encoder.media.header import error_reason
 from sora_encoder.media.limits import DEFAULT_LIMITS, MediaLimits, check_file, check_video
 from sora_encoder.media.probe import VideoInfo
@@ -40,6 +45,8 @@ from sora_encoder.media.sampling import scaled_size, tick_expression
 from sora_encoder.media.windows import Window, check_windows
 
 log = logging.getLogger(__name__)
+
+_OVERSIZE = re.compile(r"Picture size (?P<w>\d+)x(?P<h>\d+) exceeds specified max pixel count")
 
 # Frame threads beyond 4 add latency and memory for little gain at the sizes we decode,
 # and a worker usually runs several decodes (or the encoder) beside this one.
@@ -68,7 +75,11 @@ def decode_command(
 ) -> list[str]:
     """The one ffmpeg command that decodes every window (see the module docstring)."""
     width, height = scaled_size(info.display_aspect, size)
-    stream = open_input(path, limits, exe, threads=threads)[f"v:{info.video_index}"]
+    # reinit_filter=0: a mid-stream change of frame size (screen recordings, spliced
+    # streams) must not rebuild the filter graph, which would restart the time warp and
+    # the fps filter; scale adapts to the new input size by itself.
+    node = open_input(path, limits, exe, threads=threads, reinit_filter=0)
+    stream = node[f"v:{info.video_index}"]
     if _pads_in_ffmpeg(info, limits):
         # Hold the last frame for max_missing_s after the stream ends, so that samples past
         # the end get the true last frame (the fps filter never emits a frame for a tick
@@ -169,6 +180,7 @@ def iter_clips(
         rc = proc.wait()
         if proc.timed_out:
             raise _timeout(path, budget, limits, windows[-1])
+        _raise_if_oversize(path, proc.stderr_text(), limits)
         if rc != 0:  # every frame arrived; ffmpeg complained about something on the way
             tail = proc.stderr_tail()
             log.warning("ffmpeg exit %d after a complete decode of %s: %s", rc, path, tail)
@@ -193,7 +205,9 @@ def _check_gap(
     last: np.ndarray | None,
 ) -> None:
     """Raise unless the samples ffmpeg did not deliver may be padded (module docstring)."""
-    reason = error_reason(proc.stderr_text(), hide=os.path.abspath(path))
+    stderr = proc.stderr_text()
+    _raise_if_oversize(path, stderr, limits)
+    reason = error_reason(stderr, hide=os.path.abspath(path))
     if proc.proc.returncode is not None and proc.proc.returncode < 0:
         reason = f"ffmpeg crashed (signal {-proc.proc.returncode}); {reason}"
     if last is None:
@@ -222,6 +236,18 @@ def _check_gap(
         delivered,
         wanted - delivered,
     )
+
+
+def _raise_if_oversize(path: str | os.PathLike[str], stderr: str, limits: MediaLimits) -> None:
+    """The decoder refused a picture over max_pixels (see command.py): the resolution grew
+    after the header that probe checked. Raised even when padding hid the missing frames."""
+    if grown := _OVERSIZE.search(stderr):
+        w, h = grown.group("w"), grown.group("h")
+        raise ResolutionTooLargeError(
+            f"the video switches to a frame size of {w}x{h} after its start, over the limit "
+            f"of {limits.max_pixels} pixels; raise MediaLimits.max_pixels to accept it",
+            path=path,
+        )
 
 
 def _timeout(

@@ -48,7 +48,7 @@ _ROTATE_TAG = re.compile(r"^\s+rotate\s*: (?P<deg>-?\d+(?:\.\d+)?)\s*$")
 # A line that closes the current stream's block (anything not indented deeper than it).
 _BLOCK_END = re.compile(r"^(?:\S|\s{0,2}\S)")
 _PROBED_FORMAT = re.compile(r"Format (?P<name>\S+) probed with size=")
-_LOG_PREFIX = re.compile(r"^\[[^\]]+ @ (?:0x)?[0-9a-fA-F]+\] ")
+_LOG_PREFIX = re.compile(r"^(?:\[[^\]]+ @ (?:0x)?[0-9a-fA-F]+\] )+")  # may be nested
 
 # ffmpeg prints rates with two decimals; the NTSC family is 1000/1001 of a round number.
 _NTSC_RATES = tuple(n * 1000 / 1001 for n in (24, 30, 48, 60, 120, 240))
@@ -206,4 +206,6 @@ def error_reason(text: str, *, hide: str | None = None, max_lines: int = 4) -> s
             line = line.removeprefix(prefix)  # ffmpeg 6+ repeats the reason with these
         if line not in reasons:
             reasons.append(line)
-    return "; ".join(reasons[-max_lines:]) or "no error message from ffmpeg"
+    if len(reasons) > max_lines:  # the first error is often the cause, the last the effect
+        reasons = reasons[:1] + ["..."] + reasons[1 - max_lines :]
+    return "; ".join(reasons) or "no error message from ffmpeg"

@@ -202,6 +202,11 @@ def _measure_duration(
     times = re.findall(rb"out_time_us=(\d+)", run.stdout)
     # The position after the last packet, i.e. its timestamp plus its duration.
     seconds = int(times[-1]) / 1e6 if times else 0.0
+    frames = re.findall(rb"frame=\s*(\d+)", run.stdout)
+    fps = facts.video_streams[0].fps or facts.video_streams[0].tbr
+    if seconds <= 0 and frames and fps:
+        # Raw streams (.h264) carry no timestamps; ffmpeg decodes them at the guessed rate.
+        seconds = int(frames[-1]) / fps
     if seconds <= 0:
         reason = error_reason(run.stderr, hide=os.path.abspath(path))
         raise UndecodableMediaError(

@@ -95,11 +95,18 @@ class FfmpegProcess:
             stderr=subprocess.PIPE,
             bufsize=0,
         )
-        _grow_pipe(self.proc.stdout)
-        self._stderr = _StderrDrain(self.proc.stderr)
-        self._stderr.start()
-        self._watchdog = threading.Thread(target=self._watch, name="ffmpeg-watchdog", daemon=True)
-        self._watchdog.start()
+        try:
+            _grow_pipe(self.proc.stdout)
+            self._stderr = _StderrDrain(self.proc.stderr)
+            self._stderr.start()
+            self._watchdog = threading.Thread(
+                target=self._watch, name="ffmpeg-watchdog", daemon=True
+            )
+            self._watchdog.start()
+        except BaseException:  # e.g. no thread could start: do not leave ffmpeg behind
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     # -- time budget ---------------------------------------------------------------------
     def pause_clock(self) -> None:
@@ -123,7 +130,8 @@ class FfmpegProcess:
         while True:
             left = self.budget_s - self._charged_s()
             if left <= 0:
-                if self.proc.poll() is None:  # finished in time but not yet reaped: no time-out
+                # Still running: a time-out. (One that exited and awaits reaping is not.)
+                if self.proc.poll() is None:
                     self.timed_out = True
                     log.warning(
                         "ffmpeg %s: over its %.1f s budget, killing", self.what, self.budget_s
@@ -171,7 +179,8 @@ class FfmpegProcess:
         """Wait for ffmpeg to exit (the watchdog still bounds it); returns the exit status."""
         self.resume_clock()
         rc = self.proc.wait()
-        self._stderr.join()  # EOF follows exit: ffmpeg has no children holding the pipe
+        # EOF follows exit (ffmpeg has no children holding the pipe); bounded all the same.
+        self._stderr.join(timeout=5.0)
         return rc
 
     def close(self) -> None:
