@@ -87,6 +87,7 @@ class IngestEnv:
     database_url: str
     broker_url: str
     workers: list[subprocess.Popen] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. SORA_VARIANT
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -101,6 +102,7 @@ class IngestEnv:
             SORA_DISPATCH_TIMEOUT="4",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def start_worker(self) -> subprocess.Popen:

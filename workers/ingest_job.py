@@ -55,11 +55,14 @@ def run_ingest_job(
         uri = s.get(Video, video_id).uri
 
     if wanted_version is not None and wanted_version != embedder.model_version:
-        # A reindex job for another checkpoint: this worker cannot produce it.
-        return _fail(
-            store, job_id, owner,
-            f"job wants model {wanted_version}, this worker runs {embedder.model_version}",
-        )  # fmt: skip
+        # A reindex job for another checkpoint (a rolling upgrade: this worker is old or
+        # new). Hand it back, not failed: a worker running that version will take it (the
+        # reconciler re-sends it; a job bounced MAX_ATTEMPTS times fails for good).
+        reason = f"job wants model {wanted_version}, this worker runs {embedder.model_version}"
+        logger.warning("job %s: %s; handed back", job_id, reason)
+        with store.Session.begin() as s:
+            fail_job(s, job_id, reason, permanent=False, owner=owner)
+        return JobOutcome(job_id, "skipped", reason)
 
     def heartbeat(done: int, total: int) -> None:
         with store.Session.begin() as s:

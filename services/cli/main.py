@@ -8,11 +8,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import embed_cmd, ingest_cmd, samples_cmd, worker_cmd
+from . import embed_cmd, ingest_cmd, reindex_cmd, samples_cmd, worker_cmd
 
 # Each module exposes `add_parser(subparsers)` that registers its sub-command and sets
 # `func(args) -> int` as the handler; adding a command is one line here.
-COMMANDS = (embed_cmd, samples_cmd, ingest_cmd, worker_cmd)
+COMMANDS = (embed_cmd, samples_cmd, ingest_cmd, worker_cmd, reindex_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -68,6 +68,7 @@ from .segments import (
     video_embeddings_by_ids,
 )
 from .vector_source import SqlVectorSource
+from .versions import coverage, serving_model_version, videos_missing_version
 from .videos import (
     decode_page_token,
     delete_video,
@@ -80,6 +81,9 @@ from .videos import (
 )
 
 __all__ = [
+    "coverage",
+    "serving_model_version",
+    "videos_missing_version",
     "MAX_ATTEMPTS",
     "READ_ONLY",
     "Base",
