@@ -6,8 +6,11 @@
 Both are timed on the same files in the same run, alternating which goes first for each
 file and each repeat, so that drift in machine load hits both alike. The figure of merit is
 video-seconds decoded per wall-clock second, and the ratio ours_time / bare_time (target:
-<= 1.3). With --compare-select, bare ffmpeg is also timed with two other ways of picking
-frames (a `select` expression, a plain `fps` filter), to show what the exact warp costs.
+<= 1.3). `ours` is also shown split into its probe and its decode: the probe is a second
+ffmpeg start (about 10 ms of process start-up for the static wheel binary), a fixed cost
+per file that weighs most on short clips. With --compare-select, bare ffmpeg is also timed
+with two other ways of picking frames (a `select` expression, a plain `fps` filter), to show
+what the exact warp costs.
 
     python bench/bench_decode.py [FOLDER] [--limit N] [--repeats R] [--json OUT]
 """
@@ -66,14 +69,18 @@ def run_bare(args: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def run_ours(path: Path, segment_s: float, frames: int, size: int, threads: int) -> float:
+def run_ours(
+    path: Path, segment_s: float, frames: int, size: int, threads: int
+) -> tuple[float, float]:
+    """(probe seconds, decode seconds) of one file."""
     t0 = time.perf_counter()
     info = probe(path)
     windows = plan_windows(info.duration_s, segment_s)
+    t1 = time.perf_counter()
     clips = decode_clips(path, info, windows, frames_per_clip=frames, size=size, threads=threads)
-    elapsed = time.perf_counter() - t0
+    t2 = time.perf_counter()
     assert clips.shape == (len(windows), frames, size, size, 3), clips.shape
-    return elapsed
+    return t1 - t0, t2 - t1
 
 
 def alternative_filters(windows: list, frames: int, width: int, height: int, size: int) -> dict:
@@ -135,17 +142,23 @@ def main(argv: list[str] | None = None) -> int:
                 variants[name] = bare_command(ours, chain)
         plans.append((path, info, variants))
 
-    names = ["ours", *plans[0][2].keys()]
+    runners = ["ours", *plans[0][2].keys()]
+    # "ours" is also split into its two ffmpeg runs: the probe and the decode.
+    names = ["ours", "ours_probe", "ours_decode", *runners[1:]]
     times: dict[str, list[list[float]]] = {n: [[] for _ in files] for n in names}
     for rep in range(opts.repeats):
         for i, (path, _info, variants) in enumerate(plans):
-            order = names if (i + rep) % 2 == 0 else names[::-1]  # alternate who goes first
+            order = runners if (i + rep) % 2 == 0 else runners[::-1]  # alternate who goes first
             for name in order:
                 if name == "ours":
-                    t = run_ours(path, opts.segment, opts.frames, opts.size, threads)
+                    probe_s, decode_s = run_ours(
+                        path, opts.segment, opts.frames, opts.size, threads
+                    )
+                    times["ours_probe"][i].append(probe_s)
+                    times["ours_decode"][i].append(decode_s)
+                    times["ours"][i].append(probe_s + decode_s)
                 else:
-                    t = run_bare(variants[name])
-                times[name][i].append(t)
+                    times[name][i].append(run_bare(variants[name]))
 
     video_s = sum(info.duration_s for _, info, _ in plans)
     # Per file, the median over repeats; the totals add those medians.
@@ -168,6 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         r = results[n]
         print(f"{n:<14}{r['seconds']:>10.3f}{r['video_s_per_s']:>12.1f}{r['ratio']:>10.3f}")
 
+    # The probe's fixed cost per file weighs by clip length: show the ratio by length too.
+    by_length = {}
+    for lo, hi in ((0.0, 5.0), (5.0, 15.0), (15.0, float("inf"))):
+        idx = [i for i, (_, info, _) in enumerate(plans) if lo <= info.duration_s < hi]
+        if idx:
+            ours = sum(statistics.median(times["ours"][i]) for i in idx)
+            bare = sum(statistics.median(times["bare"][i]) for i in idx)
+            label = f"{lo:g}-{hi:g} s" if hi != float("inf") else f">= {lo:g} s"
+            by_length[label] = {"files": len(idx), "ratio": ours / bare}
+            print(f"clips {label:<9} {len(idx):>4} files   ours/bare {ours / bare:.3f}")
+
     if opts.json:
         payload = {
             "benchmark": "decode",
@@ -181,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
             "results": results,
             "ratio_ours_over_bare": results["ours"]["ratio"],
+            "ratio_by_clip_length": by_length,
             "per_file": [
                 {"path": str(p), "duration_s": info.duration_s, **{n: times[n][i] for n in names}}
                 for i, (p, info, _) in enumerate(plans)
