@@ -21,6 +21,10 @@ nothing closer exists. Timestamps are microseconds (AVTB), fine enough for any f
 Why not `select`: an expression over `t` can pick the first frame after each sample time, but
 it cannot emit a frame twice, so a low frame rate or a short last window loses samples, and
 a per-sample expression grows with the video (57600 terms for 4 hours).
+
+Cost, measured by `bench/bench_decode.py --compare-select` (369 clips, 1812 s of 360p H.264,
+2 CPUs): bare ffmpeg with this warp took 18.10 s, with a grid `select` 17.79 s (-1.7%), with
+a plain `fps=4` 17.84 s (-1.4%). Decoding every frame dominates; exactness costs ~1.5%.
 """
 
 from __future__ import annotations
