@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 VIDEOS ?= .sora-demo/videos
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format bench demo clean
+.PHONY: setup test lint format bench demo clean proto
 
 setup: $(BIN)/sora
 
@@ -46,6 +46,15 @@ demo: setup
 	@echo "== embedding the videos in $(VIDEOS)"
 	find $(VIDEOS) -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mkv' -o -name '*.webm' \
 		-o -name '*.mov' -o -name '*.avi' \) | sort | head -n 20 | xargs -r $(BIN)/sora embed
+
+# Generated gRPC code is committed; tests/test_proto_stale.py fails when it is out of date.
+PROTO_OUT := services/api/gen
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=$(PROTO_OUT) \
+		--grpc_python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) proto/sora/v1/sora.proto
+	# protoc writes imports relative to the proto root; make them absolute in our package.
+	sed -i 's/^from sora\.v1 import/from services.api.gen.sora.v1 import/' \
+		$(PROTO_OUT)/sora/v1/sora_pb2_grpc.py
 
 clean:
 	rm -rf $(VENV) .sora-demo .pytest_cache .ruff_cache bench/results
