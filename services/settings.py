@@ -8,8 +8,11 @@ Production: set SORA_DATABASE_URL (PostgreSQL) and SORA_BROKER_URL (redis://...)
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+GIB = 1 << 30
+MIB = 1 << 20
 
 
 def _env_float(name: str, default: float) -> float:
@@ -20,6 +23,31 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"${name} must be a number of seconds, got {raw!r}") from exc
+
+
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"${name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ValueError(f"${name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _env_list(name: str, sep: str | None) -> tuple[str, ...]:
+    """Items separated by `sep` (None: commas or white space)."""
+    raw = os.environ.get(name) or ""
+    items = raw.replace(",", " ").split() if sep is None else raw.split(sep)
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _env_path(name: str) -> Path | None:
+    raw = os.environ.get(name)
+    return Path(raw) if raw else None
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,30 @@ class Settings:
     dispatch_timeout_s: float = 600.0
     reconcile_interval_s: float = 15.0
 
+    # ---- the gRPC API (services/api) -------------------------------------------------
+    api_address: str = "127.0.0.1:50051"  # where `sora serve` listens by default
+    # Folders whose files may be ingested by server-side path (realpath must fall inside
+    # one, symlinks followed). Empty: ingest by path is refused (PERMISSION_DENIED).
+    allowed_roots: tuple[Path, ...] = ()
+    # http(s) URLs ingestible by the API (comma- or space-separated): a URL must match one
+    # prefix's scheme, host and port exactly and lie under its path. Empty: no URLs.
+    allowed_url_prefixes: tuple[str, ...] = ()
+    max_upload_bytes: int = 2 * GIB  # an upload, a downloaded URL, a query clip
+    url_timeout_s: float = 60.0  # a URL download must finish within this (and the call's deadline)
+    max_workers: int = 16  # threads answering calls (a WatchJob stream holds one)
+    # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED by gRPC itself.
+    max_concurrent_rpcs: int = 64
+    max_message_bytes: int = 16 * MIB  # one message, both directions (uploads are chunked)
+    tls_cert: Path | None = None  # PEM certificate chain; TLS when both cert and key are set
+    tls_key: Path | None = None
+    # Bearer token every call but health must carry. None: the API binds to loopback only.
+    api_token: str | None = field(default=None, repr=False)
+    index_sync_interval_s: float = 1.0  # the API's index catches up with SQL this often
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
     @property
     def snapshot_dir(self) -> Path:
         return self.home / "index"
@@ -62,6 +114,18 @@ class Settings:
             lease_s=_env_float("SORA_LEASE_SECONDS", 60.0),
             dispatch_timeout_s=_env_float("SORA_DISPATCH_TIMEOUT", 600.0),
             reconcile_interval_s=_env_float("SORA_RECONCILE_INTERVAL", 15.0),
+            api_address=os.environ.get("SORA_API_ADDRESS") or "127.0.0.1:50051",
+            allowed_roots=tuple(Path(p) for p in _env_list("SORA_ALLOWED_ROOTS", os.pathsep)),
+            allowed_url_prefixes=_env_list("SORA_ALLOWED_URL_PREFIXES", None),
+            max_upload_bytes=_env_int("SORA_MAX_UPLOAD_BYTES", 2 * GIB),
+            url_timeout_s=_env_float("SORA_URL_TIMEOUT", 60.0),
+            max_workers=_env_int("SORA_API_WORKERS", 16),
+            max_concurrent_rpcs=_env_int("SORA_MAX_CONCURRENT_RPCS", 64),
+            max_message_bytes=_env_int("SORA_MAX_MESSAGE_BYTES", 16 * MIB, minimum=4096),
+            tls_cert=_env_path("SORA_TLS_CERT"),
+            tls_key=_env_path("SORA_TLS_KEY"),
+            api_token=os.environ.get("SORA_API_TOKEN") or None,
+            index_sync_interval_s=_env_float("SORA_INDEX_SYNC_INTERVAL", 1.0),
         )
 
     def ensure_home(self) -> None:
