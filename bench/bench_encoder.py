@@ -1,7 +1,8 @@
 """Benchmark: Sora encoder throughput against this machine's fp32 matmul rate, in one run.
 
     reference:  fp32 torch.matmul on square matrices (MKL sgemm), best of several sizes and
-                of the rounds below (+ for context: fp32 oneDNN linear, bf16 torch.matmul)
+                of the rounds below; for context, bf16 torch.matmul and the fp32 and bf16
+                rates of a 3x3 conv (oneDNN, channels_last), the model's main kernel
     model:      GFLOP per clip counted by torch.utils.flop_counter.FlopCounterMode
                 (a multiply-add is 2 FLOPs), by part
     settings:   fp32 eager (as built: NCHW, BatchNorm unfolded)
@@ -22,6 +23,7 @@ Settings and the matmul reference are timed in rounds (one run of each per round
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 import time
@@ -51,27 +53,33 @@ def best_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> flo
     return best
 
 
-def matmul_reference(repeats: int) -> dict:
-    """GFLOP/s of fp32 (and bf16) square matmuls, the best over a few sizes."""
-    out: dict = {"fp32_by_size": {}}
+def reference_kernels(repeats: int) -> tuple[dict, dict[str, tuple[Callable, float]]]:
+    """({fp32 matmul GFLOP/s by size}, {kernel name: (run it once, its FLOPs)}).
+
+    The kernels: fp32 square matmul at the best size of a sweep (the issue's reference),
+    and for context bf16 matmul and the model's main kernel, a 3x3 conv with 256 channels in
+    channels_last (oneDNN), in fp32 and bf16. On some CPUs (AMD ones) MKL's sgemm does not
+    use all of AVX-512, and the fp32 conv runs well above the matmul rate.
+    """
+    by_size = {}
     for n in (1024, 2048, 4096):
         a, b = torch.randn(n, n), torch.randn(n, n)
-        t = best_seconds(lambda a=a, b=b: a @ b, repeats)
-        out["fp32_by_size"][n] = 2 * n**3 / t / 1e9
-    out["fp32_gflops"] = max(out["fp32_by_size"].values())
-    n = 2048
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
-    out["bf16_gflops"] = 2 * n**3 / best_seconds(lambda: a @ b, repeats) / 1e9
-    try:  # oneDNN's fp32 kernel, the one the convs use (MKL may not use all of AVX-512 here)
-        from torch.utils import mkldnn as mkldnn_utils
-
-        lin = mkldnn_utils.to_mkldnn(torch.nn.Linear(n, n, bias=False))
-        x = torch.randn(2 * n, n).to_mkldnn()
-        out["fp32_onednn_gflops"] = 2 * 2 * n**3 / best_seconds(lambda: lin(x), repeats) / 1e9
-    except Exception as e:  # not built with mkldnn, or the API is gone
-        log.info("no oneDNN linear reference: %s", e)
-        out["fp32_onednn_gflops"] = None
-    return out
+        by_size[n] = 2 * n**3 / best_seconds(lambda a=a, b=b: a @ b, repeats) / 1e9
+    n = max(by_size, key=by_size.get)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
+    conv16 = copy.deepcopy(conv).bfloat16()
+    x = torch.randn(128, 256, 14, 14).to(memory_format=torch.channels_last)  # (N, C, H, W)
+    x16 = x.bfloat16()
+    conv_flops = 2 * 256 * 256 * 9 * 14 * 14 * 128
+    kernels = {
+        "fp32 matmul": (lambda: a @ b, 2 * n**3),
+        "bf16 matmul": (lambda: a16 @ b16, 2 * n**3),
+        "fp32 conv3x3": (lambda: conv(x), conv_flops),
+        "bf16 conv3x3": (lambda: conv16(x16), conv_flops),
+    }
+    return by_size, kernels
 
 
 def count_flops(model: torch.nn.Module, frames: torch.Tensor) -> tuple[float, dict]:
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info()
     log.info("machine: %s", machine)
-    ref = matmul_reference(args.repeats)
+    by_size, kernels = reference_kernels(args.repeats)
     cfg = get_model_config(args.model)
     model = create_model(cfg).eval()
     frames = synthetic_frames(cfg, args.batch, seed=1)  # (B, T, 3, S, S)
@@ -146,17 +154,23 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         reference = model.encode_video(frames)  # (B, D), fp32 eager
     vectors = {name: run(fn, amp) for name, (fn, amp) in settings.items()}
-    best = {name: float("inf") for name in [*settings, "runtime"]}
-    n = max(ref["fp32_by_size"], key=ref["fp32_by_size"].get)  # the best size of the sweep
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(args.repeats):  # rounds: every setting, and the reference, once per round
+    best = {name: float("inf") for name in [*settings, "runtime", *kernels]}
+    with torch.inference_mode():
+        for fn, _ in kernels.values():
+            fn()  # warm-up
+    for _ in range(args.repeats):  # rounds: every setting and reference kernel once per round
         for name, (fn, amp) in settings.items():
             best[name] = min(best[name], best_seconds(lambda fn=fn, amp=amp: run(fn, amp), 1, 0))
         t = best_seconds(lambda: runtime.encode_clips(clips), 1, 0)
         best["runtime"] = min(best["runtime"], t)
-        gflops = 2 * n**3 / best_seconds(lambda: a @ b, 1, 0) / 1e9
-        ref["fp32_gflops"] = max(ref["fp32_gflops"], gflops)
+        with torch.inference_mode():
+            for name, (fn, _) in kernels.items():
+                best[name] = min(best[name], best_seconds(fn, 1, 0))
+    ref = {name: flops / best[name] / 1e9 for name, (_, flops) in kernels.items()}
+    ref["fp32 matmul"] = max(ref["fp32 matmul"], *by_size.values())
 
+    precision = {name: "bf16" if amp else "fp32" for name, (_, amp) in settings.items()}
+    precision["runtime"] = runtime.precision
     center = reference.mean(0)
     rows = []
     for name in [*settings, "runtime"]:
@@ -166,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             "clips_s": clips_s,
             "ms_batch": best[name] * 1e3,
             "gflops": gflop_clip * clips_s,
-            "ratio_matmul": gflop_clip * clips_s / ref["fp32_gflops"],
+            "ratio_matmul": gflop_clip * clips_s / ref["fp32 matmul"],
+            "ratio_conv": gflop_clip * clips_s / ref[f"{precision[name]} conv3x3"],
             "compile_s": compile_s.get(name),
         }
         if name in vectors:
@@ -180,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, torch {machine['torch']}, "
           f"{machine['torch_threads']} threads, load {machine['loadavg_1m']}")  # fmt: skip
-    by_size = ", ".join(f"{n}: {g:.0f}" for n, g in ref["fp32_by_size"].items())
-    print(f"fp32 matmul: {ref['fp32_gflops']:.0f} GFLOP/s (best of n = {by_size}); "
-          f"bf16 matmul {ref['bf16_gflops']:.0f}; fp32 oneDNN linear "
-          f"{ref['fp32_onednn_gflops'] or 0:.0f}")  # fmt: skip
-    print(f"{cfg.name}: {gflop_clip:.2f} GFLOP/clip ("
+    sizes = ", ".join(f"{n}: {g:.0f}" for n, g in by_size.items())
+    print(f"fp32 matmul: {ref['fp32 matmul']:.0f} GFLOP/s (best of the rounds and of n = {sizes}); "
+          f"bf16 matmul {ref['bf16 matmul']:.0f}; 3x3 conv 256 ch: fp32 "
+          f"{ref['fp32 conv3x3']:.0f}, bf16 {ref['bf16 conv3x3']:.0f}")  # fmt: skip
+    print(f"{cfg.name}: {gflop_clip:.2f} GFLOP/clip (LSTM not counted, ~0.01; "
           + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
           + f"), {n_params / 1e6:.2f} M params, batch {args.batch}, "
           f"{cfg.input.num_frames} x {cfg.input.image_size} px")  # fmt: skip
@@ -203,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             ("ms_batch", "ms/batch", "{:.0f}"),
             ("gflops", "GFLOP/s", "{:.0f}"),
             ("ratio_matmul", "x fp32 matmul", "{:.2f}"),
+            ("ratio_conv", "x conv same prec.", "{:.2f}"),
             ("cosine", "cos vs fp32", "{:.6f}"),
             ("cosine_centered", "centred cos", "{:.4f}"),
             ("compile_s", "compile s", "{:.1f}"),
@@ -213,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             args.json,
             {
                 "machine": machine,
-                "matmul": ref,
+                "reference_gflops": ref,
+                "fp32_matmul_gflops_by_size": by_size,
                 "model": {
                     "name": cfg.name,
                     "config": cfg.to_dict(),

@@ -9,21 +9,27 @@
 
 Precision policy (`precision="auto"`):
   - CUDA: bf16 autocast (tensor cores; the design's GPU worker).
-  - CPU: a calibration at start times the model in fp32 and in bf16 on two synthetic clips
+  - CPU: a calibration at start times the model in fp32 and in bf16 on a synthetic clip
     and compares the vectors. bf16 is chosen only if it is at least `MIN_SPEEDUP` times
     faster AND every vector is within cosine `MIN_COSINE` of fp32 (`choose_precision`).
-    It costs about 0.3 s for sora-s (1 s for sora-b) and is cached per model version,
+    It costs about 0.4 s for sora-s (1 s for sora-b) and is cached per model version,
     machine, torch version and thread count: in the process, and in a JSON file if
     `calibration_cache` is given (not when the machine was busy while it measured: timings
     under load can invert the comparison). `precision="fp32"` or `"bf16"` skips it.
-    On the 2-core AVX-512-BF16 machine this was written on, sora-s ran 2x faster in bf16
-    with cosine > 0.9999 (bench/bench_encoder.py); a CPU without native bf16 instructions
-    is slower in bf16, and the calibration keeps it in fp32.
+    On the 2-core AVX-512-BF16 machine this was written on (AMD EPYC, torch 2.13), sora-s
+    at batch 8 ran 2.0x faster in bf16 (730 vs 364 GFLOP/s; the calibration's own estimate
+    was 1.74x) with every vector within cosine 0.99997 of fp32 (bench/bench_encoder.py).
+    A CPU without native bf16 instructions is slower in bf16; the calibration keeps it in
+    fp32. Caveat: an untrained model maps all clips close together (mean cosine ~0.996
+    between clips), so its raw cosine says little; centred on the batch mean the bf16
+    vectors kept cosine ~0.96. Re-check with bench_encoder.py when a trained checkpoint
+    lands.
 
-torch.compile is off by default: on that CPU it gave ~10 % (bf16) to ~15 % (fp32) for
-10-20 s of compiling per batch shape. `compile=True` turns it on (with inductor's freezing
-on CPU); batches are then padded to `batch_size` so one shape is compiled once, and any
-failure falls back to eager with a warning.
+torch.compile is off by default: on that CPU (inductor with freezing) it gave +4 % in fp32
+and +14 % in bf16, for 10-20 s of compiling per batch shape in a fresh process (2-3 s with
+inductor's on-disk cache warm). `compile=True` turns it on; batches are then padded to
+`batch_size` so one shape is compiled once, and any failure falls back to eager with a
+warning. channels_last and BatchNorm folding are always on: +25 % over the model as built.
 """
 
 from __future__ import annotations
