@@ -1,0 +1,11 @@
+"""Search-side re-ranking: temporal alignment of a query's segments to a candidate's."""
+
+from services.search.alignment import (
+    DEFAULT_GAP_PENALTY,
+    DEFAULT_THRESHOLD,
+    Alignment,
+    align,
+    align_many,
+)
+
+__all__ = ["DEFAULT_GAP_PENALTY", "DEFAULT_THRESHOLD", "Alignment", "align", "align_many"]
