@@ -1,0 +1,208 @@
+"""Domain objects <-> proto messages. No logic beyond the mapping of names and types."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+import numpy as np
+
+from services.api.gen.sora.v1 import sora_pb2 as pb
+from services.store import (
+    Classifier,
+    Job,
+    JobStatus,
+    Video,
+    VideoStatus,
+)
+
+from .errors import InvalidArgument
+from .ingest_service import IngestResult, ItemResult, NewVideo
+from .search_service import Hit, SearchOptions, SearchResult
+from .video_service import EmbeddingsView
+
+VIDEO_STATUS_TO_PB = {
+    VideoStatus.PENDING: pb.VIDEO_STATUS_PENDING,
+    VideoStatus.PROCESSING: pb.VIDEO_STATUS_PROCESSING,
+    VideoStatus.READY: pb.VIDEO_STATUS_READY,
+    VideoStatus.FAILED: pb.VIDEO_STATUS_FAILED,
+    VideoStatus.DELETED: pb.VIDEO_STATUS_DELETED,
+}
+VIDEO_STATUS_FROM_PB = {v: k for k, v in VIDEO_STATUS_TO_PB.items()}
+JOB_STATUS_TO_PB = {
+    JobStatus.QUEUED: pb.JOB_STATUS_QUEUED,
+    JobStatus.RUNNING: pb.JOB_STATUS_RUNNING,
+    JobStatus.SUCCEEDED: pb.JOB_STATUS_SUCCEEDED,
+    JobStatus.FAILED: pb.JOB_STATUS_FAILED,
+}
+LEVEL_FROM_PB = {
+    pb.SEARCH_LEVEL_UNSPECIFIED: "video",
+    pb.SEARCH_LEVEL_VIDEO: "video",
+    pb.SEARCH_LEVEL_SEGMENT: "segment",
+}
+
+
+def rfc3339(ts: datetime | None) -> str:
+    if ts is None:
+        return ""
+    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def video_status_from_pb(value: int) -> VideoStatus | None:
+    """UNSPECIFIED -> None (the store's "all but DELETED")."""
+    if value == pb.VIDEO_STATUS_UNSPECIFIED:
+        return None
+    try:
+        return VIDEO_STATUS_FROM_PB[value]
+    except KeyError:
+        raise InvalidArgument(f"unknown video status {value}") from None
+
+
+def video_to_pb(v: Video) -> pb.Video:
+    return pb.Video(
+        id=v.id,
+        uri=v.uri,
+        content_sha256=v.content_sha256,
+        size_bytes=v.size_bytes,
+        status=VIDEO_STATUS_TO_PB[v.status],
+        error=v.error or "",
+        duration_s=v.duration_s or 0.0,
+        fps=v.fps or 0.0,
+        width=v.width or 0,
+        height=v.height or 0,
+        rotation=v.rotation or 0,
+        codec=v.codec or "",
+        title=v.title or "",
+        collection=v.collection or "",
+        tags=v.tags,
+        created_at=rfc3339(v.created_at),
+    )
+
+
+def job_to_pb(j: Job) -> pb.Job:
+    return pb.Job(
+        id=j.id,
+        video_id=j.video_id,
+        kind=j.kind.value,
+        status=JOB_STATUS_TO_PB[j.status],
+        attempts=j.attempts,
+        error=j.error or "",
+        segments_done=j.progress_done or 0,
+        segments_total=j.progress_total or 0,
+        queued_at=rfc3339(j.queued_at),
+        started_at=rfc3339(j.started_at),
+        finished_at=rfc3339(j.finished_at),
+    )
+
+
+def ingest_to_pb(r: IngestResult) -> pb.IngestResponse:
+    return pb.IngestResponse(
+        video_id=r.video_id,
+        job_id=r.job_id or 0,
+        created=r.created,
+        status=VIDEO_STATUS_TO_PB[r.status],
+    )
+
+
+def bulk_item_to_pb(item: ItemResult) -> pb.BulkIngestItem:
+    if item.result is not None:
+        return pb.BulkIngestItem(uri=item.uri, result=ingest_to_pb(item.result))
+    return pb.BulkIngestItem(uri=item.uri, error=item.error, error_code=item.error_code)
+
+
+def new_video_from_pb(uri: str, m: pb.VideoMetadata) -> NewVideo:
+    return NewVideo(
+        uri=uri,
+        title=m.title or None,
+        collection=m.collection or None,
+        tags=tuple(m.tags),
+    )
+
+
+def vector_from_pb(values: Sequence[float]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
+
+
+def embeddings_to_pb(e: EmbeddingsView) -> pb.Embeddings:
+    return pb.Embeddings(
+        video_id=e.video_id,
+        model_version=e.model_version,
+        video_vector=e.video_vector.tolist() if e.video_vector is not None else [],
+        segments=[
+            pb.SegmentEmbedding(
+                segment_id=s.id,
+                index=s.segment_index,
+                start_s=s.start_s,
+                end_s=s.end_s,
+                vector=s.as_array().tolist(),
+            )
+            for s in e.segments
+        ],
+    )
+
+
+def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
+    try:
+        level = LEVEL_FROM_PB[o.level]
+    except KeyError:
+        raise InvalidArgument(f"unknown search level {o.level}") from None
+    return SearchOptions(
+        level=level,
+        top_k=o.top_k or 10,
+        collection=o.collection or None,
+        tags=tuple(o.tags),
+        min_score=o.min_score or None,
+        exclude_query_video=o.exclude_query_video,
+        alignment=not o.disable_alignment,
+    )
+
+
+def _range(r: tuple[float, float] | None) -> pb.TimeRange | None:
+    return None if r is None else pb.TimeRange(start_s=r[0], end_s=r[1])
+
+
+def hit_to_pb(h: Hit) -> pb.Hit:
+    return pb.Hit(
+        score=h.score,
+        video=video_to_pb(h.video),
+        segment_id=h.segment_id or 0,
+        target=_range(h.target),
+        query=_range(h.query),
+        aligned=h.alignment_score is not None,
+        alignment_score=h.alignment_score or 0.0,
+    )
+
+
+def search_to_pb(r: SearchResult) -> pb.SearchResponse:
+    return pb.SearchResponse(
+        hits=[hit_to_pb(h) for h in r.hits],
+        model_version=r.model_version or "",
+        candidates=r.candidates,
+    )
+
+
+def _metric(metrics: dict, key: str) -> float:
+    value = metrics.get(key)
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def classifier_to_pb(c: Classifier) -> pb.Classifier:
+    m = c.metrics or {}
+    return pb.Classifier(
+        id=c.id,
+        name=c.name,
+        labels=list(c.labels),
+        model_version=c.model_version,
+        train_examples=int(_metric(m, "train_examples")),
+        holdout_examples=int(_metric(m, "holdout_examples")),
+        holdout_accuracy=_metric(m, "holdout_accuracy"),
+        holdout_macro_f1=_metric(m, "holdout_macro_f1"),
+        created_at=rfc3339(c.created_at),
+    )
+
+
+def classify_to_pb(labels: Sequence[tuple[str, float]], model_version: str) -> pb.ClassifyResponse:
+    return pb.ClassifyResponse(
+        labels=[pb.LabelScore(label=name, probability=p) for name, p in labels],
+        model_version=model_version,
+    )

@@ -1,0 +1,159 @@
+"""Domain errors -> gRPC status codes, in this one place.
+
+    service classes raise   ApiError subclasses (PermissionDenied, ResourceExhausted, ...),
+                            the store's NotFoundError / InvalidArgumentError / ConflictError,
+                            the index's IndexNotReadyError, SQLAlchemy's OperationalError
+    status_of(exc)          -> (grpc.StatusCode, message a person can act on)
+    with_status_codes(cls)  wraps every RPC method of a servicer class: an exception it
+                            raises becomes context.abort(code, message)
+
+Anything unexpected is INTERNAL with a generic message; its traceback goes to the log.
+BulkIngest uses `status_of` for its per-item error codes, so those agree with the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from services.index import IndexNotReadyError, IndexOutOfSyncError
+from services.store import ConflictError, InvalidArgumentError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with its gRPC status code; the message is sent to the client as it is."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ApiError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ApiError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(ApiError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PermissionDenied(ApiError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(ApiError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ApiError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Unauthenticated(ApiError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class DeadlineExceeded(ApiError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(ApiError):
+    code = grpc.StatusCode.CANCELLED
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and message for an exception raised while answering a call."""
+    if isinstance(exc, ApiError):
+        return exc.code, str(exc)
+    if isinstance(exc, NotFoundError):
+        return grpc.StatusCode.NOT_FOUND, str(exc)
+    if isinstance(exc, InvalidArgumentError):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, ConflictError):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, (IndexNotReadyError, IndexOutOfSyncError)):
+        return (
+            grpc.StatusCode.UNAVAILABLE,
+            f"the search index is not loaded ({exc}); retry in a few seconds",
+        )
+    if isinstance(exc, (OperationalError, PoolTimeoutError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return (
+            grpc.StatusCode.UNAVAILABLE,
+            f"the database is unavailable ({_first_line(exc)}); retry later",
+        )
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
+
+
+def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
+    code, message = status_of(exc)
+    if code is grpc.StatusCode.INTERNAL:
+        logger.exception("%s failed", method)
+    elif code is grpc.StatusCode.UNAVAILABLE:
+        logger.warning("%s: %s", method, message)
+    else:
+        logger.info("%s: %s %s", method, code.name, message)
+    context.abort(code, message)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def map_errors(method: F) -> F:
+    """Wrap one servicer method (unary or streaming response) so that its exceptions end
+    the call with `status_of`'s code and message."""
+    name = method.__name__
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from method(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - mapped, and INTERNAL ones logged
+                _abort(context, name, exc)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001
+            _abort(context, name, exc)
+
+    return unary  # type: ignore[return-value]
+
+
+C = TypeVar("C", bound=type)
+
+
+def with_status_codes(service_descriptor: Any) -> Callable[[C], C]:
+    """Class decorator: `map_errors` on every method the service descriptor names, so a
+    method added to the proto cannot escape the mapping."""
+
+    def wrap(cls: C) -> C:
+        for m in service_descriptor.methods:
+            impl = cls.__dict__.get(m.name)
+            if impl is None:
+                raise TypeError(f"{cls.__name__} does not implement {m.full_name}")
+            setattr(cls, m.name, map_errors(impl))
+        return cls
+
+    return wrap

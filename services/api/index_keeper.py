@@ -1,0 +1,196 @@
+"""The API's FAISS indexes: the IndexSet of the model version searches serve, kept in step
+with SQL by one background thread.
+
+    every interval_s, or at once after request_sync() (a delete):
+        configured version (resolved once, lazily: e.g. the encoder's)
+        serving = serving_model_version(SQL, configured)
+        same as now?  IndexSet.sync(save=False)           catch up: new ids, tombstones
+        changed?      IndexSet(new).sync() while the old set keeps answering, then swap
+        first success -> ready (health SERVING via on_ready)
+    snapshots are written at most every save_interval_s when something changed, and at stop
+
+Searches never wait on a sync: they read the current IndexSet reference and search its
+VectorIndex (which has its own read/write lock). Deleted videos drop out of results before
+the next sync anyway, because every hit is filtered through SQL.
+
+A failing sync (database down) is logged once, retried each interval, and leaves the last
+loaded index serving; before the first success `ready` stays False.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from services.index import VectorIndex
+from services.indexes import IndexSet
+from services.store import Store, serving_model_version
+from services.vector_source import Level
+
+from .errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+VersionSource = str | Callable[[], str | None] | None
+
+
+class IndexKeeper:
+    def __init__(
+        self,
+        store: Store,
+        snapshot_dir: Path,
+        *,
+        configured_version: VersionSource = None,
+        interval_s: float = 1.0,
+        save_interval_s: float = 60.0,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.snapshot_dir = Path(snapshot_dir)
+        self.interval_s = interval_s
+        self.save_interval_s = save_interval_s
+        self.on_ready = on_ready
+        self._configured_source = configured_version
+        self._configured: str | None = None
+        self._configured_resolved = not callable(configured_version)
+        if isinstance(configured_version, str):
+            self._configured = configured_version
+        self._set: IndexSet | None = None
+        self._ready = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one sync at a time
+        self._thread: threading.Thread | None = None
+        self._dirty = False
+        self._last_save = time.monotonic()
+        self._failing = False
+        self.syncs = 0  # completed syncs (tests wait on it)
+
+    # ------------------------------------------------------------------ reads
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def model_version(self) -> str | None:
+        """The version searches serve (None: no vectors in SQL yet)."""
+        current = self._set
+        return current.model_version if current is not None else None
+
+    @property
+    def configured_version(self) -> str | None:
+        return self._configured
+
+    def current(self) -> tuple[str | None, dict[Level, VectorIndex]]:
+        """(serving model version, its indexes by level) or UNAVAILABLE before the first
+        load. A level with no vectors yet has no index."""
+        if not self._ready.is_set():
+            raise Unavailable(
+                "the search index is still loading; retry in a few seconds "
+                "(health reports SERVING once it is loaded)"
+            )
+        current = self._set
+        if current is None:
+            return None, {}
+        return current.model_version, dict(current.indexes)
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="sora-index-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, save: bool = True, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if save:
+            with self._lock:
+                self._save(force=False)
+
+    def request_sync(self) -> None:
+        """Sync soon (after a write that changes what is searchable)."""
+        self._wake.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def sync_once(self) -> None:
+        """One sync in the caller's thread (the background loop calls this)."""
+        with self._lock:
+            version = self._serving_version()
+            current = self._set
+            if version is None:
+                self._set = None
+            elif current is None or current.model_version != version:
+                fresh = IndexSet(self.store, version, self.snapshot_dir)
+                statuses = fresh.sync(save=False)
+                self._set = fresh
+                self._dirty = True
+                logger.info(
+                    "serving model version %s (was %s): %s",
+                    version,
+                    current.model_version if current else None,
+                    ", ".join(f"{s.level} {s.ntotal}" for s in statuses) or "no vectors",
+                )
+            else:
+                statuses = current.sync(save=False)
+                if any(s.added or s.removed for s in statuses):
+                    self._dirty = True
+            self._save(force=False, periodic=True)
+            self.syncs += 1
+        if not self._ready.is_set():
+            self._ready.set()
+            logger.info("index loaded (model version %s): serving", self.model_version)
+            if self.on_ready is not None:
+                self.on_ready()
+
+    # ------------------------------------------------------------------ internals
+    def _serving_version(self) -> str | None:
+        if not self._configured_resolved:
+            try:
+                self._configured = self._configured_source()  # type: ignore[operator]
+            except Exception:  # noqa: BLE001 - serve what SQL has rather than nothing
+                logger.exception(
+                    "could not determine the configured model version; serving the version "
+                    "that covers the most videos"
+                )
+            self._configured_resolved = True
+        with self.store.ReadSession.begin() as s:
+            return serving_model_version(s, self._configured or "")
+
+    def _save(self, *, force: bool, periodic: bool = False) -> None:
+        current = self._set
+        if current is None or not (self._dirty or force):
+            return
+        if periodic and time.monotonic() - self._last_save < self.save_interval_s:
+            return
+        for index in current.indexes.values():
+            try:
+                index.save_snapshot()
+            except Exception:  # noqa: BLE001 - a snapshot is an optimisation
+                logger.exception("snapshot of %s/%s failed", index.level, index.model_version)
+        self._dirty = False
+        self._last_save = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync_once()
+                if self._failing:
+                    logger.warning("index sync recovered")
+                    self._failing = False
+            except Exception:  # noqa: BLE001 - keep serving, retry next round
+                if not self._failing:
+                    logger.warning(
+                        "index sync failed (retrying every %.1f s)", self.interval_s, exc_info=True
+                    )
+                    self._failing = True
+            self._wake.wait(self.interval_s)
+            self._wake.clear()

@@ -1,0 +1,456 @@
+"""Ingest: a server-side path, an allowed URL, or uploaded bytes -> a registered video and a
+job sent to the workers.
+
+    path    realpath (symlinks and '..' resolved) inside an allowed root? --no--> PERMISSION_DENIED
+            --> open, check again through the open file --> sha256 --> register
+    URL     on the allow-list (scheme, host, port, path prefix; every redirect too)?
+            --> download into $SORA_HOME/uploads (size cap, time limit) --> register
+    upload  chunks --> $SORA_HOME/uploads/.incoming/<random>.part (sha256 as it streams,
+            size cap) --> renamed to uploads/<sha256><ext> --> register
+    register: one transaction (`register_video`, idempotent on the bytes), then, after the
+            commit, `Dispatcher.send(job ids)`; the job id is None when the bytes are known.
+
+Every refusal happens before a byte is hashed or a file registered; a failed or cancelled
+upload or download leaves no file behind. No ffmpeg runs here: the workers decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from services.ingest import VIDEO_EXTENSIONS
+from services.settings import Settings
+from services.store import Store, VideoStatus, get_video, register_video
+
+from .call import Call
+from .errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+    status_of,
+)
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+MAX_BULK_ITEMS = 10_000
+
+
+class JobSender(Protocol):
+    """What ingest needs of `workers.dispatch.Dispatcher`."""
+
+    def send(self, job_ids: Iterable[int]) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class NewVideo:
+    uri: str  # a path or URL (ingest), or the client's file name (upload)
+    title: str | None = None
+    collection: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    video_id: int
+    job_id: int | None  # None: nothing to do (the same bytes are known)
+    created: bool
+    status: VideoStatus
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    uri: str
+    result: IngestResult | None = None
+    error: str = ""
+    error_code: str = ""  # the gRPC status code name, as the single-item call would give
+
+
+@dataclass(frozen=True)
+class ReceivedFile:
+    path: Path
+    sha256: str
+    size: int
+
+
+def _too_big(size: int, cap: int, what: str) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"{what} of {size} bytes is over the server's cap of {cap} bytes ($SORA_MAX_UPLOAD_BYTES)"
+    )
+
+
+def receive_file(
+    chunks: Iterable[bytes],
+    directory: Path,
+    *,
+    cap: int,
+    call: Call,
+    declared_size: int | None = None,
+    what: str = "the upload",
+) -> ReceivedFile:
+    """Stream `chunks` into a new temporary file in `directory`, hashing as it goes ->
+    (temporary path, sha256, size). RESOURCE_EXHAUSTED as soon as the bytes pass `cap`;
+    INVALID_ARGUMENT if they end short of `declared_size` or are empty. On any failure the
+    partial file is removed. The caller renames or deletes the file."""
+    if declared_size is not None and declared_size > cap:
+        raise _too_big(declared_size, cap, what)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f"{uuid.uuid4().hex}.part"
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with open(tmp, "xb") as f:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > cap:
+                    raise _too_big(size, cap, f"{what} (so far)")
+                h.update(chunk)
+                f.write(chunk)
+                call.check()
+            f.flush()
+            os.fsync(f.fileno())
+        call.check()  # a cancelled client stream may just end: never keep what it sent
+        if size == 0:
+            raise InvalidArgument(f"{what} carried no bytes")
+        if declared_size is not None and declared_size and size != declared_size:
+            raise InvalidArgument(
+                f"{what} ended after {size} bytes but its metadata declared {declared_size}"
+            )
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return ReceivedFile(tmp, h.hexdigest(), size)
+
+
+def _suffix(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in VIDEO_EXTENSIONS else ""
+
+
+def _url_path_is_under(path: str, prefix_path: str) -> bool:
+    if prefix_path in ("", "/"):
+        return True
+    if prefix_path.endswith("/"):
+        return path.startswith(prefix_path)
+    return path == prefix_path or path.startswith(prefix_path + "/")
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+class IngestService:
+    def __init__(
+        self,
+        store: Store,
+        dispatcher: JobSender,
+        *,
+        uploads_dir: Path,
+        allowed_roots: Sequence[Path] = (),
+        allowed_url_prefixes: Sequence[str] = (),
+        max_upload_bytes: int = 2 << 30,
+        url_timeout_s: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        self.uploads_dir = Path(uploads_dir)
+        self.incoming_dir = self.uploads_dir / ".incoming"
+        # Roots are compared by their real paths (a root that is itself a symlink counts
+        # as its target).
+        self.allowed_roots = tuple(Path(os.path.realpath(r)) for r in allowed_roots)
+        self.allowed_url_prefixes = tuple(allowed_url_prefixes)
+        for prefix in self.allowed_url_prefixes:
+            parts = urllib.parse.urlsplit(prefix)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"URL prefix {prefix!r}: expected http(s)://host[:port][/path]")
+        self.max_upload_bytes = max_upload_bytes
+        self.url_timeout_s = url_timeout_s
+
+    @classmethod
+    def from_settings(cls, store: Store, dispatcher: JobSender, settings: Settings):
+        return cls(
+            store,
+            dispatcher,
+            uploads_dir=settings.uploads_dir,
+            allowed_roots=settings.allowed_roots,
+            allowed_url_prefixes=settings.allowed_url_prefixes,
+            max_upload_bytes=settings.max_upload_bytes,
+            url_timeout_s=settings.url_timeout_s,
+        )
+
+    # ------------------------------------------------------------------ public calls
+    def ingest_uri(self, video: NewVideo, call: Call | None = None) -> IngestResult:
+        result = self._ingest_uri(video, call or Call())
+        self._dispatch([result])
+        return result
+
+    def upload(
+        self,
+        video: NewVideo,
+        chunks: Iterable[bytes],
+        *,
+        declared_size: int | None = None,
+        call: Call | None = None,
+    ) -> IngestResult:
+        """`video.uri` is the client's file name (kept as the title when none is given)."""
+        call = call or Call()
+        received = receive_file(
+            chunks,
+            self.incoming_dir,
+            cap=self.max_upload_bytes,
+            call=call,
+            declared_size=declared_size,
+        )
+        name = os.path.basename(video.uri or "")
+        title = video.title or (Path(name).stem if name else None)
+        result = self._register_received(received, _suffix(name), video, title)
+        self._dispatch([result])
+        return result
+
+    def bulk(self, videos: Sequence[NewVideo], call: Call | None = None) -> list[ItemResult]:
+        """Each item on its own: a refused or failing item carries its error and code, the
+        others go on. Jobs are sent once, after every registration is committed."""
+        call = call or Call()
+        if len(videos) > MAX_BULK_ITEMS:
+            raise InvalidArgument(
+                f"{len(videos)} videos in one BulkIngest: at most {MAX_BULK_ITEMS}, split it"
+            )
+        out: list[ItemResult] = []
+        try:
+            for video in videos:
+                call.check()
+                try:
+                    out.append(ItemResult(video.uri, self._ingest_uri(video, call)))
+                except (DeadlineExceeded, Cancelled):
+                    raise  # the whole call is over; what is registered stays (idempotent)
+                except Exception as exc:  # noqa: BLE001 - reported per item
+                    code, message = status_of(exc)
+                    if code.name == "INTERNAL":
+                        logger.exception("bulk ingest of %r failed", video.uri)
+                    out.append(ItemResult(video.uri, error=message, error_code=code.name))
+        finally:
+            self._dispatch([item.result for item in out if item.result is not None])
+        return out
+
+    # ------------------------------------------------------------------ checks
+    def resolve_path(self, uri: str) -> Path:
+        """The real path of a server-side file, or PERMISSION_DENIED / INVALID_ARGUMENT /
+        NOT_FOUND. Touches nothing but the file system's metadata."""
+        if not self.allowed_roots:
+            raise PermissionDenied(
+                "ingest by server-side path is disabled on this server: set "
+                f"$SORA_ALLOWED_ROOTS to the folders (separated by {os.pathsep!r}) whose "
+                "files may be ingested, or upload the file (UploadVideo)"
+            )
+        raw = uri[len("file://") :] if uri.startswith("file://") else uri
+        if "\x00" in raw:
+            raise InvalidArgument("the path contains a NUL byte")
+        path = Path(raw)
+        if not path.is_absolute():
+            raise InvalidArgument(f"{uri!r}: a server-side path must be absolute")
+        real = Path(os.path.realpath(path))  # '..' and every symlink resolved
+        self._check_inside_roots(real, uri)
+        if not real.exists():
+            raise NotFound(f"no such file on the server: {uri}")
+        if real.is_dir():
+            raise InvalidArgument(f"{uri} is a folder: ingest its files (BulkIngest)")
+        if not real.is_file():
+            raise InvalidArgument(f"{uri} is not a regular file")
+        return real
+
+    def _check_inside_roots(self, real: Path, uri: str) -> None:
+        if not any(real == root or real.is_relative_to(root) for root in self.allowed_roots):
+            roots = ", ".join(str(r) for r in self.allowed_roots)
+            raise PermissionDenied(
+                f"{uri} is outside the allowed roots (after resolving '..' and symlinks); "
+                f"allowed: {roots}. Move the file under one of them, add its folder to "
+                "$SORA_ALLOWED_ROOTS, or upload it"
+            )
+
+    def check_url(self, url: str) -> None:
+        """PERMISSION_DENIED unless an allow-list prefix permits `url`."""
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidArgument(f"{url[:200]!r}: expected an absolute path or an http(s) URL")
+        if not self.allowed_url_prefixes:
+            raise PermissionDenied(
+                "ingest by URL is disabled on this server: set $SORA_ALLOWED_URL_PREFIXES "
+                "to the URL prefixes it may fetch, or upload the file (UploadVideo)"
+            )
+        if parts.username or parts.password:
+            raise InvalidArgument("URLs with credentials in them are not accepted")
+        path = urllib.parse.unquote(parts.path)
+        if ".." in path.split("/") or "\\" in path:
+            raise PermissionDenied(f"{url[:200]}: '..' in a URL path is not accepted")
+        try:
+            port = parts.port or _default_port(parts.scheme)
+        except ValueError:
+            raise InvalidArgument(f"{url[:200]!r}: bad port") from None
+        for prefix in self.allowed_url_prefixes:
+            p = urllib.parse.urlsplit(prefix)
+            if (
+                p.scheme == parts.scheme
+                and p.hostname == parts.hostname
+                and (p.port or _default_port(p.scheme)) == port
+                and _url_path_is_under(posixpath.normpath(path) if path else "/", p.path)
+            ):
+                return
+        raise PermissionDenied(
+            f"{url[:200]} is not on the server's URL allow-list "
+            f"({', '.join(self.allowed_url_prefixes)}); ask the operator to add its prefix "
+            "to $SORA_ALLOWED_URL_PREFIXES, or upload the file"
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _ingest_uri(self, video: NewVideo, call: Call) -> IngestResult:
+        uri = (video.uri or "").strip()
+        if not uri:
+            raise InvalidArgument("uri is empty: give a server-side path or an http(s) URL")
+        if "://" in uri and not uri.startswith("file://"):
+            return self._ingest_url(NewVideo(uri, video.title, video.collection, video.tags), call)
+        path = self.resolve_path(uri)
+        sha, size = self._hash_inside_roots(path, uri, call)
+        return self._register(path, sha, size, video, video.title or path.stem)
+
+    def _hash_inside_roots(self, path: Path, uri: str, call: Call) -> tuple[str, int]:
+        """Hash the file through one open descriptor, re-checking where that descriptor
+        really points (a path component swapped for a symlink after resolve_path)."""
+        try:
+            f: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
+        except PermissionError:
+            raise PermissionDenied(f"the server may not read {uri}") from None
+        except FileNotFoundError:
+            raise NotFound(f"no such file on the server: {uri}") from None
+        with f:
+            proc_fd = Path(f"/proc/self/fd/{f.fileno()}")
+            if proc_fd.exists():
+                self._check_inside_roots(Path(os.readlink(proc_fd)), uri)
+            h = hashlib.sha256()
+            size = 0
+            while block := f.read(CHUNK):
+                h.update(block)
+                size += len(block)
+                call.check()
+        return h.hexdigest(), size
+
+    def _ingest_url(self, video: NewVideo, call: Call) -> IngestResult:
+        url = video.uri
+        self.check_url(url)
+        received = self._download(url, call)
+        name = posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
+        title = video.title or (Path(name).stem if name else None)
+        return self._register_received(received, _suffix(name), video, title)
+
+    def _download(self, url: str, call: Call) -> ReceivedFile:
+        service = self
+
+        class CheckedRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
+                service.check_url(newurl)  # a redirect must stay on the allow-list
+                return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+        opener = urllib.request.build_opener(CheckedRedirect)
+        started = time.monotonic()
+        limit = self.url_timeout_s
+        left = call.remaining()
+        if left is not None:
+            limit = min(limit, left)
+        try:
+            response = opener.open(url, timeout=max(limit, 0.1))
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise NotFound(f"{url[:200]} answered 404 Not Found") from None
+            reason = f"HTTP {exc.code} {exc.reason}"
+            raise Unavailable(f"fetching {url[:200]} failed: {reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Unavailable(f"fetching {url[:200]} failed: {reason}") from None
+        with response:
+            length = response.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > self.max_upload_bytes:
+                raise _too_big(int(length), self.max_upload_bytes, f"the download of {url[:200]}")
+
+            def chunks() -> Iterator[bytes]:
+                while True:
+                    if time.monotonic() - started > limit:
+                        raise DeadlineExceeded(
+                            f"downloading {url[:200]} took longer than {limit:.0f} s "
+                            "($SORA_URL_TIMEOUT or the call's deadline)"
+                        )
+                    try:
+                        block = response.read(CHUNK)
+                    except OSError as exc:
+                        raise Unavailable(f"fetching {url[:200]} failed: {exc}") from None
+                    if not block:
+                        return
+                    yield block
+
+            return receive_file(
+                chunks(),
+                self.incoming_dir,
+                cap=self.max_upload_bytes,
+                call=call,
+                what=f"the download of {url[:200]}",
+            )
+
+    def _register_received(
+        self, received: ReceivedFile, suffix: str, video: NewVideo, title: str | None
+    ) -> IngestResult:
+        """Rename a received file to uploads/<sha256><suffix> and register it."""
+        final = self.uploads_dir / f"{received.sha256}{suffix}"
+        try:
+            os.replace(received.path, final)  # same bytes if it exists: harmless
+        except BaseException:
+            received.path.unlink(missing_ok=True)
+            raise
+        result = self._register(final, received.sha256, received.size, video, title)
+        if result.job_id is None:
+            with self.store.ReadSession.begin() as s:
+                known_uri = get_video(s, result.video_id, include_deleted=True).uri
+            if known_uri != str(final):
+                final.unlink(missing_ok=True)  # the bytes are known under another file
+        return result
+
+    def _register(
+        self, path: Path, sha: str, size: int, video: NewVideo, title: str | None
+    ) -> IngestResult:
+        with self.store.Session.begin() as s:
+            row, job, created = register_video(
+                s,
+                uri=str(path),
+                content_sha256=sha,
+                size_bytes=size,
+                title=title,
+                collection=video.collection,
+                tags=video.tags,
+            )
+            result = IngestResult(row.id, job.id if job else None, created, row.status)
+        logger.info(
+            "ingest %s -> video %s (job %s, %s)",
+            path,
+            result.video_id,
+            result.job_id,
+            "new" if result.created else "known",
+        )
+        return result
+
+    def _dispatch(self, results: Iterable[IngestResult]) -> None:
+        job_ids = [r.job_id for r in results if r.job_id is not None]
+        if job_ids:
+            self.dispatcher.send(job_ids)
