@@ -3,6 +3,7 @@ status codes with their messages, uploads, path checks, paging, delete, search, 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -373,13 +374,12 @@ def test_upload_streams_to_its_sha256_name_and_registers_once(api: Api, tmp_path
     r = api.client.upload(f, collection="trips", tags=["2026", "sea"])
     assert r.created and r.job_id > 0
     video = api.client.get_video(r.video_id)
-    import hashlib
-
     sha = hashlib.sha256(data).hexdigest()
     assert video.content_sha256 == sha and video.size_bytes == len(data)
     assert video.uri == str(api.settings.uploads_dir / f"{sha}.mp4")
     assert Path(video.uri).read_bytes() == data
-    assert (video.title, video.collection, list(video.tags)) == ("holiday", "trips", ["2026", "sea"])
+    assert (video.title, video.collection) == ("holiday", "trips")
+    assert list(video.tags) == ["2026", "sea"]
     assert api.dispatcher.sent == [r.job_id]
     again = api.client.upload(f)
     assert (again.video_id, again.job_id, again.created) == (r.video_id, 0, False)
