@@ -2,11 +2,12 @@
 
     train:    video ids -> their video vectors of the serving model version (SQL)
               -> train_head (holdout metrics) -> save_classifier(name, weights, metrics)
-    classify: a video id (its vector of the classifier's model version) or a raw vector
-              (taken to be of the serving version) -> labels by probability
+    classify: a video id (its video vector) or a raw vector (taken to be of the serving
+              version) -> labels, most probable first
 
-A classifier is tied to the model version of the vectors it was trained on; asking it about
-vectors of another version is FAILED_PRECONDITION (retrain it after a reindex).
+A classifier is tied to the model version of the vectors it was trained on. It answers
+while that version is the one searches serve (through a reindex, until the new version
+covers every video); after the switch it is FAILED_PRECONDITION: retrain it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from services.classifiers.heads import TrainedHead, train_head
 from services.store import (
     Classifier,
     Store,
@@ -44,13 +46,6 @@ MAX_EXAMPLES = 100_000
 DEFAULT_HOLDOUT = 0.25
 
 
-def _heads() -> Any:
-    # Imported on first use: the heads module belongs to the classifiers package.
-    from services.classifiers import heads
-
-    return heads
-
-
 def _json_number(value: Any) -> Any:
     if isinstance(value, (np.integer,)):
         return int(value)
@@ -68,7 +63,7 @@ class ClassifierService:
     def __init__(self, store: Store, keeper: IndexKeeper) -> None:
         self.store = store
         self.keeper = keeper
-        self._cache: dict[tuple[str, Any], Any] = {}  # (name, updated_at) -> TrainedHead
+        self._cache: dict[tuple[str, Any], TrainedHead] = {}  # (name, updated_at) -> head
         self._cache_lock = threading.Lock()
 
     def list(self) -> list[Classifier]:
@@ -106,8 +101,8 @@ class ClassifierService:
                 + (f" ({distinct[0]!r})" if distinct else "")
             )
         fraction = DEFAULT_HOLDOUT if not holdout_fraction else float(holdout_fraction)
-        if not 0.0 <= fraction < 1.0:
-            raise InvalidArgument(f"holdout_fraction {fraction}: expected [0, 1)")
+        if not 0.0 < fraction < 1.0:
+            raise InvalidArgument(f"holdout_fraction {fraction}: expected (0, 1); 0 = 0.25")
         version = self.keeper.model_version
         if version is None:
             raise FailedPrecondition(
@@ -118,7 +113,7 @@ class ClassifierService:
         call.check()
         labels = [labels_by_video[v] for v in video_ids]
         try:
-            head = _heads().train_head(xb, labels, holdout_fraction=fraction, seed=seed)
+            head = train_head(xb, labels, holdout_fraction=fraction, seed=seed)
         except ValueError as exc:
             raise InvalidArgument(f"cannot train on these examples: {exc}") from None
         call.check()
@@ -164,30 +159,33 @@ class ClassifierService:
             )
         return np.stack([vectors[v] for v in video_ids]).astype(np.float32)  # (n, d)
 
-    def _head(self, row: Classifier) -> Any:
+    def _head(self, row: Classifier) -> TrainedHead:
         key = (row.name, row.updated_at)
         with self._cache_lock:
             head = self._cache.get(key)
             if head is None:
-                head = _heads().TrainedHead.from_bytes(row.weights)
+                head = TrainedHead.from_bytes(row.weights)
                 self._cache = {k: v for k, v in self._cache.items() if k[0] != row.name}
                 self._cache[key] = head
             return head
 
+    def _check_version(self, row: Classifier) -> None:
+        serving = self.keeper.model_version
+        if serving is not None and serving != row.model_version:
+            raise FailedPrecondition(
+                f"classifier {row.name!r} was trained on vectors of model version "
+                f"{row.model_version}, but the server now serves {serving}: retrain it "
+                "(TrainClassifier) on the current vectors"
+            )
+
     def classify_video(self, name: str, video_id: int) -> tuple[list[tuple[str, float]], str]:
+        """The video's vector of the serving model version, which must be the classifier's."""
         with self.store.ReadSession.begin() as s:
             row = get_classifier(s, name)
+            self._check_version(row)
             video = get_video(s, video_id)
             emb = get_video_embedding(s, video_id, row.model_version)
             if emb is None:
-                serving = self.keeper.model_version
-                other = serving is not None and get_video_embedding(s, video_id, serving)
-                if other and serving != row.model_version:
-                    raise FailedPrecondition(
-                        f"classifier {name!r} was trained on model version "
-                        f"{row.model_version}, video {video_id} has vectors of {serving}: "
-                        "retrain the classifier (TrainClassifier) on the current vectors"
-                    )
                 raise FailedPrecondition(
                     f"video {video_id} has no vector of model version {row.model_version} "
                     f"yet (status {video.status.value}); classify it once its job has SUCCEEDED"
@@ -198,16 +196,12 @@ class ClassifierService:
     def classify_vector(
         self, name: str, values: Sequence[float] | np.ndarray
     ) -> tuple[list[tuple[str, float]], str]:
+        """A vector taken to be of the serving model version, which must be the classifier's."""
         x = np.asarray(values, dtype=np.float32).reshape(-1)
         with self.store.ReadSession.begin() as s:
             row = get_classifier(s, name)
             dim = stored_dim(s, VectorLevel.VIDEO, row.model_version)
-        serving = self.keeper.model_version
-        if serving is not None and serving != row.model_version:
-            raise FailedPrecondition(
-                f"classifier {name!r} was trained on model version {row.model_version}, but "
-                f"the server's vectors are {serving}: retrain it (TrainClassifier)"
-            )
+        self._check_version(row)
         if x.size == 0 or (dim is not None and x.size != dim):
             raise InvalidArgument(
                 f"the vector has {x.size} values; classifier {name!r} takes {dim}-d vectors"
