@@ -1,0 +1,286 @@
+"""The API's plain service classes without gRPC: the error mapping, URL allow-list checks and
+downloads, streamed files, the job watcher, the index keeper."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from services.api.call import Call
+from services.api.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    status_of,
+)
+from services.api.index_keeper import IndexKeeper
+from services.api.ingest_service import IngestService, NewVideo, receive_file
+from services.api.search_service import SearchOptions, SearchService
+from services.api.video_service import JobService
+from services.index import IndexNotReadyError
+from services.store import (
+    ConflictError,
+    InvalidArgumentError,
+    JobKind,
+    NotFoundError,
+    claim_job,
+    complete_ingest,
+    enqueue_job,
+    get_video,
+    register_video,
+)
+from tests.test_api_harness import *  # noqa: F403 - fixtures
+from tests.test_api_harness import DIM, MODEL, RecordingDispatcher, add_video, unit
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_status_codes_are_mapped_in_one_place():
+    cases = [
+        (NotFoundError("video 3 not found"), grpc.StatusCode.NOT_FOUND, "video 3 not found"),
+        (InvalidArgumentError("bad token"), grpc.StatusCode.INVALID_ARGUMENT, "bad token"),
+        (ConflictError("was deleted"), grpc.StatusCode.FAILED_PRECONDITION, "was deleted"),
+        (PermissionDenied("outside"), grpc.StatusCode.PERMISSION_DENIED, "outside"),
+        (ResourceExhausted("cap"), grpc.StatusCode.RESOURCE_EXHAUSTED, "cap"),
+        (IndexNotReadyError("no index"), grpc.StatusCode.UNAVAILABLE, "retry"),
+        (
+            OperationalError("SELECT 1", {}, Exception("connection refused\nmore")),
+            grpc.StatusCode.UNAVAILABLE,
+            "database is unavailable (connection refused); retry later",
+        ),
+        (DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED, "late"),
+    ]
+    for exc, code, needle in cases:
+        got_code, message = status_of(exc)
+        assert got_code is code and needle in message, exc
+    code, message = status_of(KeyError("secret internals"))
+    assert code is grpc.StatusCode.INTERNAL and "secret" not in message
+
+
+# ---------------------------------------------------------------------------- URLs
+
+
+def _ingest(db, tmp_path: Path, **kw) -> IngestService:
+    return IngestService(db, RecordingDispatcher(), uploads_dir=tmp_path / "uploads", **kw)
+
+
+def test_url_allow_list_matches_scheme_host_port_and_path(db, tmp_path):
+    svc = _ingest(
+        db, tmp_path, allowed_url_prefixes=("https://media.example.com/videos/", "http://h:8080")
+    )
+    for url in (
+        "https://media.example.com/videos/a.mp4",
+        "https://MEDIA.example.com:443/videos/sub/b.mkv",
+        "http://h:8080/anything.mp4",
+    ):
+        svc.check_url(url)
+    refused = (
+        "https://media.example.com/other/a.mp4",
+        "https://media.example.com/videos-private/a.mp4",
+        "https://media.example.com.evil.org/videos/a.mp4",
+        "http://media.example.com/videos/a.mp4",  # scheme
+        "https://media.example.com:8443/videos/a.mp4",  # port
+        "https://media.example.com/videos/../admin/a.mp4",
+        "https://media.example.com/videos/%2e%2e/admin/a.mp4",
+        "http://h:8081/a.mp4",
+    )
+    for url in refused:
+        with pytest.raises(PermissionDenied):
+            svc.check_url(url)
+    with pytest.raises(InvalidArgument, match="credentials"):
+        svc.check_url("https://user:pw@media.example.com/videos/a.mp4")
+    with pytest.raises(InvalidArgument):
+        svc.check_url("ftp://media.example.com/videos/a.mp4")
+    with pytest.raises(ValueError):
+        _ingest(db, tmp_path, allowed_url_prefixes=("media.example.com/videos",))
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 - the stdlib's name
+        if self.path.startswith("/ok/redirect"):
+            self.send_response(302)
+            self.send_header("Location", "/secret/x.mp4")
+            self.end_headers()
+            return
+        if self.path == "/ok/unsized.mp4":  # no Content-Length: the cap must still hold
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(8):
+                self.wfile.write(b"z" * 1000)
+            return
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def _http_server(files: dict[str, bytes]) -> Iterator[str]:
+    _Handler.files = files
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_url_ingest_downloads_into_uploads_with_a_cap(db, tmp_path):
+    body = os.urandom(4000)
+    files = {"/ok/clip.mp4": body, "/ok/big.mp4": b"x" * 6000, "/secret/x.mp4": b"secret"}
+    with _http_server(files) as base:
+        svc = _ingest(db, tmp_path, allowed_url_prefixes=(f"{base}/ok/",), max_upload_bytes=5000)
+        r = svc.ingest_uri(NewVideo(f"{base}/ok/clip.mp4", collection="web"))
+        assert r.created and r.job_id and svc.dispatcher.sent == [r.job_id]
+        with db.ReadSession.begin() as s:
+            v = get_video(s, r.video_id)
+            assert Path(v.uri).parent == tmp_path / "uploads" and Path(v.uri).suffix == ".mp4"
+            assert Path(v.uri).read_bytes() == body and v.title == "clip"
+        with pytest.raises(PermissionDenied):
+            svc.ingest_uri(NewVideo(f"{base}/secret/x.mp4"))
+        with pytest.raises(PermissionDenied):  # a redirect off the allow-list
+            svc.ingest_uri(NewVideo(f"{base}/ok/redirect.mp4"))
+        with pytest.raises(ResourceExhausted, match="cap of 5000"):
+            svc.ingest_uri(NewVideo(f"{base}/ok/big.mp4"))
+        with pytest.raises(ResourceExhausted, match="so far"):
+            svc.ingest_uri(NewVideo(f"{base}/ok/unsized.mp4"))
+        with pytest.raises(NotFound, match="404"):
+            svc.ingest_uri(NewVideo(f"{base}/ok/missing.mp4"))
+    leftovers = [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
+    assert leftovers == [Path(v.uri)]
+    assert len(svc.dispatcher.sent) == 1
+
+
+# ---------------------------------------------------------------------------- files, calls
+
+
+def test_a_cancelled_stream_leaves_no_file(tmp_path):
+    state = {"active": True}
+
+    def chunks():
+        yield b"a" * 10
+        state["active"] = False  # the client goes away mid-stream
+        yield b"b" * 10
+
+    call = Call(is_active=lambda: state["active"])
+    with pytest.raises(Cancelled):
+        receive_file(chunks(), tmp_path, cap=1000, call=call)
+    assert list(tmp_path.iterdir()) == []
+    late = Call(time_remaining=lambda: 0.0)
+    with pytest.raises(DeadlineExceeded):
+        receive_file(iter([b"x"]), tmp_path, cap=1000, call=late)
+    assert list(tmp_path.iterdir()) == []
+    got = receive_file(iter([b"ab", b"cd"]), tmp_path, cap=4, call=Call())
+    assert got.size == 4 and got.path.read_bytes() == b"abcd"
+
+
+def test_watch_stops_when_the_client_goes_away(db):
+    with db.Session.begin() as s:
+        _, job, _ = register_video(s, uri="/j.mp4", content_sha256="d" * 64, size_bytes=1)
+        job_id = job.id
+    gone_at = time.monotonic() + 0.3
+    call = Call(is_active=lambda: time.monotonic() < gone_at)
+    t0 = time.monotonic()
+    seen = list(JobService(db, poll_s=0.05).watch(job_id, call))
+    assert len(seen) == 1 and time.monotonic() - t0 < 2
+
+
+# ---------------------------------------------------------------------------- index keeper
+
+
+def _reembed(db, video_id: int, version: str, xb: np.ndarray) -> None:
+    with db.Session.begin() as s:
+        job, _ = enqueue_job(s, video_id, kind=JobKind.REINDEX, model_version=version)
+        claim_job(s, job.id, "w", 60)
+        complete_ingest(
+            s, job.id, video_id, model_version=version,
+            segments=[(i, 4.0 * i, 4.0 * i + 4, x) for i, x in enumerate(xb)],
+            video_vector=unit(xb.mean(axis=0)),
+        )  # fmt: skip
+
+
+def test_keeper_serves_the_old_version_until_the_new_one_covers_every_video(db, tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [add_video(db, rng.normal(size=(2, DIM))) for _ in range(3)]
+    ready_calls = []
+    keeper = IndexKeeper(
+        db, tmp_path / "index", configured_version=lambda: "test-v2",
+        on_ready=lambda: ready_calls.append(1),
+    )  # fmt: skip
+    with pytest.raises(Exception, match="still loading"):
+        keeper.current()
+    keeper.sync_once()
+    assert keeper.ready and ready_calls == [1] and keeper.model_version == MODEL
+    _reembed(db, ids[0], "test-v2", unit(rng.normal(size=(2, DIM))))
+    keeper.sync_once()
+    assert keeper.model_version == MODEL  # 1 of 3 videos re-embedded: keep the old version
+    for vid in ids[1:]:
+        _reembed(db, vid, "test-v2", unit(rng.normal(size=(2, DIM))))
+    keeper.sync_once()
+    version, indexes = keeper.current()
+    assert version == "test-v2" and indexes["video"].ntotal == 3 and ready_calls == [1]
+
+
+def test_keeper_thread_syncs_when_asked_and_survives_errors(db, tmp_path):
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, interval_s=30)
+    keeper.start()
+    try:
+        assert keeper.wait_ready(5)
+        assert keeper.current() == (None, {})  # nothing in SQL yet
+        n = keeper.syncs
+        add_video(db, np.eye(DIM)[:2])
+        keeper.request_sync()
+        deadline = time.monotonic() + 5
+        while keeper.syncs == n:
+            assert time.monotonic() < deadline, "request_sync did not wake the keeper"
+            time.sleep(0.01)
+        version, indexes = keeper.current()
+        assert version == MODEL and indexes["segment"].ntotal == 2
+    finally:
+        keeper.stop()
+    assert any((tmp_path / "index").glob("*.manifest.json"))  # snapshots written at stop
+
+
+def test_search_service_without_grpc(db, tmp_path):
+    rng = np.random.default_rng(1)
+    q = unit(rng.normal(size=DIM))
+    a = add_video(db, [q, q], collection="x", tags=["t"])
+    b = add_video(db, [q + 0.5 * rng.normal(size=DIM)], collection="y")
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL)
+    keeper.sync_once()
+    svc = SearchService(db, keeper)
+    r = svc.search_vector(q, SearchOptions(top_k=5))
+    assert [h.video.id for h in r.hits] == [a, b] and r.model_version == MODEL
+    assert r.hits[0].score == pytest.approx(1.0, abs=1e-5)
+    r = svc.search_vector(q, SearchOptions(top_k=5, tags=("t",), level="segment"))
+    assert [h.video.id for h in r.hits] == [a, a]
+    r = svc.search_video(a, SearchOptions(exclude_query_video=True))
+    assert [h.video.id for h in r.hits] == [b]
+    with pytest.raises(InvalidArgument):
+        svc.search_vector(q, SearchOptions(top_k=0))
+    with pytest.raises(DeadlineExceeded):
+        svc.search_vector(q, SearchOptions(), Call(time_remaining=lambda: 0.0))
