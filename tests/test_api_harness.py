@@ -126,6 +126,7 @@ def make_api(
     *,
     embedder=None,
     start: bool = True,
+    model_version: str | None = MODEL,
     **overrides,
 ) -> Api:
     allowed = tmp_path / "allowed"
@@ -147,7 +148,7 @@ def make_api(
         store=store,
         dispatcher=dispatcher,
         embedder=embedder,
-        model_version=MODEL,
+        model_version=model_version,
     )
     if start:
         server.start()

@@ -703,6 +703,67 @@ def test_search_by_clip_embeds_the_upload_and_searches(db, tmp_path):
         a.server.stop(0).wait(10)
 
 
+def _worker_writes(store, embedder, path: Path, n: int) -> int:
+    """What an ingest worker does for one file, without Celery."""
+    emb = embedder.embed(path)
+    with store.Session.begin() as s:
+        video, job, _ = register_video(
+            s, uri=str(path), content_sha256=f"{n:064x}", size_bytes=path.stat().st_size
+        )
+        complete_ingest(
+            s, job.id, video.id, model_version=emb.model_version,
+            segments=[(g.index, g.start_s, g.end_s, g.vector) for g in emb.segments],
+            video_vector=emb.vector,
+        )  # fmt: skip
+        return video.id
+
+
+def test_search_by_clip_with_the_real_encoder(db, tmp_path):
+    """The encoder is loaded lazily from a factory, and its model version is the one the
+    index serves (no model_version given to create_server)."""
+    from sora_encoder import load_embedder
+    from tests.media_factory import make_video
+
+    loads = []
+
+    def factory():
+        loads.append(1)
+        return load_embedder(variant="sora-t", precision="fp32")
+
+    a = make_api(db, tmp_path, embedder=factory, model_version=None)
+    try:
+        embedder = a.server.services.search._get_embedder()
+        clip = make_video(tmp_path / "clip.mp4", duration_s=8.5, size=(96, 72), fps=10)
+        other = make_video(
+            tmp_path / "other.mp4", duration_s=6, size=(96, 72), fps=10, source="mandelbrot"
+        )
+        clip_id = _worker_writes(db, embedder, clip, 1)
+        _worker_writes(db, embedder, other, 2)
+        a.sync()
+        assert a.server.keeper.model_version == embedder.model_version
+        r = a.client.search_by_clip(clip, top_k=2)
+        assert r.model_version == embedder.model_version
+        top = r.hits[0]
+        assert top.video.id == clip_id and top.score == pytest.approx(1.0, abs=1e-3)
+        assert top.aligned and (top.query.start_s, top.query.end_s) == (0.0, 8.5)
+        assert (top.target.start_s, top.target.end_s) == (0.0, 8.5)
+        seg = a.client.search_by_clip(clip, level="segment", top_k=3)
+        assert {h.video.id for h in seg.hits} == {clip_id}
+        assert loads == [1]  # loaded once
+        with pytest.raises(grpc.RpcError) as e:  # a "clip" that is no video
+            a.client.stub.SearchByClip(
+                iter([pb.SearchByClipRequest(metadata=pb.ClipQueryMetadata(filename="x.mp4")),
+                      pb.SearchByClipRequest(chunk=b"not a video at all")]),
+                metadata=a.client._auth, timeout=10,
+            )  # fmt: skip
+        assert e.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "cannot be used" in e.value.details()
+        assert list((a.settings.uploads_dir / ".queries").iterdir()) == []
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
 def test_search_with_nothing_indexed_is_empty(api: Api):
     r = api.client.search(vector=np.ones(DIM), top_k=5)
     assert list(r.hits) == [] and r.candidates == 0
