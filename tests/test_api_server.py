@@ -276,6 +276,18 @@ def test_calls_beyond_the_concurrency_cap_are_resource_exhausted(db, tmp_path):
         a.server.stop(0).wait(10)
 
 
+def test_messages_over_the_size_limit_are_refused(db, tmp_path):
+    a = make_api(db, tmp_path, max_message_bytes=64 * 1024)
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            a.client.search(vector=np.ones(100_000))  # 400 kB in one message
+        assert _code(e) is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert a.client.search(vector=np.ones(DIM)).hits == []  # small ones pass
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
 # ---------------------------------------------------------------------------- ingest
 
 

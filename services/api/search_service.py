@@ -62,6 +62,7 @@ MAX_FETCH = 4096  # per query row
 MAX_QUERY_ROWS = 32  # query segments used for stage 1 at segment level
 RERANK_MIN, RERANK_MAX = 20, 200  # candidate videos aligned: clamp(2 * top_k)
 SQL_CHUNK = 500  # ids per IN (...) list
+SEGMENT_LOAD_CHUNK = 16  # videos whose segment vectors are loaded at once
 
 
 class Embedder(Protocol):
@@ -417,48 +418,47 @@ class SearchService:
         rerank: bool,
         call: Call,
     ) -> list[Hit]:
-        sequence = query.segments is not None
         depth = min(max(2 * opts.top_k, RERANK_MIN), RERANK_MAX) if rerank else opts.top_k
         cands = cands[: max(opts.top_k, depth)]
-        scope = cands[:depth] if rerank else cands
         videos = self._videos(s, [c.video_id for c in cands])
-        segs = self._segments_of(s, [c.video_id for c in scope], version)
-        hits: list[Hit] = []
-        for rank, c in enumerate(cands):
-            video = videos.get(c.video_id)
-            if video is None:
-                continue
-            hit = Hit(c.score, video, first_stage_score=c.score)
-            hits.append(hit)
-            its = segs.get(c.video_id)
-            if not its or rank >= len(scope):
-                continue
+        hits = [Hit(c.score, videos[c.video_id], first_stage_score=c.score) for c in cands
+                if c.video_id in videos]  # fmt: skip
+        # Segment vectors a few videos at a time: a long video holds thousands.
+        for chunk in _chunks(hits[:depth], SEGMENT_LOAD_CHUNK):
             call.check()
-            T = np.stack([g.as_array() for g in its])  # (n, d)
-            if sequence:
-                assert query.segments is not None
-                sims = query.segments @ T.T  # (m, n)
-                qi, tj = np.unravel_index(int(np.argmax(sims)), sims.shape)
-                hit.query = query.times[int(qi)]
-            else:
-                sims = (T @ query.vector)[None, :]  # (1, n)
-                tj = int(np.argmax(sims[0]))
-            best = its[int(tj)]
-            hit.segment_id, hit.target = best.id, (best.start_s, best.end_s)
-            if rerank:
-                a = self._align(query, its)
-                if a is not None:
-                    i0, i1 = (int(x) for x in a.query_range)
-                    j0, j1 = (int(x) for x in a.target_range)
-                    inside = sims[i0 : i1 + 1, j0 : j1 + 1]
-                    qi2, tj2 = np.unravel_index(int(np.argmax(inside)), inside.shape)
-                    best = its[j0 + int(tj2)]
-                    hit.segment_id = best.id
-                    hit.target = (its[j0].start_s, its[j1].end_s)
-                    hit.query = self._query_range(query, i0, i1)
-                    hit.alignment_score = float(a.score)
-                    hit.score = (c.score + float(a.score)) / 2.0
+            segs = self._segments_of(s, [h.video.id for h in chunk], version)
+            for hit in chunk:
+                its = segs.get(hit.video.id)
+                if its:
+                    self._place(hit, its, query, rerank)
         return _rank(hits)
+
+    def _place(self, hit: Hit, its: list[Segment], query: Query, rerank: bool) -> None:
+        """Set a video-level hit's best segment and times (and its alignment)."""
+        T = np.stack([g.as_array() for g in its])  # (n, d)
+        if query.segments is not None:
+            sims = query.segments @ T.T  # (m, n)
+            qi, tj = np.unravel_index(int(np.argmax(sims)), sims.shape)
+            hit.query = query.times[int(qi)]
+        else:
+            sims = (T @ query.vector)[None, :]  # (1, n)
+            tj = int(np.argmax(sims[0]))
+        best = its[int(tj)]
+        hit.segment_id, hit.target = best.id, (best.start_s, best.end_s)
+        if not rerank:
+            return
+        a = self._align(query, its)
+        if a is None:
+            return
+        i0, i1 = (int(x) for x in a.query_range)
+        j0, j1 = (int(x) for x in a.target_range)
+        inside = sims[i0 : i1 + 1, j0 : j1 + 1]  # the aligned block
+        _, tj = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        hit.segment_id = its[j0 + int(tj)].id
+        hit.target = (its[j0].start_s, its[j1].end_s)
+        hit.query = self._query_range(query, i0, i1)
+        hit.alignment_score = float(a.score)
+        hit.score = (hit.first_stage_score + float(a.score)) / 2.0
 
     def _segment_hits(
         self,
@@ -476,16 +476,12 @@ class SearchService:
         videos = self._videos(s, [c.video_id for c in cands])
         alignments: dict[int, Alignment | None] = {}
         if rerank:
-            order: list[int] = []
-            for c in cands:
-                if c.video_id not in order:
-                    order.append(c.video_id)
-            scope = order[:limit]
-            segs = self._segments_of(s, scope, version)
-            for vid in scope:
+            scope = list(dict.fromkeys(c.video_id for c in cands))[:limit]  # in rank order
+            for chunk in _chunks(scope, SEGMENT_LOAD_CHUNK):
                 call.check()
-                if segs.get(vid):
-                    alignments[vid] = self._align(query, segs[vid])
+                for vid, its in self._segments_of(s, chunk, version).items():
+                    if its:
+                        alignments[vid] = self._align(query, its)
         hits: list[Hit] = []
         for c in cands:
             video = videos.get(c.video_id)
