@@ -10,8 +10,9 @@ stage 1 FAISS top-k' on the level's index (video: the video vector; segment: up 
         Over-fetch: k' = max(4 * wanted, 16), x4 per round until `wanted` hits pass the
         filters, the index is exhausted, the k'-th scores fall under min_score, or
         k' reaches MAX_FETCH.
-stage 2 (a video id or a clip, alignment on) the first RERANK_DEPTH candidate videos:
-        align(Q, T_video) over their segment sequences; a candidate that aligns scores
+stage 2 (a video id or a clip, alignment on) the first clamp(2 * top_k, 20, 200) candidate
+        videos (stage 1 over-fetches for that many): align(Q, T_video) over their segment
+        sequences (services.search.alignment); a candidate that aligns scores
             score = (first-stage score + alignment.score) / 2
         (alignment.score = mean similarity along the aligned path) and ranks above
         every candidate that does not align (those keep their first-stage score).
@@ -226,6 +227,7 @@ class SearchService:
         if self.clip_dir is None or self._embedder_factory is None:
             raise FailedPrecondition("search by clip is not enabled on this server")
         version, indexes = self.keeper.current()
+        self._check_encoder(version)  # before a byte is received
         received = receive_file(
             chunks,
             self.clip_dir,
@@ -238,12 +240,7 @@ class SearchService:
             emb = self._embed(received.path, call)
         finally:
             received.path.unlink(missing_ok=True)
-        if version is not None and emb.model_version != version:
-            raise FailedPrecondition(
-                f"the server's encoder is model version {emb.model_version} but the index "
-                f"serves {version} (a reindex is under way): search by clip works again "
-                "once the reindex has finished"
-            )
+        self._check_encoder(version, emb.model_version)
         if not emb.segments:
             raise InvalidArgument("the query clip gave no segments (is it empty?)")
         query = Query(
@@ -512,6 +509,15 @@ class SearchService:
                 logger.info("loading the encoder for search by clip")
                 self._embedder = self._embedder_factory()
             return self._embedder
+
+    def _check_encoder(self, serving: str | None, encoder: str | None = None) -> None:
+        encoder = encoder or self.embedder_version()
+        if serving is not None and encoder != serving:
+            raise FailedPrecondition(
+                f"the server's encoder is model version {encoder} but the index serves "
+                f"{serving} (a reindex is under way): search by clip works again once the "
+                "reindex has finished"
+            )
 
     def embedder_version(self) -> str | None:
         """The configured encoder's model version (loads the encoder once)."""
