@@ -506,7 +506,7 @@ class SearchService:
         with self._embedder_lock:
             if self._embedder is None:
                 assert self._embedder_factory is not None
-                logger.info("loading the encoder for search by clip")
+                logger.info("loading the encoder (configured model version, search by clip)")
                 self._embedder = self._embedder_factory()
             return self._embedder
 
