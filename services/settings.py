@@ -81,7 +81,7 @@ class Settings:
     allowed_url_prefixes: tuple[str, ...] = ()
     max_upload_bytes: int = 2 * GIB  # an upload, a downloaded URL, a query clip
     url_timeout_s: float = 60.0  # a URL download must finish within this (and the call's deadline)
-    max_workers: int = 16  # threads answering calls (a WatchJob stream holds one)
+    max_workers: int = 32  # threads answering calls (each open WatchJob stream holds one)
     # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED by gRPC itself.
     max_concurrent_rpcs: int = 64
     max_message_bytes: int = 16 * MIB  # one message, both directions (uploads are chunked)
@@ -119,7 +119,7 @@ class Settings:
             allowed_url_prefixes=_env_list("SORA_ALLOWED_URL_PREFIXES", None),
             max_upload_bytes=_env_int("SORA_MAX_UPLOAD_BYTES", 2 * GIB),
             url_timeout_s=_env_float("SORA_URL_TIMEOUT", 60.0),
-            max_workers=_env_int("SORA_API_WORKERS", 16),
+            max_workers=_env_int("SORA_API_WORKERS", 32),
             max_concurrent_rpcs=_env_int("SORA_MAX_CONCURRENT_RPCS", 64),
             max_message_bytes=_env_int("SORA_MAX_MESSAGE_BYTES", 16 * MIB, minimum=4096),
             tls_cert=_env_path("SORA_TLS_CERT"),
