@@ -2,8 +2,8 @@
 straight into SQL (no worker needed), and a real server on 127.0.0.1:0 with a client.
 
 Import the fixtures into a test module with `from tests.test_api_harness import *`.
-The API tests run on SQLite (the store tests cover both databases); `store_backend` is
-narrowed here.
+Tests using `db` run on SQLite and on PostgreSQL (skipped, saying so, when no server runs
+at 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ __all__ = [
 ]
 
 
-@pytest.fixture(scope="module")
-def store_backend() -> str:
-    return "sqlite"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def store_backend(request) -> str:
+    return request.param
 
 
 class RecordingDispatcher:
