@@ -110,7 +110,9 @@ def assert_index_aligned(env: IngestEnv, store) -> IndexSet:
 
 def test_ingest_folder_then_reingest_is_a_no_op(env, library):
     env.start_worker()
-    res = env.sora("ingest", str(library), "--wait", "--timeout", "150", "--collection", "lib")
+    res = env.sora(
+        "ingest", "--direct", str(library), "--wait", "--timeout", "150", "--collection", "lib"
+    )
     assert res.returncode == 1, res.stdout + res.stderr + env.worker_logs()  # broken.mp4 failed
     assert "6 video(s): 6 queued, 0 already known" in res.stdout
     assert "FAILED" in res.stderr and "broken.mp4" in res.stderr
@@ -150,7 +152,7 @@ def test_ingest_folder_then_reingest_is_a_no_op(env, library):
     # Identical bytes again, under another name too: no new video, no new job for READY ones.
     (library / "copy-of-a.mp4").write_bytes((library / "a.mp4").read_bytes())
     try:
-        again = env.sora("ingest", str(library), "--timeout", "60")
+        again = env.sora("ingest", "--direct", str(library), "--timeout", "60")
     finally:
         (library / "copy-of-a.mp4").unlink()
     assert again.returncode == 0, again.stderr
@@ -165,7 +167,7 @@ def test_ingest_folder_then_reingest_is_a_no_op(env, library):
 def test_worker_killed_mid_job_loses_nothing(env, library, long_video):
     store = open_store(env.database_url)
     first = env.start_worker()
-    res = env.sora("ingest", str(long_video), *(str(library / n) for n in DURATIONS))
+    res = env.sora("ingest", "--direct", str(long_video), *(str(library / n) for n in DURATIONS))
     assert res.returncode == 0, res.stderr
 
     def long_job_running():
@@ -202,7 +204,7 @@ def test_worker_killed_mid_job_loses_nothing(env, library, long_video):
 def test_redis_restart_loses_no_video(env, library):
     """Jobs queued in Redis, then Redis restarts empty: the reconciler re-sends them."""
     store = open_store(env.database_url)
-    res = env.sora("ingest", *(str(library / n) for n in DURATIONS))
+    res = env.sora("ingest", "--direct", *(str(library / n) for n in DURATIONS))
     assert res.returncode == 0, res.stderr
     env.redis.kill()  # the queue is gone with it
     env.redis.start()  # same port, empty

@@ -26,7 +26,7 @@ def test_reindex_switches_only_when_complete(tmp_path):
     try:
         env.extra_env = {"SORA_VARIANT": "sora-t"}
         env.start_worker()
-        res = env.sora("ingest", str(lib), "--wait", "--timeout", "120")
+        res = env.sora("ingest", "--direct", str(lib), "--wait", "--timeout", "120")
         assert res.returncode == 0, res.stdout + res.stderr + env.worker_logs()
         with store.ReadSession.begin() as s:
             (old,) = set(s.scalars(select(Segment.model_version)))

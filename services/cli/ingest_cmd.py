@@ -1,8 +1,12 @@
-"""`sora ingest PATH...`: register videos (folders recursively), send their jobs to the
-workers, and with --wait follow them to the end, then bring the index up to date.
+"""`sora ingest PATH...`: videos (folders recursively) into the index.
 
-This version talks to the database and the broker directly (the settings' URLs); the gRPC
-upload path arrives with the API."""
+    default        upload each file to the API server (works against any server)
+    --server-path  send the absolute paths instead (a server that reads the same disk,
+                   inside its allowed roots)
+    --direct       no server: register in the database and send to the broker directly
+                   (the settings' URLs), for an operator on the service's own machine
+
+With --wait: a progress bar of videos done, then failures with their reasons."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import argparse
 import sys
 import time
 from typing import Any
+
+from .client_options import add_client_options, connect
 
 
 def add_parser(sub: Any) -> None:
@@ -21,10 +27,86 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--timeout", type=float, default=0, help="with --wait: give up after S seconds (0: never)"
     )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--server-path", action="store_true", help="send paths, not bytes")
+    mode.add_argument("--direct", action="store_true", help="no API server: database + broker")
+    add_client_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_direct(args) if args.direct else run_remote(args)
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    import grpc
+
+    from services.ingest import iter_video_files
+
+    try:
+        files = list(iter_video_files(args.paths))
+    except FileNotFoundError as exc:
+        print(f"sora ingest: {exc}", file=sys.stderr)
+        return 2
+    failures: list[tuple[str, str]] = []
+    jobs: dict[int, str] = {}  # job id -> file
+    known = 0
+    with connect(args) as client:
+        for path in files:
+            meta = dict(collection=args.collection, tags=args.tag)
+            try:
+                if args.server_path:
+                    res = client.ingest_uri(str(path.resolve()), **meta)
+                else:
+                    res = client.upload(path, **meta)
+            except grpc.RpcError as exc:
+                failures.append((str(path), f"{exc.code().name}: {exc.details()}"))
+                continue
+            if res.job_id:
+                jobs[res.job_id] = str(path)
+            else:
+                known += 1
+        print(f"{len(files)} file(s): {len(jobs)} queued, {known} already known, "
+              f"{len(failures)} refused", flush=True)  # fmt: skip
+        if args.wait and jobs:
+            failures += wait_for_jobs(client, jobs, args.timeout)
+    for path, reason in failures:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def wait_for_jobs(client, jobs: dict[int, str], timeout: float) -> list[tuple[str, str]]:
+    """Poll the jobs until each SUCCEEDED or FAILED, drawing a progress bar."""
+    from services.api.gen.sora.v1 import sora_pb2 as pb
+
+    final = (pb.JOB_STATUS_SUCCEEDED, pb.JOB_STATUS_FAILED)
+    deadline = time.monotonic() + timeout if timeout else None
+    state: dict[int, object] = {}
+    shown = -1
+    while True:
+        for job_id in jobs:
+            if job_id not in state or state[job_id].status not in final:
+                state[job_id] = client.get_job(job_id)
+        done = sum(1 for j in state.values() if j.status in final)
+        if done != shown:
+            shown = done
+            bar = "#" * (30 * done // len(jobs))
+            print(f"\r[{bar:<30}] {done}/{len(jobs)} videos done", end="", flush=True)
+        if done == len(jobs):
+            print()
+            return [
+                (jobs[j.id], j.error or "failed")
+                for j in state.values()
+                if j.status == pb.JOB_STATUS_FAILED
+            ]
+        if deadline and time.monotonic() > deadline:
+            print()
+            return [(jobs[j], f"not done after {timeout:.0f} s") for j, s in state.items()
+                    if s.status not in final]  # fmt: skip
+        time.sleep(0.5)
+
+
+def run_direct(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from services.indexes import IndexSet

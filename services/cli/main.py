@@ -8,11 +8,31 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import embed_cmd, ingest_cmd, reindex_cmd, samples_cmd, worker_cmd
+from . import (
+    classify_cmd,
+    embed_cmd,
+    ingest_cmd,
+    reindex_cmd,
+    samples_cmd,
+    search_cmd,
+    serve_cmd,
+    videos_cmd,
+    worker_cmd,
+)
 
 # Each module exposes `add_parser(subparsers)` that registers its sub-command and sets
 # `func(args) -> int` as the handler; adding a command is one line here.
-COMMANDS = (embed_cmd, samples_cmd, ingest_cmd, worker_cmd, reindex_cmd)
+COMMANDS = (
+    serve_cmd,
+    worker_cmd,
+    ingest_cmd,
+    search_cmd,
+    videos_cmd,
+    classify_cmd,
+    reindex_cmd,
+    embed_cmd,
+    samples_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (`| head`) went away: stop quietly, as Unix tools do.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces the closed pipe
         return 141
+    except Exception as exc:
+        # A server's refusal (grpc.RpcError) carries a status code and an actionable message.
+        if type(exc).__module__.startswith("grpc"):
+            from .client_options import report_rpc_error
+
+            return report_rpc_error(exc)
+        raise
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""`sora search (--clip FILE | --id ID | --vector-file F)`: videos and moments like a query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .client_options import add_client_options, connect, read_vector_file
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("search", help="find the videos and moments that look like a query")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--clip", metavar="FILE", help="a video clip (uploaded, embedded by the server)")
+    q.add_argument("--id", type=int, metavar="ID", help="an ingested video's id")
+    q.add_argument("--vector-file", metavar="F", help=".npy, JSON list, or `sora embed --json`")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--level", choices=("video", "segment"), default="video")
+    p.add_argument("--collection")
+    p.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
+    p.add_argument("--min-score", type=float, default=0.0)
+    p.add_argument("--no-alignment", action="store_true", help="skip temporal re-ranking")
+    p.add_argument("--json", action="store_true", help="a JSON list of hits")
+    add_client_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = dict(
+        level=args.level,
+        top_k=args.top_k,
+        collection=args.collection,
+        tags=args.tag,
+        min_score=args.min_score,
+        alignment=not args.no_alignment,
+    )
+    with connect(args) as client:
+        if args.clip:
+            res = client.search_by_clip(args.clip, **options)
+        elif args.id is not None:
+            res = client.search(video_id=args.id, exclude_query_video=True, **options)
+        else:
+            res = client.search(vector=read_vector_file(args.vector_file), **options)
+    hits = [hit_to_json(h) for h in res.hits]
+    if args.json:
+        print(json.dumps(hits, indent=2))
+        return 0
+    print(f"{len(hits)} hit(s), model {res.model_version}, {res.candidates} candidate(s)")
+    for n, h in enumerate(hits, 1):
+        where = f"{h['start_s']:7.2f}-{h['end_s']:7.2f} s"
+        match = (
+            f"  query {h['query_start_s']:.1f}-{h['query_end_s']:.1f} s matches "
+            f"target {h['start_s']:.1f}-{h['end_s']:.1f} s"
+            if h["aligned"]
+            else ""
+        )
+        name = h["title"] or h["uri"]
+        print(f"{n:3d}. {h['score']:.4f}  video {h['video_id']:<6} {where}  {name}{match}")
+    return 0
+
+
+def hit_to_json(h) -> dict[str, Any]:
+    out = {
+        "video_id": h.video.id,
+        "uri": h.video.uri,
+        "title": h.video.title,
+        "collection": h.video.collection,
+        "score": round(float(h.score), 6),
+        "segment_id": h.segment_id,
+        "start_s": round(h.target.start_s, 3),
+        "end_s": round(h.target.end_s, 3),
+        "aligned": h.aligned,
+    }
+    if h.aligned:
+        out.update(
+            query_start_s=round(h.query.start_s, 3),
+            query_end_s=round(h.query.end_s, 3),
+            alignment_score=round(float(h.alignment_score), 6),
+        )
+    return out

@@ -1,0 +1,100 @@
+"""`sora serve`: the gRPC API, and with --embedded a worker process beside it.
+
+    sora serve --embedded [--port P] [--data-dir D]
+        SQLite + the SQLite-backed broker + local index files under D (default ~/.sora):
+        the API in this process, one `sora worker` child process; no server needed.
+    sora serve [--port P]
+        the API alone, on $SORA_DATABASE_URL and $SORA_BROKER_URL (PostgreSQL, Redis);
+        run `sora worker` processes separately (as docker-compose does).
+
+SIGTERM or Ctrl-C stops the API (letting calls in flight finish) and the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the gRPC API (with --embedded: and a worker)")
+    p.add_argument("--embedded", action="store_true", help="SQLite + embedded broker + a worker")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
+    p.add_argument("--data-dir", help="where the embedded service keeps its data (~/.sora)")
+    p.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder whose videos may be ingested by server-side path (repeatable)",
+    )
+    p.set_defaults(func=run)
+
+
+def embedded_environment(data_dir: Path) -> dict[str, str]:
+    """The settings that make every part use files under `data_dir`, no servers."""
+    return {
+        "SORA_HOME": str(data_dir),
+        "SORA_DATABASE_URL": f"sqlite:///{data_dir / 'sora.db'}",
+        "SORA_BROKER_URL": f"sqla+sqlite:///{data_dir / 'broker.db'}",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.data_dir:
+        os.environ["SORA_HOME"] = str(Path(args.data_dir).resolve())
+    if args.embedded:
+        home = Path(os.environ.get("SORA_HOME") or Path.home() / ".sora").resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ.update(embedded_environment(home))
+    if args.allow_root:
+        roots = [str(Path(r).resolve()) for r in args.allow_root]
+        os.environ["SORA_ALLOWED_ROOTS"] = os.pathsep.join(roots)
+
+    from services.api.server import create_server
+    from services.settings import Settings
+
+    settings = Settings.from_env()
+    settings.ensure_home()
+    worker = None
+    if args.embedded:
+        log_path = settings.home / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "services.cli.main", "worker", "--loglevel", "INFO"],
+            env=dict(os.environ),
+            stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
+            stderr=subprocess.STDOUT,
+        )
+        print(f"sora: worker started (pid {worker.pid}), log in {log_path}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        server, port = create_server(f"{args.host}:{args.port}", settings=settings)
+        server.start()
+        mode = f"embedded, data in {settings.home}" if args.embedded else "external servers"
+        print(f"sora: serving on {args.host}:{port} ({mode})", flush=True)
+        while not stop.wait(0.5):
+            if worker is not None and worker.poll() is not None:
+                print(f"sora: the worker exited ({worker.returncode}); stopping", file=sys.stderr)
+                return 1
+        print("sora: stopping", flush=True)
+        server.stop(grace=5).wait()
+        return 0
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
