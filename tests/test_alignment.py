@@ -219,3 +219,15 @@ def test_fast_enough():
         align(Q, T)
         best = min(best, time.perf_counter() - t0)
     assert best < 0.1  # ~3 ms measured on the 2-core dev machine
+
+
+def test_adaptive_threshold_sits_between_background_and_one():
+    from services.search import adaptive_threshold
+
+    # An encoder that puts unrelated material at ~0.93: the threshold rises above it.
+    bg = np.full(40, 0.93, dtype=np.float32)
+    bg[:3] = 0.999  # a few true matches do not move the median
+    assert adaptive_threshold(bg) == pytest.approx(0.965, abs=1e-6)
+    # A well-separated encoder (unrelated ~0): the floor applies.
+    assert adaptive_threshold(np.zeros(10, dtype=np.float32)) == 0.5
+    assert adaptive_threshold(np.empty(0)) == 0.5

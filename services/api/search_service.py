@@ -35,7 +35,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from services.index import VectorIndex
-from services.search.alignment import Alignment, align
+from services.search.alignment import Alignment, adaptive_threshold, align
 from services.store import (
     Segment,
     Store,
@@ -396,11 +396,20 @@ class SearchService:
             out.update({v.id: v for v in s.scalars(select(Video).where(Video.id.in_(chunk)))})
         return out
 
-    def _align(self, query: Query, segments: list[Segment]) -> Alignment | None:
+    def _align(self, query: Query, segments: list[Segment], threshold: float) -> Alignment | None:
         """align(Q, T) for one candidate video, or None when nothing aligns."""
         assert query.segments is not None
         T = np.stack([g.as_array() for g in segments])  # (n, d)
-        return align(_rows_unit(query.segments), _rows_unit(T))
+        return align(_rows_unit(query.segments), _rows_unit(T), threshold=threshold)
+
+    def _threshold(self, query: Query, seg_lists: Iterable[list[Segment]]) -> float:
+        """The query's alignment threshold, from its similarities to the first candidates'
+        segments (mostly unrelated material): see `adaptive_threshold`."""
+        assert query.segments is not None
+        rows = [g.as_array() for its in seg_lists for g in its]
+        if not rows:
+            return adaptive_threshold(np.empty(0))
+        return adaptive_threshold(_rows_unit(query.segments) @ _rows_unit(np.stack(rows)).T)
 
     def _query_range(self, query: Query, i0: int, i1: int) -> tuple[float, float]:
         return query.times[i0][0], query.times[i1][1]
@@ -421,16 +430,21 @@ class SearchService:
         hits = [Hit(c.score, videos[c.video_id], first_stage_score=c.score) for c in cands
                 if c.video_id in videos]  # fmt: skip
         # Segment vectors a few videos at a time: a long video holds thousands.
+        threshold: float | None = None
         for chunk in _chunks(hits[:depth], SEGMENT_LOAD_CHUNK):
             call.check()
             segs = self._segments_of(s, [h.video.id for h in chunk], version)
+            if threshold is None and rerank:
+                threshold = self._threshold(query, segs.values())
             for hit in chunk:
                 its = segs.get(hit.video.id)
                 if its:
-                    self._place(hit, its, query, rerank)
+                    self._place(hit, its, query, rerank, threshold)
         return _rank(hits)
 
-    def _place(self, hit: Hit, its: list[Segment], query: Query, rerank: bool) -> None:
+    def _place(
+        self, hit: Hit, its: list[Segment], query: Query, rerank: bool, threshold: float | None
+    ) -> None:
         """Set a video-level hit's best segment and times (and its alignment)."""
         T = np.stack([g.as_array() for g in its])  # (n, d)
         if query.segments is not None:
@@ -442,9 +456,9 @@ class SearchService:
             tj = int(np.argmax(sims[0]))
         best = its[int(tj)]
         hit.segment_id, hit.target = best.id, (best.start_s, best.end_s)
-        if not rerank:
+        if not rerank or threshold is None:
             return
-        a = self._align(query, its)
+        a = self._align(query, its, threshold)
         if a is None:
             return
         i0, i1 = (int(x) for x in a.query_range)
@@ -474,11 +488,15 @@ class SearchService:
         alignments: dict[int, Alignment | None] = {}
         if rerank:
             scope = list(dict.fromkeys(c.video_id for c in cands))[:limit]  # in rank order
+            threshold: float | None = None
             for chunk in _chunks(scope, SEGMENT_LOAD_CHUNK):
                 call.check()
-                for vid, its in self._segments_of(s, chunk, version).items():
+                segs = self._segments_of(s, chunk, version)
+                if threshold is None:
+                    threshold = self._threshold(query, segs.values())
+                for vid, its in segs.items():
                     if its:
-                        alignments[vid] = self._align(query, its)
+                        alignments[vid] = self._align(query, its, threshold)
         hits: list[Hit] = []
         for c in cands:
             video = videos.get(c.video_id)

@@ -4,8 +4,16 @@ from services.search.alignment import (
     DEFAULT_GAP_PENALTY,
     DEFAULT_THRESHOLD,
     Alignment,
+    adaptive_threshold,
     align,
     align_many,
 )
 
-__all__ = ["DEFAULT_GAP_PENALTY", "DEFAULT_THRESHOLD", "Alignment", "align", "align_many"]
+__all__ = [
+    "DEFAULT_GAP_PENALTY",
+    "DEFAULT_THRESHOLD",
+    "Alignment",
+    "adaptive_threshold",
+    "align",
+    "align_many",
+]

@@ -75,6 +75,24 @@ class Alignment:
     length: int  # number of cells on the path, len(path)
 
 
+def adaptive_threshold(
+    background: np.ndarray, *, floor: float = DEFAULT_THRESHOLD, margin: float = 0.5
+) -> float:
+    """The alignment threshold for one query: halfway (`margin`) from the typical similarity
+    of the query to unrelated material up to 1, never below `floor`.
+
+    `background` holds similarities of the query's segments to candidate segments, most of
+    them unrelated (the median is taken, so a few true matches do not move it). Why: a
+    fixed threshold means "similar" only for one model; an untrained or weakly trained
+    encoder puts unrelated clips at cosine 0.9+, and a fixed 0.5 then aligns everything.
+    Relative to the background, a true copy (near 1) still stands out, whatever the model.
+    """
+    if background.size == 0:
+        return floor
+    bg = float(np.median(background))
+    return max(floor, bg + margin * (1.0 - bg))
+
+
 def check_segments(name: str, x: np.ndarray, dim: int | None = None) -> np.ndarray:
     """Boundary check: a float32 (k, d) array of finite unit rows, k >= 1 -> x contiguous."""
     if not isinstance(x, np.ndarray):
