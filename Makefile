@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch 2.13.0 first and pinned: a bare `torch` requirement would let pip choose a
 # newer (multi-GB CUDA) build. Override, e.g. TORCH="torch==2.11.0", on GPU hosts.
 TORCH  ?= torch==2.13.0
-VIDEOS ?= .sora-demo/videos
+VIDEOS ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup test lint format bench demo clean proto
@@ -37,15 +37,10 @@ bench: setup
 	$(BIN)/python bench/bench_index.py --json bench/results/index.json
 	$(BIN)/python bench/bench_ingest.py --json bench/results/ingest.json
 
-# The README's first command: set up, make a few videos with ffmpeg (or use VIDEOS=dir),
-# and embed them.
+# The README's first command: set up, start the embedded service, ingest sample videos
+# made with ffmpeg (or VIDEOS=dir), search by a transformed clip, show the hits.
 demo: setup
-	@if [ "$(VIDEOS)" = ".sora-demo/videos" ]; then \
-		echo "== writing sample videos with ffmpeg into $(VIDEOS)"; \
-		$(BIN)/sora samples $(VIDEOS); fi
-	@echo "== embedding the videos in $(VIDEOS)"
-	find $(VIDEOS) -maxdepth 1 -type f \( -name '*.mp4' -o -name '*.mkv' -o -name '*.webm' \
-		-o -name '*.mov' -o -name '*.avi' \) | sort | head -n 20 | xargs -r $(BIN)/sora embed
+	$(BIN)/sora demo $(if $(VIDEOS),--videos "$(VIDEOS)")
 
 # Generated gRPC code is committed; tests/test_proto_stale.py fails when it is out of date.
 PROTO_OUT := services/api/gen

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from . import (
     classify_cmd,
+    demo_cmd,
     embed_cmd,
     ingest_cmd,
     reindex_cmd,
@@ -23,6 +24,7 @@ from . import (
 # Each module exposes `add_parser(subparsers)` that registers its sub-command and sets
 # `func(args) -> int` as the handler; adding a command is one line here.
 COMMANDS = (
+    demo_cmd,
     serve_cmd,
     worker_cmd,
     ingest_cmd,
