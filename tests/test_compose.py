@@ -20,7 +20,7 @@ def compose() -> dict:
 
 def test_compose_services_and_durability():
     services = compose()["services"]
-    assert {"redis", "postgres", "worker"} <= set(services)
+    assert {"redis", "postgres", "api", "worker"} <= set(services)
     assert "--appendonly" in services["redis"]["command"]
     assert any(v.endswith(":/var/lib/postgresql/data") for v in services["postgres"]["volumes"])
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])  # the AOF persists
@@ -28,19 +28,28 @@ def test_compose_services_and_durability():
     assert devices[0]["capabilities"] == ["gpu"]
 
 
-def test_worker_command_is_the_one_the_tests_run():
-    worker = compose()["services"]["worker"]
-    assert worker["command"] == ["sora", "worker"]
-    # The command exists and parses, as the tests start it (`python -m services.cli.main`).
-    res = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "worker", "--help"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert res.returncode == 0, res.stderr
+def test_commands_are_the_ones_the_tests_run():
+    services = compose()["services"]
+    assert services["worker"]["command"] == ["sora", "worker"]
+    assert services["api"]["command"][:2] == ["sora", "serve"]
+    for name in ("worker", "api"):
+        # Each command exists and parses its options, as the tests start it.
+        args = services[name]["command"][1:]
+        res = subprocess.run(
+            [sys.executable, "-m", "services.cli.main", *args[:1], "--help"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        from services.cli.main import build_parser
+
+        parsed = build_parser().parse_args(args)
+        assert parsed.command == args[0]
+    # The API shares the workers' data volume (uploads) and their video folder.
+    assert set(services["api"]["volumes"]) == set(services["worker"]["volumes"])
 
 
 def test_worker_environment_names_settings_that_exist(monkeypatch):
-    env = compose()["services"]["worker"]["environment"]
+    env = dict(compose()["services"]["worker"]["environment"])
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     s = Settings.from_env()
