@@ -1,0 +1,69 @@
+"""The group split shared by the trainer and the evaluation: deterministic and group-pure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sora_encoder.eval.splits import split_items, split_of
+
+GROUPS = [str(i) for i in range(2000)]
+
+
+def test_same_answer_in_another_process() -> None:
+    # Python's hash() is salted per process; the split must not be.
+    here = "".join("t" if split_of(g) == "test" else "." for g in GROUPS[:200])
+    code = (
+        "from sora_encoder.eval.splits import split_of;"
+        "print(''.join('t' if split_of(str(i)) == 'test' else '.' for i in range(200)))"
+    )
+    there = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert here == there
+
+
+def test_known_values_do_not_drift() -> None:
+    # A change here moves groups between train and test: a trained model would then be
+    # evaluated on groups it was trained on. Change it only on purpose.
+    tests = [g for g in GROUPS[:40] if split_of(g) == "test"]
+    assert tests == ["5", "18", "26", "30", "34", "35", "37"]
+
+
+def test_fraction_is_respected_and_nested() -> None:
+    share = np.mean([split_of(g) == "test" for g in GROUPS])
+    assert 0.17 < share < 0.23
+    small = {g for g in GROUPS if split_of(g, test_fraction=0.1) == "test"}
+    large = {g for g in GROUPS if split_of(g, test_fraction=0.3) == "test"}
+    assert small < large  # raising the fraction only moves groups to test
+    assert all(split_of(g, test_fraction=0.0) == "train" for g in GROUPS[:100])
+    assert all(split_of(g, test_fraction=1.0) == "test" for g in GROUPS[:100])
+
+
+def test_salt_draws_another_split() -> None:
+    a = [split_of(g) for g in GROUPS[:300]]
+    b = [split_of(g, salt="other") for g in GROUPS[:300]]
+    assert a != b
+
+
+def test_split_items_is_group_pure() -> None:
+    rng = np.random.default_rng(0)
+    groups = [str(g) for g in rng.integers(0, 60, size=500)]
+    train, test = split_items(groups)
+    assert len(train) + len(test) == 500 and not set(train) & set(test)
+    train_groups = {groups[i] for i in train}
+    test_groups = {groups[i] for i in test}
+    assert train_groups and test_groups and not train_groups & test_groups
+    assert all(split_of(groups[i]) == "test" for i in test)
+
+
+@pytest.mark.parametrize(
+    ("group", "kwargs", "error"),
+    [(3, {}, TypeError), ("", {}, ValueError), ("a", {"test_fraction": 1.5}, ValueError)],
+)
+def test_bad_arguments_raise(group, kwargs, error) -> None:
+    with pytest.raises(error):
+        split_of(group, **kwargs)
