@@ -238,7 +238,7 @@ class EncoderRuntime:
     # -- calibration ---------------------------------------------------------------------
     def _calibration(self, model: SoraModel, cache_file: str | os.PathLike | None) -> Calibration:
         key = "|".join(
-            [self.model_version, _cpu_name(), torch.backends.cpu.get_cpu_capability(),
+            [self.model_version, cpu_name(), torch.backends.cpu.get_cpu_capability(),
              f"torch {torch.__version__}",
              f"threads {torch.get_num_threads()}", str(self.device)]
         )  # fmt: skip
@@ -332,7 +332,8 @@ def _busy() -> str:
     return f"load {load:.1f} on {cpus} CPUs" if load > cpus else ""
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU model, for reports and the calibration cache key."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

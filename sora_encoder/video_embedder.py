@@ -12,8 +12,6 @@ run ahead and hold a whole long video in memory.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .media import MediaLimits, VideoInfo, Window, iter_clips, plan_windows, probe
+from .prefetch import prefetch
 from .runtime import EncoderRuntime
 
 __all__ = ["SegmentEmbedding", "VideoEmbedding", "VideoEmbedder"]
@@ -118,53 +117,23 @@ class VideoEmbedder:
         self, path: str | Path, info: VideoInfo, windows: list[Window]
     ) -> Iterator[np.ndarray]:
         """Batches of (n<=batch_size, T, S, S, 3) uint8 clips, decoded in a background thread."""
-        cfg = self.runtime.input_spec
-        done = object()
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch_batches)
-        stop = threading.Event()
+        spec = self.runtime.input_spec
 
-        def produce() -> None:
-            try:
-                batch: list[np.ndarray] = []
-                for clip in iter_clips(
-                    path,
-                    info,
-                    windows,
-                    frames_per_clip=cfg.frames,
-                    size=cfg.size,
-                    limits=self.limits,
-                ):
-                    if stop.is_set():
-                        return
-                    batch.append(clip)
-                    if len(batch) == self.batch_size:
-                        q.put(np.stack(batch))  # (n, T, S, S, 3)
-                        batch = []
-                if batch:
-                    q.put(np.stack(batch))
-                q.put(done)
-            except BaseException as exc:  # handed to the consumer, raised there
-                q.put(exc)
+        def batches() -> Iterator[np.ndarray]:
+            batch: list[np.ndarray] = []
+            clips = iter_clips(
+                path, info, windows, frames_per_clip=spec.frames, size=spec.size,
+                limits=self.limits,
+            )  # fmt: skip
+            for clip in clips:
+                batch.append(clip)
+                if len(batch) == self.batch_size:
+                    yield np.stack(batch)  # (n, T, S, S, 3)
+                    batch = []
+            if batch:
+                yield np.stack(batch)
 
-        thread = threading.Thread(target=produce, name="sora-decode", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = q.get()
-                if item is done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            # Consumer gone (error or early exit): let the producer finish and not block on put.
-            stop.set()
-            while thread.is_alive():
-                try:
-                    q.get(timeout=0.1)
-                except queue.Empty:
-                    pass
-            thread.join()
+        return prefetch(batches, depth=self.prefetch_batches, name="sora-decode")
 
 
 def mean_vector(xb: np.ndarray) -> np.ndarray:
