@@ -1,0 +1,242 @@
+"""`sora eval neardup DIR` and `sora eval classify DIR --manifest CSV`: measure the encoder.
+
+Both compare, in one run on the same clips and the same group split, the Sora encoder
+(`--checkpoint`, else $SORA_CHECKPOINT / the shipped one, else a seed-initialised
+`--variant`), the untrained encoder of the same architecture, the CNN-only ablation
+(frame vectors mean-pooled) and the 8x8 tiny-image descriptor. The work is in
+`sora_encoder.eval`; this module parses options and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import services.classifiers as classifiers
+from sora_encoder.eval import classify, neardup
+from sora_encoder.eval.baselines import EMBEDDER_NAMES, build_embedders
+from sora_encoder.eval.data import read_manifest, scan_folder
+from sora_encoder.eval.png import write_png
+from sora_encoder.eval.report import (
+    classify_markdown,
+    confusion_image,
+    neardup_markdown,
+    write_json,
+    write_text,
+)
+from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION
+from sora_encoder.eval.transforms import FAMILIES, families_from
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate the encoder: near-duplicates, classification")
+    ev = p.add_subparsers(dest="eval_command", required=True, metavar="EVAL")
+
+    n = ev.add_parser(
+        "neardup",
+        help="recall@1, recall@10 and mAP of transformed copies, per transformation family",
+        description="One clip per test-side group is transformed by every family; the copies "
+        "search a database of all test-side clips plus distractors from the train side.",
+    )
+    n.add_argument("dir", metavar="DIR", nargs="?", help="folder of videos")
+    n.add_argument(
+        "--manifest",
+        metavar="CSV",
+        help="path,label,group CSV (default: DIR/MANIFEST.csv if present, else every video "
+        "file under DIR, each its own group)",
+    )
+    n.add_argument("--limit", type=int, metavar="N", help="at most N originals (groups)")
+    n.add_argument(
+        "--distractors",
+        type=int,
+        metavar="N",
+        help="at most N train-side clips added to the database (default: all)",
+    )
+    n.add_argument(
+        "--families",
+        metavar="A,B",
+        help="transformation families (default: all; `--families list` lists them)",
+    )
+    n.add_argument(
+        "--side",
+        choices=("test", "train", "all"),
+        default="test",
+        help="which side of the group split gives the originals (default: test)",
+    )
+    n.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="keep the transformed copies here and reuse them on the next run "
+        "(default: a temporary folder, removed)",
+    )
+    n.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    n.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
+    _common(n)
+    n.set_defaults(func=run_neardup)
+
+    c = ev.add_parser(
+        "classify",
+        help="accuracy, macro-F1 and confusion of heads on frozen vectors, group split",
+        description="Heads (services.classifiers.train_head) fitted on the train-side groups, "
+        "scored on the test-side groups; plus telling clips from their time-reversed copies.",
+    )
+    c.add_argument("dir", metavar="DIR", help="folder of videos (paths in the CSV are under it)")
+    c.add_argument("--manifest", metavar="CSV", required=True, help="path,label,group CSV")
+    c.add_argument(
+        "--labels",
+        metavar="A,B",
+        action="append",
+        help="a task over these labels (repeat for several; default: fight,no_fight and "
+        "typing,doing_exercises where present, else all labels in one task)",
+    )
+    c.add_argument("--limit", type=int, metavar="N", help="at most N clips per label")
+    c.add_argument("--no-time-reversal", action="store_true", help="skip the time-reversal task")
+    c.add_argument("--png", metavar="OUT", help="write the confusion matrices as a PNG")
+    c.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    c.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
+    _common(c)
+    c.set_defaults(func=run_classify)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="checkpoint folder (default: $SORA_CHECKPOINT, else the shipped one, else a "
+        "seed-initialised --variant)",
+    )
+    p.add_argument("--variant", help="model variant without a checkpoint (default sora-s)")
+    p.add_argument(
+        "--embedders",
+        metavar="A,B",
+        default=",".join(EMBEDDER_NAMES),
+        help=f"which embedders (default: {','.join(EMBEDDER_NAMES)})",
+    )
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=DEFAULT_TEST_FRACTION,
+        help=f"share of groups on the test side (default {DEFAULT_TEST_FRACTION})",
+    )
+    p.add_argument("--salt", default=DEFAULT_SALT, help=f"split salt (default {DEFAULT_SALT!r})")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def _split_names(text: str | None) -> list[str]:
+    return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+
+class _Progress:
+    """One self-overwriting line per stage on stderr (CLI only)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, stage: str, n: int, total: int) -> None:
+        if self.quiet:
+            return
+        end = "\n" if n == total else ""
+        dt = time.perf_counter() - self.t0
+        print(f"\r{stage}: {n}/{total}  ({dt:.0f} s)", end=end, file=sys.stderr, flush=True)
+
+
+def _write_outputs(args: argparse.Namespace, result: Any, markdown: str) -> None:
+    if args.json:
+        write_json(args.json, result.to_json())
+    if args.markdown:
+        write_text(args.markdown, markdown)
+
+
+def _guarded(fn):
+    """Bad options and missing files end with a message and status 2, not a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"sora eval {args.eval_command}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_guarded
+def run_neardup(args: argparse.Namespace) -> int:
+    if args.families == "list":
+        for f in FAMILIES.values():
+            print(f"{f.name:24s} {f.description}")
+        return 0
+    if args.dir is None:
+        raise ValueError("DIR is required")
+    root = Path(args.dir)
+    manifest = Path(args.manifest) if args.manifest else root / "MANIFEST.csv"
+    if args.manifest or manifest.is_file():
+        items = read_manifest(manifest, root=root)
+    else:
+        items = scan_folder(root)
+    families = families_from(_split_names(args.families))
+    setup = neardup.select(
+        items,
+        side=args.side,
+        limit=args.limit,
+        distractors=args.distractors,
+        test_fraction=args.test_fraction,
+        salt=args.salt,
+    )
+    embedders = build_embedders(
+        _split_names(args.embedders),
+        checkpoint=args.checkpoint,
+        variant=args.variant,
+        device=args.device,
+    )
+    progress = _Progress(args.quiet)
+    extra = {"test_fraction": args.test_fraction, "salt": args.salt, "dir": str(root)}
+    with tempfile.TemporaryDirectory(prefix="sora-eval-") as tmp:
+        work = args.work_dir or tmp
+        result = neardup.run_neardup(
+            setup, embedders, families, work, progress=progress, extra_setup=extra
+        )
+    markdown = neardup_markdown(result)
+    _write_outputs(args, result, markdown)
+    print(markdown)
+    return 0
+
+
+@_guarded
+def run_classify(args: argparse.Namespace) -> int:
+    items = read_manifest(args.manifest, root=args.dir)
+    label_sets = [_split_names(x) for x in args.labels] if args.labels else None
+    tasks = classify.tasks_for(items, label_sets)
+    wanted = {y for t in tasks for y in t.labels}
+    items = classify.limit_per_label(
+        [it for it in items if it.label in wanted], args.limit, salt=args.salt
+    )
+    embedders = build_embedders(
+        _split_names(args.embedders),
+        checkpoint=args.checkpoint,
+        variant=args.variant,
+        device=args.device,
+    )
+    result = classify.run_classify(
+        items,
+        embedders,
+        tasks,
+        classifiers=classifiers,
+        time_reversal=not args.no_time_reversal,
+        test_fraction=args.test_fraction,
+        salt=args.salt,
+        progress=_Progress(args.quiet),
+    )
+    result.setup["limit_per_label"] = args.limit
+    markdown = classify_markdown(result)
+    _write_outputs(args, result, markdown)
+    if args.png:
+        write_png(args.png, confusion_image(result))
+    print(markdown)
+    return 0
