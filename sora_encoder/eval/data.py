@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from sora_encoder.media import MediaError, MediaLimits, decode_clips, plan_windows, probe
+from sora_encoder.prefetch import prefetch
 from sora_encoder.runtime import InputSpec
 from sora_encoder.video_embedder import mean_vector
 
@@ -141,41 +140,15 @@ class Vectors:
         return np.stack([mean_vector(segs[i]) for i in idx]).astype(np.float32)
 
 
-def _prefetch(fn: Callable[[Path], np.ndarray], paths: Sequence[Path]) -> Iterator[tuple]:
-    """(path, clips or exception, seconds) for each path, decoded one ahead in a thread."""
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def work() -> None:
-        for p in paths:
-            if stop.is_set():
-                return
-            t0 = time.perf_counter()
-            try:
-                out: object = fn(p)
-            except (MediaError, FileNotFoundError) as exc:
-                out = exc
-            except BaseException as exc:  # raised in the consumer
-                q.put((p, exc, 0.0, True))
-                return
-            q.put((p, out, time.perf_counter() - t0, False))
-
-    thread = threading.Thread(target=work, name="eval-decode", daemon=True)
-    thread.start()
-    try:
-        for _ in paths:
-            p, out, dt, fatal = q.get()
-            if fatal:
-                raise out
-            yield p, out, dt
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        thread.join()
+def _decoded(fn: Callable[[Path], np.ndarray], paths: Sequence[Path]) -> Iterator[tuple]:
+    """(path, clips or the MediaError / FileNotFoundError it raised, seconds) per path."""
+    for p in paths:
+        t0 = time.perf_counter()
+        try:
+            out: object = fn(p)
+        except (MediaError, FileNotFoundError) as exc:
+            out = exc
+        yield p, out, time.perf_counter() - t0
 
 
 def embed_files(
@@ -233,7 +206,9 @@ def embed_files(
         pool.clear()
 
     decode = lambda p: decode_file(p, spec, segment_s=segment_s, limits=limits)  # noqa: E731
-    for n, (p, out, dt) in enumerate(_prefetch(decode, paths), start=1):
+    for n, (p, out, dt) in enumerate(
+        prefetch(lambda: _decoded(decode, paths), name="eval-decode"), start=1
+    ):
         timings["decode_s"] += dt
         if isinstance(out, BaseException):
             log.warning("skipping %s: %s", p, out)

@@ -1,0 +1,152 @@
+"""Retrieval metrics on hand-made cases, the protocol's selection, decode-once embedding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sora_encoder.eval import data
+from sora_encoder.eval.data import Item, embed_files, read_manifest
+from sora_encoder.eval.neardup import (
+    average_precision,
+    relevant_ranks,
+    retrieval_metrics,
+    select,
+)
+from sora_encoder.eval.splits import split_of
+from sora_encoder.runtime import InputSpec
+
+
+def test_ranks_are_pessimistic_on_ties_and_skip_junk() -> None:
+    scores = np.array([0.9, 0.5, 0.8, 0.8, 0.1])
+    rel = np.array([False, False, True, False, False])
+    assert relevant_ranks(scores, rel).tolist() == [3.0]  # 0.9 and the tied 0.8 go first
+    junk = np.array([True, False, False, False, False])
+    assert relevant_ranks(scores, rel, junk).tolist() == [2.0]
+    both = np.array([False, True, True, False, False])
+    assert relevant_ranks(scores, both).tolist() == [3.0, 4.0]
+
+
+def test_average_precision() -> None:
+    assert average_precision(np.array([1.0])) == 1.0
+    assert average_precision(np.array([4.0])) == 0.25
+    assert average_precision(np.array([1.0, 3.0])) == pytest.approx((1 + 2 / 3) / 2)
+    assert average_precision(np.array([np.inf])) == 0.0
+    with pytest.raises(ValueError):
+        average_precision(np.array([]))
+
+
+def test_retrieval_metrics_on_a_hand_made_case() -> None:
+    # Database: 12 unit vectors at angles 0, 10, ..., 110 degrees.
+    angles = np.deg2rad(np.arange(12) * 10.0)
+    xb = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    xq = np.stack(
+        [
+            xb[0],  # finds item 0 first
+            np.array([np.cos(np.deg2rad(52)), np.sin(np.deg2rad(52))]),  # nearest 5, 6, 4 ...
+            np.full(2, np.nan),  # a failed query: a miss
+        ]
+    )
+    relevant = np.zeros((3, 12), bool)
+    relevant[0, 0] = True  # rank 1
+    relevant[1, 4] = True  # rank 3 (after 5 at 2 deg and 6 at 8 deg)
+    relevant[2, 7] = True  # never found
+    junk = np.zeros_like(relevant)
+    m = retrieval_metrics(xq, xb, relevant, ks=(1, 2, 10))
+    assert m["recall@1"] == pytest.approx(1 / 3)
+    assert m["recall@2"] == pytest.approx(1 / 3)
+    assert m["recall@10"] == pytest.approx(2 / 3)
+    assert m["mAP"] == pytest.approx((1 + 1 / 3 + 0) / 3)
+    assert m["queries"] == 3
+    junk[1, 5] = True  # item 5 is junk for query 1: item 4 moves up to rank 2
+    m = retrieval_metrics(xq, xb, relevant, junk, ks=(2,))
+    assert m["recall@2"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="no relevant"):
+        retrieval_metrics(xq[:1], xb, np.zeros((1, 12), bool))
+
+
+def _items(n_groups: int, per_group: int) -> list[Item]:
+    return [
+        Item(Path(f"/v/g{g}_{k}.mp4"), "x", f"g{g}")
+        for g in range(n_groups)
+        for k in range(per_group)
+    ]
+
+
+def test_select_takes_one_clip_per_test_group() -> None:
+    items = _items(40, 3)
+    s = select(items)
+    test_groups = {it.group for it in items if split_of(it.group) == "test"}
+    assert {o.group for o in s.originals} == test_groups
+    assert len(s.originals) == len(test_groups)  # one per group
+    assert all(o.path.name.endswith("_0.mp4") for o in s.originals)  # the first by path
+    side = [it for it in s.database if it.group in test_groups]
+    assert len(side) == 3 * len(test_groups)  # the whole test side
+    assert len(s.database) - len(side) == s.distractors == 120 - len(side)
+    limited = select(items, limit=2, distractors=5)
+    assert len(limited.originals) == 2 and limited.distractors == 5
+    assert select(items, limit=2).originals == limited.originals  # deterministic
+    assert {o.group for o in limited.originals} <= test_groups
+    with pytest.raises(ValueError, match="no group"):
+        select(items[:3], test_fraction=0.0)
+
+
+def test_read_manifest(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "m.csv").write_text("path,label,group,duration_s\na.mp4,cat,7,2.5\n")
+    (item,) = read_manifest(tmp_path / "m.csv")
+    assert item == Item((tmp_path / "a.mp4").resolve(), "cat", "7", 2.5)
+    (tmp_path / "bad.csv").write_text("path,label\na.mp4,cat\n")
+    with pytest.raises(ValueError, match="group"):
+        read_manifest(tmp_path / "bad.csv")
+    (tmp_path / "gone.csv").write_text("path,label,group\nb.mp4,cat,1\n")
+    with pytest.raises(FileNotFoundError):
+        read_manifest(tmp_path / "gone.csv")
+
+
+class _Counting:
+    """A fake embedder: the mean colour of each clip, counting its calls."""
+
+    def __init__(self, name: str, key: str) -> None:
+        self.name, self.key, self.dim = name, key, 3
+        self.input_spec = InputSpec(frames=2, size=4)
+        self.clips_seen = 0
+
+    def embed_clips(self, clips: np.ndarray) -> np.ndarray:
+        self.clips_seen += len(clips)
+        v = clips.reshape(len(clips), -1, 3).mean(axis=1) + 1.0
+        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_each_file_is_decoded_once_for_all_embedders_and_views(monkeypatch) -> None:
+    decoded = []
+    segments = {"a": 1, "b": 3, "c": 2}
+
+    def fake_decode(path, spec, **kw):
+        decoded.append(Path(path).name)
+        if Path(path).name == "bad":
+            raise data.MediaError("not a video", path=path)
+        n = segments[Path(path).name]
+        return np.full((n, spec.frames, spec.size, spec.size, 3), len(decoded), np.uint8)
+
+    monkeypatch.setattr(data, "decode_file", fake_decode)
+    sora, same, other = _Counting("sora", "k1"), _Counting("untrained", "k1"), _Counting("t", "k2")
+    vec = embed_files(
+        ["a", "bad", "b", "c"],
+        [sora, same, other],
+        views={**data.FORWARD, **data.REVERSED},
+        pool_clips=4,
+    )
+    assert decoded == ["a", "bad", "b", "c"]  # once per file
+    assert sora.clips_seen == 2 * 6 and same.clips_seen == 0  # shared key: computed once
+    assert other.clips_seen == 2 * 6
+    assert set(vec.failed) == {Path("bad")}
+    assert vec.ok() == [0, 2, 3]
+    assert [s.shape for s in vec.segments[("untrained", "reversed")] if s is not None] == [
+        (1, 3),
+        (3, 3),
+        (2, 3),
+    ]
+    assert vec.videos("t").shape == (3, 3)
