@@ -12,11 +12,13 @@ from . import (
     classify_cmd,
     demo_cmd,
     embed_cmd,
+    eval_cmd,
     ingest_cmd,
     reindex_cmd,
     samples_cmd,
     search_cmd,
     serve_cmd,
+    train_cmd,
     videos_cmd,
     worker_cmd,
 )
@@ -33,7 +35,9 @@ COMMANDS = (
     classify_cmd,
     reindex_cmd,
     embed_cmd,
+    eval_cmd,
     samples_cmd,
+    train_cmd,
 )
 
 

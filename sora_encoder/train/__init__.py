@@ -1,0 +1,57 @@
+"""Self-supervised contrastive training of the Sora encoder (beside the model, not in it).
+
+    files --select_files--> [Path] --ClipCache.load_many--> [CachedVideo] --> WindowDataset
+      --train_encoder(dataset, TrainConfig, out_dir)-->  a normal checkpoint in out_dir
+
+    config.py   TrainConfig, AugmentConfig: every knob, commented
+    data.py     file selection (folders, MANIFEST.csv split by group), the decoded-window
+                cache, the dataset of windows
+    augment.py  view augmentations on torch tensors (CPU or GPU), make_views
+    loss.py     NT-Xent
+    loop.py     AdamW + warm-up/cosine, clipping, bf16 on CUDA, checkpoints, resume
+
+`sora train encoder DIR...` (services/cli/train_cmd.py) drives it; docs/TRAINING.md says how.
+"""
+
+from sora_encoder.train.config import AugmentConfig, TrainConfig
+from sora_encoder.train.data import (
+    CachedVideo,
+    ClipCache,
+    DecodeSpec,
+    WindowDataset,
+    find_videos,
+    group_split,
+    read_manifest,
+    select_files,
+)
+from sora_encoder.train.loop import Progress, TrainResult, read_log, train_encoder
+from sora_encoder.train.loss import nt_xent
+
+__all__ = [
+    "AugmentConfig",
+    "CachedVideo",
+    "ClipCache",
+    "DecodeSpec",
+    "Progress",
+    "TrainConfig",
+    "TrainResult",
+    "WindowDataset",
+    "decode_spec",
+    "find_videos",
+    "group_split",
+    "nt_xent",
+    "read_log",
+    "read_manifest",
+    "select_files",
+    "train_encoder",
+]
+
+
+def decode_spec(cfg: TrainConfig) -> DecodeSpec:
+    """The cache's decode spec for `cfg`: F = factor x T frames of the padded size per window."""
+    from sora_encoder.registry import get_model_config
+
+    inp = get_model_config(cfg.variant).input
+    return DecodeSpec(
+        frames=cfg.cache_frames(inp), size=cfg.cache_size(inp), span_s=cfg.cache_span_s()
+    )

@@ -1,0 +1,150 @@
+"""Training configuration: `TrainConfig` (the loop) with `AugmentConfig` (the views) inside.
+
+Both are frozen dataclasses saved as `train_config.json` next to a run's checkpoint, so a
+run can be resumed (`--resume` refuses a changed config) and re-created. The model's own
+config stays `SoraConfig`; `TrainConfig.variant` names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from sora_encoder.config import InputConfig, _merge, _to_jsonable
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How two views of one cached window differ. Each `*_p` is the chance a view gets it."""
+
+    # Playback speed, log-uniform: T frames are taken `speed` cache frames apart (1 = the
+    # inference frame rate when the cache holds 2T frames over 2 segments). <1 repeats frames
+    # (slow motion, a lower frame rate), >1 skips them. Clamped so the clip fits the window.
+    speed: tuple[float, float] = (0.5, 2.0)
+    # Random resized crop, the same box on every frame of a clip: area fraction of the cached
+    # frame and aspect ratio (SimCLR's ranges, area floor raised: 16 frames of 112 px are
+    # already small, and a copy search meets crops, rarely 8 % zooms).
+    crop_scale: tuple[float, float] = (0.25, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    # Colour jitter (SimCLR strength 0.5): brightness, contrast and saturation factors in
+    # [1 - x, 1 + x]; hue turns the YIQ chroma plane by up to +-hue of a full turn.
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    # Letterbox or pillarbox: the picture squeezed between two dark bars, each up to this
+    # fraction of the side (re-uploads of 4:3 footage in 16:9 and the reverse).
+    letterbox_p: float = 0.2
+    letterbox_max: float = 0.2
+    # A static box or text-like block (a caption, logo or timestamp) over part of the clip.
+    overlay_p: float = 0.3
+    # Gaussian blur; sigma in pixels at 112 px, scaled with the frame size.
+    blur_p: float = 0.3
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    # Additive Gaussian noise (sensor noise), standard deviation on the [0, 1] scale.
+    noise_p: float = 0.3
+    noise_std: tuple[float, float] = (0.01, 0.05)
+    # Compression artefacts on the tensors: down-up scaling by a factor in `compress_scale`
+    # (blocky detail loss), then 8x8 block-DCT quantisation in YCbCr with a DC step in
+    # `compress_q` (JPEG quality ~90 to ~30; higher frequencies and chroma coarser).
+    compress_p: float = 0.4
+    compress_scale: tuple[float, float] = (0.4, 1.0)
+    compress_q: tuple[float, float] = (0.01, 0.08)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Self-supervised contrastive pretraining of a Sora encoder variant."""
+
+    # Model variant to train (`sora_encoder.list_models()`); its init_seed becomes `seed`.
+    variant: str = "sora-s"
+    # Passes over the windows of the training videos.
+    epochs: int = 10
+    # Windows per step; each gives two views, so the model sees 2 x batch_size clips and
+    # NT-Xent has 2 x batch_size - 2 negatives per anchor. Bigger is better for contrastive
+    # learning; 16 keeps a sora-s step within a CPU's memory and patience.
+    batch_size: int = 16
+    # AdamW peak learning rate and decoupled weight decay (no decay on norms, biases and
+    # embeddings).
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    # Linear warm-up over this fraction of all steps (at least one), then cosine decay to
+    # min_lr_frac x lr: the usual recipe for Transformers trained with AdamW.
+    warmup_frac: float = 0.05
+    min_lr_frac: float = 0.01
+    # Gradient clipping by global norm; stops a bad batch from wrecking the LSTM.
+    grad_clip: float = 1.0
+    # NT-Xent temperature (SimCLR: 0.1 for small batches).
+    temperature: float = 0.1
+    # One seed for the model's initialisation, the batch order and the augmentations: the
+    # same seed on the same data gives the same run (bit for bit on a CPU).
+    seed: int = 0
+    # "auto": bf16 autocast on CUDA, fp32 on the CPU (bf16 CPU training was not measured
+    # safe); "bf16" or "fp32" force it.
+    precision: str = "auto"
+    # A progress line every log_every steps; a checkpoint (and train state) every
+    # checkpoint_every steps, and always at the end.
+    log_every: int = 10
+    checkpoint_every: int = 200
+    # Seconds between the windows that the cache decodes; each window holds
+    # `cache_frames_factor` x T frames, so the speed augmentation has frames to pick from.
+    # 8 s and 2T frames: at speed 1 a view is T frames over 4 s, the inference sampling.
+    segment_s: float = 4.0
+    cache_frames_factor: int = 2
+    # Cached frames are this much larger than the model input (112 -> 128 px), so a full
+    # crop still resamples and small crops keep detail.
+    cache_size_factor: float = 8 / 7
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.epochs < 1 or self.batch_size < 2:
+            problems.append(
+                f"epochs >= 1 and batch_size >= 2, got {self.epochs}, {self.batch_size}"
+            )
+        if not self.lr > 0 or self.weight_decay < 0 or not self.temperature > 0:
+            problems.append("lr and temperature must be > 0 and weight_decay >= 0")
+        if not 0 <= self.warmup_frac < 1 or not 0 <= self.min_lr_frac <= 1:
+            problems.append("warmup_frac must be in [0, 1) and min_lr_frac in [0, 1]")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.log_every < 1 or self.checkpoint_every < 1:
+            problems.append("log_every and checkpoint_every must be >= 1")
+        if self.cache_frames_factor < 1 or self.cache_size_factor < 1 or not self.segment_s > 0:
+            problems.append("cache factors must be >= 1 and segment_s > 0")
+        if problems:
+            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+
+    # -- the decode spec of the cache ----------------------------------------------------------
+    def cache_frames(self, inp: InputConfig) -> int:
+        return self.cache_frames_factor * inp.num_frames
+
+    def cache_size(self, inp: InputConfig) -> int:
+        """Cached frame side: image_size x cache_size_factor, rounded up to a multiple of 4."""
+        return 4 * math.ceil(inp.image_size * self.cache_size_factor / 4 - 1e-9)
+
+    def cache_span_s(self) -> float:
+        return self.cache_frames_factor * self.segment_s
+
+    # -- JSON ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _to_jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, overrides: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+        return _merge(base if base is not None else cls(), overrides)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,46 @@
+"""NT-Xent (normalised temperature-scaled cross entropy), SimCLR's contrastive loss.
+
+    z1, z2 (B, D)   two views of B windows; row i of z1 and row i of z2 are positives
+      -> z = L2-normalise(cat[z1, z2])                 (2B, D)
+      -> logits = z @ z.T / temperature, self-pairs masked out      (2B, 2B)
+      -> cross entropy: row i's target is its other view (i + B, or i - B)
+      = mean over the 2B anchors; each has 1 positive and 2B - 2 negatives
+
+Both views are anchors, so the loss is symmetric: nt_xent(z1, z2) == nt_xent(z2, z1).
+Computed in float32 whatever the autocast dtype of the encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """The mean NT-Xent loss of positive pairs (z1[i], z2[i]) against the rest of the batch.
+
+    ValueError for mismatched shapes, fewer than 2 pairs or a temperature <= 0.
+    """
+    if z1.ndim != 2 or z1.shape != z2.shape:
+        raise ValueError(f"want two (B, D) tensors of one shape, got {z1.shape} and {z2.shape}")
+    if z1.shape[0] < 2:
+        raise ValueError(f"NT-Xent needs at least 2 pairs (negatives), got {z1.shape[0]}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    B = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=-1)  # (2B, D)
+    logits = z @ z.T / temperature  # (2B, 2B)
+    self_pair = torch.eye(2 * B, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_pair, float("-inf"))
+    targets = torch.cat([torch.arange(B, 2 * B), torch.arange(0, B)]).to(z.device)  # (2B,)
+    return F.cross_entropy(logits, targets)
+
+
+def pair_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> float:
+    """Fraction of the 2B anchors whose nearest other row is their positive: a training-time
+    sanity figure (1.0 = every view finds its twin in the batch)."""
+    B = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=-1)
+    sim = (z @ z.T).fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(B, 2 * B), torch.arange(0, B)]).to(z.device)
+    return (sim.argmax(1) == targets).float().mean().item()
