@@ -2,7 +2,7 @@
 and the evaluation.
 
     group (str, e.g. a source video or a camera)
-      -> sha256("<salt>\\0<group>") -> first 8 bytes as an integer u
+      -> sha256("<salt>-split/<group>") -> first 8 bytes, big-endian, as an integer u
       -> "test" if u / 2**64 < test_fraction else "train"
 
 A group's side depends only on its own name, the salt and the fraction: adding or removing
@@ -12,6 +12,10 @@ on the same side, so a model trained on the "train" side is never evaluated on a
 has seen. Raising `test_fraction` only moves groups from train to test (u is fixed), so a
 larger test side contains the smaller one. The share of test groups is `test_fraction` in
 expectation, not exactly: 113 groups at 0.2 give about 23 +/- 4.
+
+The trainer's `sora_encoder.train.data.group_split(group, test_fraction)` computes the same
+hash with the default salt; tests/test_eval_splits.py holds the two together, so a model
+trained on its "train" side is evaluated here on groups it never saw.
 
     split_of("42")                          -> "train" | "test"
     split_items(groups) -> (train_idx, test_idx)   indices into a list of per-item groups
@@ -34,7 +38,7 @@ DEFAULT_SALT = "sora"  # change it to draw another split (e.g. for a second eval
 
 
 def _unit(group: str, salt: str) -> float:
-    digest = hashlib.sha256(f"{salt}\0{group}".encode()).digest()
+    digest = hashlib.sha256(f"{salt}-split/{group}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64  # uniform in [0, 1)
 
 
