@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sora_encoder.eval.data import Item, embed_files
+from sora_encoder.eval.data import DEFAULT_SEGMENT_S, Item, embed_files
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
 from sora_encoder.eval.transforms import (
     Family,
@@ -326,7 +326,7 @@ def run_neardup(
         "database": len(db_items),
         "distractors": setup.distractors,
         "queries_per_embedder": sum(1 for _ in queries),
-        "segment_s": 4.0,
+        "segment_s": DEFAULT_SEGMENT_S,
         **(extra_setup or {}),
     }
     timings = {"transform_s": t_transform, **vec.timings, "total_s": time.perf_counter() - t0}
