@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sora_encoder.eval import data
-from sora_encoder.eval.data import Item, embed_files, read_manifest
+from sora_encoder.eval.data import Item, embed_files, read_manifest, scan_folder
 from sora_encoder.eval.neardup import (
     average_precision,
     relevant_ranks,
@@ -104,6 +104,19 @@ def test_read_manifest(tmp_path: Path) -> None:
     (tmp_path / "gone.csv").write_text("path,label,group\nb.mp4,cat,1\n")
     with pytest.raises(FileNotFoundError):
         read_manifest(tmp_path / "gone.csv")
+
+
+def test_scan_folder_makes_each_video_its_own_group(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ("b.mp4", "sub/a.MKV", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    items = scan_folder(tmp_path)
+    assert [(it.path.name, it.group, it.label) for it in items] == [
+        ("b.mp4", "b.mp4", ""),
+        ("a.MKV", "sub/a.MKV", ""),
+    ]
+    with pytest.raises(FileNotFoundError):
+        scan_folder(tmp_path / "missing")
 
 
 class _Counting:

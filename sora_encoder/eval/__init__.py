@@ -7,6 +7,7 @@
     neardup     recall@k / mAP of transformed copies against their originals
     classify    heads on frozen vectors, group split; the time-reversal task
     report      Markdown and JSON tables, the confusion-matrix PNG
+    png         a minimal canvas with a bitmap font, and a PNG writer (zlib + struct)
 
 Only `splits` is imported here: the trainer needs it without pulling in the rest.
 """
