@@ -102,6 +102,22 @@ def test_cache_key_follows_content_and_decode_spec(videos, tmp_path):
     assert other.load(videos[0]).frames.shape == (1, 8, 48, 48, 3) and other.decoded == 1
 
 
+def test_content_hash_is_remembered_until_the_file_changes(videos, tmp_path, monkeypatch):
+    from sora_encoder.train import data
+
+    calls = []
+    real = data.file_sha256
+    monkeypatch.setattr(data, "file_sha256", lambda p: calls.append(p) or real(p))
+    video = Path(shutil.copy(videos[0], tmp_path / "v.mp4"))
+    first = ClipCache(tmp_path / "cache", SPEC).content_hash(video)
+    assert ClipCache(tmp_path / "cache", SPEC).content_hash(video) == first
+    assert len(calls) == 1  # the second run read no bytes
+    with video.open("ab") as f:
+        f.write(b"\0")  # new size and mtime: hashed again
+    assert ClipCache(tmp_path / "cache", SPEC).content_hash(video) != first
+    assert len(calls) == 2
+
+
 def test_unusable_files_are_reported_and_skipped(videos, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video at all" * 100)

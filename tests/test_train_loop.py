@@ -135,9 +135,13 @@ def test_cli_trains_on_a_manifest_split_and_embed_accepts_the_checkpoint(
     model, config, version = load_checkpoint(out)
     assert sora(["embed", "--json", "--checkpoint", str(out), str(video_dir / "a.mp4")]) == 0
     assert json.loads(capsys.readouterr().out)["model_version"] == version
-    # A resume of a finished run does nothing more and keeps the checkpoint.
+    # A resume of a finished run does nothing more and keeps the checkpoint; a resume with
+    # other settings is refused with a message.
     assert sora([*args, "--resume"]) == 0
     assert load_checkpoint(out)[2] == version
+    capsys.readouterr()
+    assert sora([*args, "--resume", "--lr", "0.1"]) == 2
+    assert "config differs in ['lr']" in capsys.readouterr().err
     # Nothing to train on: a clear refusal, not a traceback.
     assert sora(["train", "encoder", str(tmp_path / "run"), "--out", str(tmp_path / "x")]) == 2
     assert "no video files" in capsys.readouterr().err

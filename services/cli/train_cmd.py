@@ -160,16 +160,23 @@ def run_encoder(args: argparse.Namespace) -> int:
         f"{len(failed)} skipped; training {cfg.variant} for {cfg.epochs} epoch(s) of "
         f"{len(dataset) // min(cfg.batch_size, len(dataset))} steps -> {out}"
     )
-    result = train_encoder(
-        dataset,
-        cfg,
-        out,
-        device=args.device,
-        resume=args.resume,
-        max_steps=args.max_steps,
-        time_limit_s=args.time_limit * 60 if args.time_limit else None,
-        progress=lambda p: _say(p.line()),
-    )
+    try:
+        result = train_encoder(
+            dataset,
+            cfg,
+            out,
+            device=args.device,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            time_limit_s=args.time_limit * 60 if args.time_limit else None,
+            progress=lambda p: _say(p.line()),
+        )
+    except (ValueError, FileNotFoundError) as exc:  # a refused resume, too little data
+        _say(f"sora train encoder: {exc}")
+        return 2
+    except FloatingPointError as exc:  # the loss diverged
+        _say(f"sora train encoder: {exc}")
+        return 1
     state = "done" if result.finished else "stopped early (--resume continues)"
     _say(
         f"{state}: step {result.step}/{result.total_steps}, loss {result.final_loss:.4f}\n"

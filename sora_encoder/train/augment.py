@@ -22,6 +22,7 @@ per video); here each view draws its own, on the device.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -197,6 +198,13 @@ def _on_picked(
 _YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
+@functools.cache
+def _yiq_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB -> YIQ and its inverse, float64 on the CPU (inverted once, not per call)."""
+    yiq = torch.tensor(_YIQ, dtype=torch.float64)
+    return yiq, torch.linalg.inv(yiq)
+
+
 def color_jitter(
     x: torch.Tensor,
     *,
@@ -226,12 +234,12 @@ def color_jitter(
     eye = torch.eye(3, dtype=x.dtype, device=x.device)
     luma = torch.tensor(_LUMA, dtype=x.dtype, device=x.device)
     grey = torch.ones(3, 1, dtype=x.dtype, device=x.device) @ luma[None]  # (3, 3): rgb -> yyy
-    yiq = torch.tensor(_YIQ, dtype=x.dtype, device=x.device)
+    yiq, yiq_inv = (t.to(device=x.device, dtype=x.dtype) for t in _yiq_pair())
     rot = torch.zeros(B, 3, 3, dtype=x.dtype, device=x.device)
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2] = torch.cos(angle), -torch.sin(angle)
     rot[:, 2, 1], rot[:, 2, 2] = torch.sin(angle), torch.cos(angle)
-    hue_m = torch.linalg.inv(yiq) @ rot @ yiq  # (B, 3, 3)
+    hue_m = yiq_inv @ rot @ yiq  # (B, 3, 3)
     sat_m = s[:, None, None] * eye + (1 - s)[:, None, None] * grey  # (B, 3, 3)
     m = hue_m @ sat_m * (c * b)[:, None, None]  # (B, 3, 3)
     # Contrast pulls towards the clip's mean grey (after brightness); saturation and hue
@@ -354,18 +362,24 @@ def _dct_matrix(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tenso
     return d.to(device=device, dtype=dtype)
 
 
-def _block_codec(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fwd, weight): fwd (192, 192) maps an 8x8 RGB block, flattened (c, i, j), to YCbCr DCT
-    coefficients; it is invertible (colour transform x orthonormal DCT). weight (192,) is
-    each coefficient's relative quantisation step: 1 + (u + v) / 2, chroma twice as coarse."""
-    d = _dct_matrix(8, device, torch.float64)
+@functools.cache
+def _block_codec_cpu() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    d = _dct_matrix(8, torch.device("cpu"), torch.float64)
     dct2 = torch.kron(d, d)  # (64, 64): vec(D X D^T) = (D kron D) vec(X), row-major
-    ycc = torch.tensor(_YCC, device=device, dtype=torch.float64)
-    fwd = torch.kron(ycc, dct2)  # (192, 192)
-    f = torch.arange(8, device=device, dtype=torch.float64)
+    fwd = torch.kron(torch.tensor(_YCC, dtype=torch.float64), dct2)  # (192, 192)
+    f = torch.arange(8, dtype=torch.float64)
     w = (1 + (f[:, None] + f[None, :]) / 2).flatten()  # (64,)
-    weight = torch.cat([w, 2 * w, 2 * w])  # (192,)
-    return fwd.to(dtype), weight.to(dtype)
+    return fwd, torch.linalg.inv(fwd), torch.cat([w, 2 * w, 2 * w])
+
+
+def _block_codec(
+    device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fwd, inv, weight): fwd (192, 192) maps an 8x8 RGB block, flattened (c, i, j), to
+    YCbCr DCT coefficients (colour transform x orthonormal DCT), inv undoes it; weight
+    (192,) is each coefficient's relative quantisation step: 1 + (u + v) / 2, chroma twice
+    as coarse."""
+    return tuple(t.to(device=device, dtype=dtype) for t in _block_codec_cpu())  # type: ignore[return-value]
 
 
 def compress(
@@ -416,11 +430,11 @@ def compress(
         by, bx = (H + ph) // 8, (W + pw) // 8
         blocks = y.view(b, T, C, by, 8, bx, 8).permute(0, 1, 3, 5, 2, 4, 6)  # (b,T,by,bx,C,8,8)
         blocks = blocks.reshape(b, T * by * bx, C * 64)  # (b, N, 192)
-        fwd, weight = _block_codec(x.device, x.dtype)
+        fwd, inv, weight = _block_codec(x.device, x.dtype)
         coef = blocks @ fwd.T  # (b, N, 192)
         step = qstep[idx, None, None] * weight  # (b, 1, 192)
         coef = torch.round(coef / step) * step
-        blocks = coef @ torch.linalg.inv(fwd).T  # (b, N, 192)
+        blocks = coef @ inv.T  # (b, N, 192)
         y = blocks.view(b, T, by, bx, C, 8, 8).permute(0, 1, 4, 2, 5, 3, 6)  # (b,T,C,by,8,bx,8)
         y = y.reshape(b, T, C, H + ph, W + pw)[..., :H, :W]
         return y.clamp(0, 1)

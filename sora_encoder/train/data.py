@@ -9,7 +9,8 @@
       -> WindowDataset one item per window; `batch(indices)` -> uint8 (B, F, S, S, 3)
 
 The key covers the file's content and every decode parameter, so a moved or renamed file
-is still a hit and a changed frame count or size is a miss. Entries are written to a
+is still a hit and a changed frame count or size is a miss. A file's sha256 is remembered by
+(path, size, mtime), so later runs do not hash an unchanged library again. Entries are written to a
 temporary name and renamed, so concurrent or interrupted runs never leave a half entry.
 """
 
@@ -131,12 +132,19 @@ class DecodeSpec:
     span_s: float  # window length; a video shorter than this is one shorter window
 
 
-@dataclass
+@dataclass(frozen=True)
 class CachedVideo:
     path: str
     key: str
     windows: list[tuple[float, float]]  # (start_s, end_s) of each window
-    frames: np.ndarray  # uint8 (W, F, S, S, 3), memory-mapped
+    npy: Path  # the cache file of the frames
+    shape: tuple[int, ...]  # (W, F, S, S, 3)
+
+    @property
+    def frames(self) -> np.ndarray:
+        """uint8 (W, F, S, S, 3), memory-mapped afresh on each access: a dataset of 10^5
+        videos must not hold 10^5 maps open (Linux allows ~65k per process)."""
+        return np.load(self.npy, mmap_mode="r")
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -159,6 +167,25 @@ class ClipCache:
         self.decoded = 0  # entries this object decoded (misses), for reports and tests
         self._lock = threading.Lock()
 
+    def content_hash(self, path: str | os.PathLike) -> str:
+        """sha256 of the file, remembered under <cache>/sha256/ by (absolute path, size,
+        mtime) so that a later run over a large library does not read every byte again."""
+        st = os.stat(path)
+        ident = f"{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+        memo = self.root / "sha256" / (hashlib.sha256(ident.encode()).hexdigest()[:32] + ".txt")
+        try:
+            known = memo.read_text("ascii").strip()
+            if len(known) == 64:
+                return known
+        except OSError:
+            pass
+        digest = file_sha256(path)
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(digest, "ascii")
+        os.replace(tmp, memo)
+        return digest
+
     def key(self, sha256: str) -> str:
         spec = json.dumps({"format": CACHE_FORMAT, **asdict(self.spec)}, sort_keys=True)
         return hashlib.sha256(f"{sha256}\0{spec}".encode()).hexdigest()
@@ -170,7 +197,7 @@ class ClipCache:
     def load(self, path: str | os.PathLike) -> CachedVideo:
         """The cached windows of `path`, decoding them first on a miss. Raises the media
         errors of `probe` / `iter_clips` for a file that cannot be used."""
-        key = self.key(file_sha256(path))
+        key = self.key(self.content_hash(path))
         npy, meta_file = self._paths(key)
         entry = self._read(path, key, npy, meta_file)
         if entry is None:
@@ -192,7 +219,7 @@ class ClipCache:
         if frames.dtype != np.uint8 or frames.shape != (len(windows), s.frames, s.size, s.size, 3):
             logger.warning("cache entry %s has shape %s; decoding again", npy, frames.shape)
             return None
-        return CachedVideo(str(path), key, windows, frames)
+        return CachedVideo(str(path), key, windows, npy, frames.shape)
 
     def _decode(self, path, key: str, npy: Path, meta_file: Path) -> None:
         s = self.spec
@@ -266,8 +293,9 @@ class WindowDataset(torch.utils.data.Dataset):
         self.index = [
             (v, w) for v in range(len(self.videos)) for w in range(len(self.videos[v].windows))
         ]
-        shapes = {v.frames.shape[1:] for v in self.videos}
+        shapes = {v.shape[1:] for v in self.videos}
         assert len(shapes) <= 1, f"cached windows of different shapes: {shapes}"
+        self.window_shape = shapes.pop() if shapes else (0, 0, 0, 3)  # (F, S, S, 3)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -279,11 +307,15 @@ class WindowDataset(torch.utils.data.Dataset):
     def batch(self, indices: Sequence[int]) -> torch.Tensor:
         """uint8 (B, F, S, S, 3): the windows `indices`, copied out of the memory maps."""
         assert len(self) > 0, "empty dataset"
-        first = self.videos[0].frames
-        out = np.empty((len(indices), *first.shape[1:]), np.uint8)
+        out = np.empty((len(indices), *self.window_shape), np.uint8)
+        by_video: dict[int, list[tuple[int, int]]] = {}
         for k, i in enumerate(indices):
             v, w = self.index[i]
-            out[k] = self.videos[v].frames[w]
+            by_video.setdefault(v, []).append((k, w))
+        for v, items in by_video.items():  # one map per video and batch
+            frames = self.videos[v].frames
+            for k, w in items:
+                out[k] = frames[w]
         return torch.from_numpy(out)
 
     def fingerprint(self) -> str:

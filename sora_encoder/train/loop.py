@@ -169,7 +169,7 @@ def train_encoder(
     per_epoch = n // batch
     total = cfg.epochs * per_epoch
     warmup = max(1, round(cfg.warmup_frac * total))
-    cache_shape = tuple(dataset.videos[0].frames.shape[1:])  # (F, S, S, 3)
+    cache_shape = dataset.window_shape  # (F, S, S, 3)
     assert cache_shape[0] >= model_cfg.input.num_frames, (
         f"cached windows hold {cache_shape[0]} frames, the model wants {model_cfg.input.num_frames}"
     )
@@ -284,6 +284,8 @@ def train_encoder(
     if not version:  # nothing left to do (resumed a finished run)
         version = _save(out, model, model_cfg, opt, sched, start, cfg, dataset)
     done = max(start, stop)
+    if not math.isfinite(loss_v) and (out / LOG_NAME).is_file():
+        loss_v = next((r["loss"] for r in reversed(read_log(out))), loss_v)
     return TrainResult(out, version, done, total, done >= total, loss_v)
 
 
