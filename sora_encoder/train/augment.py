@@ -92,9 +92,8 @@ def temporal_resample(
     lo, hi = min(speed[0], fit), min(speed[1], fit)
     s = _log_uniform(generator, B, lo, hi)  # (B,) frames per step
     span = s * (T - 1)  # (B,) frames covered
-    start = torch.rand(B, generator=generator, device=generator.device) * (F_ - 1 - span).clamp(
-        min=0
-    )
+    room = (F_ - 1 - span).clamp(min=0)  # (B,) frames left for the offset
+    start = torch.rand(B, generator=generator, device=generator.device) * room
     steps = torch.arange(T, device=s.device, dtype=s.dtype)
     idx = (start[:, None] + s[:, None] * steps).round().long().clamp(0, F_ - 1)  # (B, T)
     rows = torch.arange(B, device=s.device)[:, None]  # (B, 1)
@@ -133,14 +132,6 @@ def random_resized_crop(
     out = F.grid_sample(
         x.reshape(B, T * C, H, W), grid, mode="bilinear", padding_mode="border", align_corners=False
     )  # (B, T*C, S, S)
-    return out.view(B, T, C, size, size)
-
-
-def center_resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, T, 3, H, W) -> (B, T, 3, size, size), the whole frame resized: the clean view."""
-    B, T, C, H, W = x.shape
-    out = F.interpolate(x.reshape(B * T, C, H, W), size=(size, size), mode="bilinear",
-                        antialias=True, align_corners=False)  # fmt: skip
     return out.view(B, T, C, size, size)
 
 
