@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sora_encoder.eval.splits import split_of
 from sora_encoder.media import MediaLimits, iter_clips, plan_windows, probe
 
 logger = logging.getLogger(__name__)
@@ -84,13 +85,10 @@ def read_manifest(csv_path: str | os.PathLike) -> list[ManifestRow]:
 
 
 def group_split(group: str, test_fraction: float = 0.2) -> str:
-    """'test' for a `test_fraction` of groups, else 'train': decided by a hash of the group
-    name alone, so every clip of a group lands on the same side, on every machine, and
-    adding clips or groups never moves an existing group."""
-    if not 0 <= test_fraction <= 1:
-        raise ValueError(f"test_fraction must be in [0, 1], got {test_fraction}")
-    h = int.from_bytes(hashlib.sha256(f"sora-split/{group}".encode()).digest()[:8], "big")
-    return "test" if h / 2**64 < test_fraction else "train"
+    """'test' for a `test_fraction` of groups, else 'train': the evaluation's split
+    (`sora_encoder.eval.splits.split_of`), so training never sees a group that `sora eval`
+    tests on. One definition: a hash of the group name alone, stable across machines."""
+    return split_of(group, test_fraction=test_fraction)
 
 
 def select_files(
