@@ -34,8 +34,10 @@ class Tombstones:
 class VectorSource(Protocol):
     """What the index needs from the store. Implemented over SQL by services.store."""
 
-    def count(self, level: Level, model_version: str) -> int:
-        """Live vectors of this level and model version."""
+    def count(self, level: Level, model_version: str, *, max_id: int | None = None) -> int:
+        """Live vectors of this level and model version (with id <= max_id when given: an
+        index compares itself with the rows up to its watermark, so rows committed after
+        its catch-up do not read as a misalignment)."""
         ...
 
     def max_id(self, level: Level, model_version: str) -> int:

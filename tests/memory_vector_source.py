@@ -86,9 +86,13 @@ class MemoryVectorSource:
             return len(pos)
 
     # ------------------------------------------------------------- the VectorSource
-    def count(self, level: Level, model_version: str) -> int:
+    def count(self, level: Level, model_version: str, *, max_id: int | None = None) -> int:
         with self._lock:
-            return self._counts.get((level, model_version), 0)
+            if max_id is None:
+                return self._counts.get((level, model_version), 0)
+            c = self._collection(level, model_version)
+            c.consolidate()
+            return int((c.alive & (c.ids <= max_id)).sum())
 
     def max_id(self, level: Level, model_version: str) -> int:
         with self._lock:

@@ -134,11 +134,30 @@ def test_constructor_checks(tmp_path):
 
 def test_inconsistent_source_raises_rather_than_serving(tmp_path):
     src, vi, _, _ = make(tmp_path, n=100)
-    src.count = lambda level, version: 101  # count() disagrees with iter_vectors()
+    src.count = lambda level, version, max_id=None: 101  # disagrees with iter_vectors()
     with pytest.raises(IndexOutOfSyncError, match="store has 101"):
         vi.load_or_build()
     with pytest.raises(IndexNotReadyError):
         vi.search(np.zeros((1, D_), np.float32), 1)
+
+
+def test_rows_committed_during_a_sync_are_not_a_misalignment(tmp_path):
+    """A busy ingest commits rows between a catch-up and the count: the index compares
+    itself with the rows up to its watermark, so it is not rebuilt (it was, under load)."""
+    src, vi, _, _ = make(tmp_path, n=100)
+    vi.load_or_build()
+    real_count = src.count
+    seeds = iter(range(100, 200))
+
+    def count_while_rows_arrive(level, version, max_id=None):
+        src.add(LEVEL, VERSION, clustered_unit_vectors(5, D_, n_clusters=2, seed=next(seeds)))
+        return real_count(level, version, max_id=max_id)
+
+    src.count = count_while_rows_arrive
+    result = vi.sync()
+    assert result.rebuilt_reason is None
+    src.count = real_count
+    assert vi.sync().rebuilt_reason is None and vi.ntotal == src.count(LEVEL, VERSION)
 
 
 def test_empty_collection(tmp_path):

@@ -363,7 +363,9 @@ class VectorIndex:
             state.watermark, state.tombstone_seq = cu.watermark, cu.tombstone_seq
             added += cu.added
             removed += cu.removed
-            n_src = self.source.count(self.level, self.model_version)
+            # Rows up to the watermark only: rows committed since the catch-up (a busy
+            # ingest) are not a misalignment, and counting them rebuilt the whole index.
+            n_src = self.source.count(self.level, self.model_version, max_id=state.watermark)
             if state.index.ntotal == n_src:
                 return added, removed, None
             mismatch = f"index holds {state.index.ntotal} vectors, store has {n_src}"

@@ -51,10 +51,12 @@ class SqlVectorSource:
             session.connection(execution_options=READ_ONLY)
             yield session
 
-    def count(self, level: Level, model_version: str) -> int:
+    def count(self, level: Level, model_version: str, *, max_id: int | None = None) -> int:
         t = _table(level)
         with self._read() as s:
             stmt = select(func.count()).select_from(t).where(t.c.model_version == model_version)
+            if max_id is not None:
+                stmt = stmt.where(t.c.id <= max_id)
             return int(s.scalar(stmt) or 0)
 
     def max_id(self, level: Level, model_version: str) -> int:
