@@ -56,3 +56,25 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(Settings.from_env())
+
+
+def declare_queue(app: Celery, *, attempts: int = 5) -> None:
+    """Create the task queue on the broker before any process races to do it.
+
+    kombu's SQLAlchemy transport creates a queue's row on first use with a plain INSERT, so
+    a worker starting while a producer sends its first task can fail on the UNIQUE
+    constraint and exit. Declaring once, up front, with retries, removes the race."""
+    import time
+
+    from kombu import Exchange, Queue
+
+    queue = Queue(QUEUE, Exchange(QUEUE, type="direct"), routing_key=QUEUE)
+    for attempt in range(1, attempts + 1):
+        try:
+            with app.connection_for_write() as conn:
+                queue(conn.default_channel).declare()
+            return
+        except Exception:  # the other process won the race, or the broker is starting
+            if attempt == attempts:
+                raise
+            time.sleep(0.2 * attempt)

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,15 +68,24 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     settings.ensure_home()
     worker = None
-    if args.embedded:
-        log_path = settings.home / "worker.log"
-        worker = subprocess.Popen(
+    log_path = settings.home / "worker.log"
+
+    def start_worker() -> subprocess.Popen:
+        proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli.main", "worker", "--loglevel", "INFO"],
             env=dict(os.environ),
             stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,
         )
-        print(f"sora: worker started (pid {worker.pid}), log in {log_path}", flush=True)
+        print(f"sora: worker started (pid {proc.pid}), log in {log_path}", flush=True)
+        return proc
+
+    if args.embedded:
+        from workers.celery_app import declare_queue, make_celery
+
+        declare_queue(make_celery(settings))  # before two processes race to create it
+        worker = start_worker()
+    restarts: list[float] = []
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -86,8 +96,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"sora: serving on {args.host}:{port} ({mode})", flush=True)
         while not stop.wait(0.5):
             if worker is not None and worker.poll() is not None:
-                print(f"sora: the worker exited ({worker.returncode}); stopping", file=sys.stderr)
-                return 1
+                # Supervise: restart a dead worker (its job is re-sent by the reconciler),
+                # but give up on one that keeps dying at once.
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60] + [now]
+                print(f"sora: the worker exited ({worker.returncode}); see {log_path}",
+                      file=sys.stderr)  # fmt: skip
+                if len(restarts) > 3:
+                    print("sora: the worker died 4 times in a minute; stopping", file=sys.stderr)
+                    return 1
+                worker = start_worker()
         print("sora: stopping", flush=True)
         server.stop(grace=5).wait()
         return 0

@@ -20,12 +20,13 @@ def run(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from workers.celery_app import QUEUE, app
+    from workers.celery_app import QUEUE, app, declare_queue
     from workers.dispatch import Dispatcher
     from workers.reconciler import ReconcilerThread
     from workers.resources import settings, store
 
     cfg = settings()
+    declare_queue(app)
     reconciler = ReconcilerThread(
         store(),
         Dispatcher(app, store()),
