@@ -45,6 +45,24 @@ TARGET_P99_MS = 5.0
 TARGET_RECALL = 0.95
 
 
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The synthetic data's shape, shared by the benchmarks that use `make_vectors`."""
+    parser.add_argument("--clusters", type=int, default=100)
+    parser.add_argument("--spread", type=float, default=1.5, help="subspace spread / centre")
+    parser.add_argument("--intrinsic-dim", type=int, default=32)
+    parser.add_argument("--noise", type=float, default=0.3, help="isotropic noise / centre")
+
+
+def data_options(args: argparse.Namespace) -> dict:
+    """`make_vectors` keyword arguments from `add_data_options`' options."""
+    return {
+        "n_clusters": args.clusters,
+        "spread": args.spread,
+        "intrinsic_dim": args.intrinsic_dim,
+        "noise": args.noise,
+    }
+
+
 def make_vectors(
     n: int,
     dim: int,
@@ -205,18 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=1000, help="held-out queries")
     parser.add_argument("--exact-queries", type=int, default=200, help="for exact latency")
-    parser.add_argument("--clusters", type=int, default=100)
-    parser.add_argument("--spread", type=float, default=1.5, help="subspace spread / centre")
-    parser.add_argument("--intrinsic-dim", type=int, default=32)
-    parser.add_argument("--noise", type=float, default=0.3, help="isotropic noise / centre")
+    add_data_options(parser)
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
-    data = {
-        "n_clusters": args.clusters,
-        "spread": args.spread,
-        "intrinsic_dim": args.intrinsic_dim,
-        "noise": args.noise,
-    }
+    data = data_options(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 

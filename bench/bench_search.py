@@ -58,7 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import machine_info, print_table, write_json  # noqa: E402
-from bench.bench_index import make_vectors  # noqa: E402
+from bench.bench_index import add_data_options, data_options, make_vectors  # noqa: E402
 from services.api.client import SoraClient  # noqa: E402
 from services.api.gen.sora.v1 import sora_pb2 as pb  # noqa: E402
 from services.index import recall_at_k  # noqa: E402
@@ -763,10 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         "--api-workers", type=int, default=None, help="server threads (default: settings')"
     )
     ap.add_argument("--dim", type=int, default=256)
-    ap.add_argument("--clusters", type=int, default=100)
-    ap.add_argument("--spread", type=float, default=1.5)
-    ap.add_argument("--intrinsic-dim", type=int, default=32)
-    ap.add_argument("--noise", type=float, default=0.3)
+    add_data_options(ap)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     args.sizes = args.sizes or ([10_000, 100_000] if args.quick else [100_000, 1_000_000])
@@ -775,12 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     for lv in args.levels:
         if lv not in LEVELS:
             ap.error(f"--levels: {lv!r} is not one of {sorted(LEVELS)}")
-    data = {
-        "n_clusters": args.clusters,
-        "spread": args.spread,
-        "intrinsic_dim": args.intrinsic_dim,
-        "noise": args.noise,
-    }
+    data = data_options(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
