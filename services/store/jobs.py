@@ -240,6 +240,14 @@ def _finish_failed(job: Job, video: Video, reason: str, now: datetime) -> None:
         video.status, video.error = VideoStatus.FAILED, reason
 
 
+def _back_to_queue(job: Job, video: Video, reason: str) -> None:
+    """QUEUED again, lease released, the reason kept; an ingest's video back to PENDING."""
+    job.status, job.error = JobStatus.QUEUED, reason
+    job.lease_owner = job.lease_expires_at = None
+    if job.kind is JobKind.INGEST and video.status is VideoStatus.PROCESSING:
+        video.status = VideoStatus.PENDING
+
+
 def fail_job(
     session: Session,
     job_id: int,
@@ -266,10 +274,7 @@ def fail_job(
     if permanent:
         _finish_failed(job, video, reason, now)
     else:
-        job.status, job.error = JobStatus.QUEUED, reason
-        job.lease_owner = job.lease_expires_at = None
-        if job.kind is JobKind.INGEST and video.status is VideoStatus.PROCESSING:
-            video.status = VideoStatus.PENDING
+        _back_to_queue(job, video, reason)
     session.flush()
     return job
 
@@ -356,10 +361,7 @@ def requeue_job(session: Session, job_id: int, *, reason: str = "lease expired")
     job, video = _lock_job(session, job_id)
     if job.status is JobStatus.RUNNING:
         log.info("job %s: re-queued (%s, was %s)", job_id, reason, job.lease_owner)
-        job.status, job.error = JobStatus.QUEUED, reason
-        job.lease_owner = job.lease_expires_at = None
-        if job.kind is JobKind.INGEST and video.status is VideoStatus.PROCESSING:
-            video.status = VideoStatus.PENDING
+        _back_to_queue(job, video, reason)
         session.flush()
     return job
 
