@@ -26,6 +26,7 @@ __all__ = [
     "SegmentEmbedding",
     "VideoEmbedder",
     "VideoEmbedding",
+    "cache_dir",
     "create_model",
     "default_checkpoint",
     "get_model_config",
@@ -48,12 +49,17 @@ def default_checkpoint() -> Path | None:
     return SHIPPED_CHECKPOINT if (SHIPPED_CHECKPOINT / "config.json").exists() else None
 
 
-def _calibration_cache() -> Path:
-    # The bf16-vs-fp32 decision is measured once per machine and model, then reused.
+def cache_dir() -> Path:
+    """Where the encoder keeps what it can recompute: $SORA_CACHE_DIR, else the user cache."""
     root = os.environ.get("SORA_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "sora"
     )
-    return Path(root) / "precision-calibration.json"
+    return Path(root)
+
+
+def _calibration_cache() -> Path:
+    # The bf16-vs-fp32 decision is measured once per machine and model, then reused.
+    return cache_dir() / "precision-calibration.json"
 
 
 def load_runtime(

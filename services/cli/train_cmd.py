@@ -12,7 +12,6 @@ lines go to stderr; the result in --out is a normal checkpoint for `sora embed
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,10 +33,9 @@ _CONFIG_OPTIONS = {
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("SORA_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "sora"
-    )
-    return Path(root) / "train-clips"
+    from sora_encoder import cache_dir
+
+    return cache_dir() / "train-clips"
 
 
 def add_parser(sub: Any) -> None:
