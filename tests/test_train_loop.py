@@ -69,7 +69,8 @@ def test_a_run_writes_a_loadable_checkpoint_and_a_finite_loss_curve(full_run):
     assert any(not torch.equal(v, untrained[k]) for k, v in model.state_dict().items())
     log = read_log(out)
     assert [r["step"] for r in log] == [1, 2, 3, 4]
-    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in log)
+    # NT-Xent is >= 0; on 2-clip batches it can reach 0 in float32 once the pairs separate.
+    assert all(math.isfinite(r["loss"]) and r["loss"] >= 0 for r in log)
     assert [p.step for p in seen] == [1, 2, 3, 4] and "loss" in seen[-1].line()
     assert json.loads((out / "train_config.json").read_text())["variant"] == "sora-t"
     assert (out / STATE_NAME).is_file()

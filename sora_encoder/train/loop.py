@@ -237,7 +237,7 @@ def train_encoder(
             done = step + 1
             losses.append(loss_v)
             epoch = step // per_epoch + 1
-            entry = {"step": done, "epoch": epoch, "loss": round(loss_v, 6), "lr": lr,
+            entry = {"step": done, "epoch": epoch, "loss": float(f"{loss_v:.6g}"), "lr": lr,
                      "grad_norm": round(float(grad_norm), 4),
                      "time_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
             log.write(json.dumps(entry) + "\n")
