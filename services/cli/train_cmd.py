@@ -29,6 +29,9 @@ _CONFIG_OPTIONS = {
     "precision": "precision",
     "log_every": "log_every",
     "checkpoint_every": "checkpoint_every",
+    "view_size": "view_size",
+    "arrow_weight": "arrow_weight",
+    "bn_windows": "bn_windows",
 }
 
 
@@ -57,6 +60,13 @@ def add_parser(sub: Any) -> None:
         "decides, so clips of one source video never straddle the split",
     )
     e.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="more videos, used whatever the split (e.g. synthetic ones); repeatable",
+    )
+    e.add_argument(
         "--test-fraction", type=float, default=0.2, help="share of groups held out (0.2)"
     )
     e.add_argument("--variant", help="model variant (default sora-s)")
@@ -66,6 +76,23 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--lr", type=float, help="peak AdamW learning rate (default 5e-4)")
     e.add_argument("--temperature", type=float, help="NT-Xent temperature (default 0.1)")
     e.add_argument("--seed", type=int, help="seed of init, order, augmentations (default 0)")
+    e.add_argument(
+        "--config",
+        metavar="JSON",
+        help="a TrainConfig as JSON (any subset of its fields, e.g. a recipe); the options "
+        "above and below override it",
+    )
+    e.add_argument(
+        "--view-size", type=int, help="side of the training views (default: the model's)"
+    )
+    e.add_argument(
+        "--arrow-weight", type=float, help="weight of the arrow-of-time loss (default 0: off)"
+    )
+    e.add_argument(
+        "--bn-windows",
+        type=int,
+        help="clean windows to re-estimate BatchNorm on for each saved checkpoint (default 0)",
+    )
     e.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
     e.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     e.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -111,9 +138,16 @@ def run_encoder(args: argparse.Namespace) -> int:
             return 2
         cfg = TrainConfig.from_dict(given, base=TrainConfig.from_json(saved.read_text("utf-8")))
     else:
-        cfg = TrainConfig.from_dict(given)
+        base = None
+        if args.config:
+            try:
+                base = TrainConfig.from_json(Path(args.config).read_text("utf-8"))
+            except (OSError, ValueError, TypeError) as exc:
+                _say(f"sora train encoder: cannot use --config {args.config}: {exc}")
+                return 2
+        cfg = TrainConfig.from_dict(given, base=base)
 
-    if not args.paths and not args.manifest:
+    if not args.paths and not args.manifest and not args.also:
         _say("sora train encoder: give video folders/files or --manifest")
         return 2
     split = args.split or ("train" if args.manifest else "all")
@@ -124,6 +158,7 @@ def run_encoder(args: argparse.Namespace) -> int:
             split=split,
             test_fraction=args.test_fraction,
             max_files=args.max_clips,
+            extra=args.also,
         )
     except (FileNotFoundError, ValueError) as exc:
         _say(f"sora train encoder: {exc}")

@@ -4,7 +4,8 @@
       -> temporal_resample   T frames at a random speed and offset    uint8 (B, T, Hc, Wc, 3)
       -> to_float            [0, 1], channels first                   (B, T, 3, Hc, Wc)
       -> random_resized_crop one box per clip, resized to S           (B, T, 3, S, S)
-      -> hflip, color_jitter, grayscale, letterbox, overlay, gaussian_blur, gaussian_noise,
+      -> hflip, color_jitter, grayscale, letterbox, picture_in_picture, overlay,
+         gaussian_blur, gaussian_noise,
          compress (down-up scaling + 8x8 DCT quantisation), quantize_8bit
       = one view, float (B, T, 3, S, S) in [0, 1]; `normalize` applies the model's mean/std
 
@@ -12,8 +13,8 @@ Every function draws its random numbers from the `generator` it is given, on tha
 generator's device, one parameter set per clip (the same for all frames of a clip, as an
 edit of a video would be); nothing depends on the global RNG, so a seeded generator gives
 the same view on any run. Clips that a `p` coin leaves alone come out unchanged. The
-costly ops (letterbox, blur, noise, compress) run on the picked clips only, which costs one
-host sync each on a GPU; the rest are branch-free over the batch.
+costly ops (letterbox, picture_in_picture, blur, noise, compress) run on the picked clips
+only, which costs one host sync each on a GPU; the rest are branch-free over the batch.
 
 Compression is approximated on tensors rather than by re-encoding while caching: a
 re-encode would give both views of a window the same artefacts (and cost an encoder run
@@ -168,6 +169,51 @@ def letterbox(
         return torch.where(outside, _per_clip(fill[idx]).to(sub.dtype), out.view(b, T, C, H, W))
 
     return _on_picked(x, apply, bars)
+
+
+def picture_in_picture(
+    x: torch.Tensor,
+    *,
+    generator: torch.Generator,
+    p: float = 0.2,
+    scale: tuple[float, float] = (0.4, 0.9),
+) -> torch.Tensor:
+    """Shrink each picked clip to `scale` of its side (the same factor for width and height)
+    and paste it at a random place over a background: half the time a solid random colour
+    (a coloured border when the scale is large), half the time the next clip of the batch (a
+    picture-in-picture edit or split screen, with moving content around the copy)."""
+    B = _check(x, generator)[0]
+    g = generator
+    apply = _coin(g, B, p)
+    s = _uniform(g, B, *scale)  # (B,) side of the pasted picture, fraction of the frame
+    cx = (2 * torch.rand(B, generator=g, device=g.device) - 1) * (1 - s)  # its centre, [-1, 1]
+    cy = (2 * torch.rand(B, generator=g, device=g.device) - 1) * (1 - s)
+    solid = _coin(g, B, 0.5)
+    colour = torch.rand(B, 3, generator=g, device=g.device)
+    others = x.roll(1, 0)  # drawn before any clip is changed
+
+    def paste(idx: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
+        b, T, C, H, W = sub.shape
+        inv, zero = 1.0 / s[idx], torch.zeros_like(s[idx])
+        # Output coordinates -> picture coordinates: (out - centre) / scale.
+        theta = torch.stack(
+            [
+                torch.stack([inv, zero, -cx[idx] * inv], -1),
+                torch.stack([zero, inv, -cy[idx] * inv], -1),
+            ],
+            1,
+        )  # (b, 2, 3)
+        grid = F.affine_grid(theta.to(sub.dtype), [b, 1, H, W], align_corners=False)
+        out = F.grid_sample(sub.reshape(b, T * C, H, W), grid, align_corners=False)
+        outside = (grid.abs() > 1.0).any(-1)[:, None, None]  # (b, 1, 1, H, W)
+        back = torch.where(
+            solid[idx].view(b, 1, 1, 1, 1),
+            colour[idx].to(sub.dtype).view(b, 1, 3, 1, 1).expand(b, T, C, H, W),
+            others.index_select(0, idx),
+        )
+        return torch.where(outside, back, out.view(b, T, C, H, W))
+
+    return _on_picked(x, apply, paste)
 
 
 def _on_picked(
@@ -467,6 +513,7 @@ def make_view(
     )  # fmt: skip
     x = grayscale(x, generator=g, p=aug.grayscale_p)
     x = letterbox(x, generator=g, p=aug.letterbox_p, max_frac=aug.letterbox_max)
+    x = picture_in_picture(x, generator=g, p=aug.pip_p, scale=aug.pip_scale)
     x = overlay(x, generator=g, p=aug.overlay_p)
     px = size / 112  # blur sigmas are given for 112 px frames
     sigma = (aug.blur_sigma[0] * px, aug.blur_sigma[1] * px)
@@ -482,9 +529,12 @@ def make_views(
     inp: InputConfig,
     aug: AugmentConfig,
     generator: torch.Generator,
+    size: int | None = None,
 ) -> torch.Tensor:
     """Two independent views of each window, normalised for the model: (2B, T, 3, S, S), the
-    first B rows view 1 and the last B rows view 2 (row i and row B + i are positives)."""
-    kw = dict(num_frames=inp.num_frames, size=inp.image_size, aug=aug, generator=generator)
+    first B rows view 1 and the last B rows view 2 (row i and row B + i are positives).
+    `size`: the views' side S, default the model's image_size."""
+    side = size or inp.image_size
+    kw = dict(num_frames=inp.num_frames, size=side, aug=aug, generator=generator)
     v1, v2 = make_view(window, **kw), make_view(window, **kw)
     return normalize(torch.cat([v1, v2]), inp)  # (2B, T, 3, S, S)

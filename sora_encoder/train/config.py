@@ -58,6 +58,12 @@ class AugmentConfig:
     compress_p: float = 0.4
     compress_scale: tuple[float, float] = (0.4, 1.0)
     compress_q: tuple[float, float] = (0.01, 0.08)
+    # Picture in picture: the clip shrunk to `pip_scale` of its side and pasted at a random
+    # place over a background, half the time a solid colour (a coloured border or frame,
+    # when the scale is large), half the time another clip of the batch (a PiP edit, a
+    # split screen, a reaction video).
+    pip_p: float = 0.2
+    pip_scale: tuple[float, float] = (0.4, 0.9)
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,21 @@ class TrainConfig:
     # Cached frames are this much larger than the model input (112 -> 128 px), so a full
     # crop still resamples and small crops keep detail.
     cache_size_factor: float = 8 / 7
+    # Side of the training views; None: the model's image_size. The encoder is resolution-
+    # agnostic (the CNN's map is pooled to a fixed spatial grid), so a sora-s trained on 64 px
+    # views (3x cheaper on a CPU) runs at 112; the saved checkpoint's BatchNorm statistics
+    # are re-estimated at the model's own size (bn_windows).
+    view_size: int | None = None
+    # Arrow of time: each window's two views are played backwards with chance reverse_p, and
+    # a linear head on the Sora vector (trained alongside, not saved in the checkpoint) must
+    # tell which; its loss is weighted by arrow_weight. Contrastive views alone never ask the
+    # vector to keep the direction of time. 0 turns it off.
+    arrow_weight: float = 0.0
+    reverse_p: float = 0.5
+    # Each saved checkpoint gets BatchNorm statistics re-estimated on this many clean windows
+    # (centre view at the model's size, inference sampling), not those of the augmented
+    # views; 0 keeps the training statistics. The training state keeps its own.
+    bn_windows: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -120,6 +141,10 @@ class TrainConfig:
             problems.append("log_every and checkpoint_every must be >= 1")
         if self.cache_frames_factor < 1 or self.cache_size_factor < 1 or not self.segment_s > 0:
             problems.append("cache factors must be >= 1 and segment_s > 0")
+        if self.view_size is not None and self.view_size < 16:
+            problems.append(f"view_size must be >= 16 pixels, got {self.view_size}")
+        if self.arrow_weight < 0 or not 0 <= self.reverse_p <= 1 or self.bn_windows < 0:
+            problems.append("arrow_weight and bn_windows must be >= 0, reverse_p in [0, 1]")
         if problems:
             raise ValueError("invalid TrainConfig: " + "; ".join(problems))
 

@@ -98,9 +98,11 @@ def select_files(
     split: str = "all",
     test_fraction: float = 0.2,
     max_files: int | None = None,
+    extra: Sequence[str | os.PathLike] = (),
 ) -> list[Path]:
     """The training files: `paths` (files or folders), or with a manifest its rows in
-    `split` (restricted to `paths` when any are given). `max_files` keeps the first N."""
+    `split` (restricted to `paths` when any are given); then the videos under `extra`,
+    which no split applies to (e.g. synthetic videos). `max_files` keeps the first N."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if manifest is None:
@@ -117,6 +119,9 @@ def select_files(
         if paths:
             allowed = set(find_videos(paths))
             files = [f for f in files if f in allowed]
+    if extra:
+        known = set(files)
+        files += [f for f in find_videos(extra) if f not in known]
     return files[:max_files] if max_files is not None else files
 
 

@@ -5,11 +5,13 @@
         views = make_views(windows, generator seeded by (seed, step))    (2B, T, 3, S, S)
         z = model.encode_video(views)      bf16 autocast on CUDA     (2B, D) Sora vectors
         loss = nt_xent(z[:B], z[B:], temperature)
+             + arrow_weight * BCE(arrow_head(z), reversed)   windows played backwards, p 0.5
         AdamW step after clipping the gradient norm; LR: linear warm-up, then cosine
 
     out_dir/  config.json + model.safetensors   a normal checkpoint (load_checkpoint,
                                                 `sora embed --checkpoint`, SORA_CHECKPOINT)
-              train_state.pt     model, optimizer, scheduler, step, RNG: what --resume reads
+              train_state.pt     model, arrow head, optimizer, scheduler, step, RNG:
+                                 what --resume reads
               train_config.json  the TrainConfig;  train_log.jsonl  one line per step
 
 The loss is on the Sora vector itself (no separate projection head, unlike SimCLR): the
@@ -38,12 +40,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sora_encoder.checkpoint import save_checkpoint
 from sora_encoder.factory import create_model
 from sora_encoder.registry import get_model_config
 from sora_encoder.train.augment import make_views
+from sora_encoder.train.batchnorm import reestimate_batchnorm
 from sora_encoder.train.config import TrainConfig
 from sora_encoder.train.data import WindowDataset
 from sora_encoder.train.loss import nt_xent, pair_accuracy
@@ -175,13 +179,18 @@ def train_encoder(
     )
 
     model = create_model(model_cfg).to(dev).train()
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    # The arrow-of-time head: a logistic regression on the Sora vector; unused (no gradient,
+    # so AdamW leaves it alone) when arrow_weight is 0.
+    arrow_head = nn.Linear(model_cfg.projection.out_dim, 1).to(dev)
+    groups = param_groups(model, cfg.weight_decay)
+    groups.append({"params": list(arrow_head.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, partial(lr_factor, warmup=warmup, total=total, min_frac=cfg.min_lr_frac)
     )
     start = 0
     if resume:
-        start = _restore(out, cfg, dataset, model, opt, sched, dev)
+        start = _restore(out, cfg, dataset, model, arrow_head, opt, sched, dev)
         logger.info("resuming at step %d of %d", start, total)
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -216,11 +225,20 @@ def train_encoder(
             gen.manual_seed(step_seed(cfg.seed, step))
             with torch.no_grad():
                 views = make_views(
-                    windows, inp=model_cfg.input, aug=cfg.augment, generator=gen
-                )  # (2B, T, 3, S, S)
+                    windows, inp=model_cfg.input, aug=cfg.augment, generator=gen,
+                    size=cfg.view_size,
+                )  # fmt: skip  # (2B, T, 3, S, S)
+                if cfg.arrow_weight > 0:  # both views of a window, backwards or not
+                    backwards = torch.rand(batch, generator=gen, device=dev) < cfg.reverse_p
+                    backwards = backwards.repeat(2)  # (2B,)
+                    views = torch.where(backwards.view(-1, 1, 1, 1, 1), views.flip(1), views)
             with autocast:
                 z = model.encode_video(views)  # (2B, D) float32, unit length
             loss = nt_xent(z[:batch], z[batch:], cfg.temperature)
+            if cfg.arrow_weight > 0:
+                logits = arrow_head(z.float()).squeeze(1)  # (2B,)
+                arrow_loss = F.binary_cross_entropy_with_logits(logits, backwards.float())
+                loss = loss + cfg.arrow_weight * arrow_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -264,7 +282,7 @@ def train_encoder(
             if done % cfg.checkpoint_every == 0 or last or timed_out:
                 log.flush()
                 t_save = time.perf_counter()
-                version = _save(out, model, model_cfg, opt, sched, done, cfg, dataset)
+                version = _save(out, model, arrow_head, model_cfg, opt, sched, done, cfg, dataset)
                 mark_t += time.perf_counter() - t_save  # saving is not training time
             if timed_out and not last:
                 logger.warning(
@@ -276,25 +294,36 @@ def train_encoder(
         # Keep what the finished steps learnt: save, then let the interrupt through.
         if completed > start:
             logger.warning("interrupted; saving step %d so that --resume can continue", completed)
-            _save(out, model, model_cfg, opt, sched, completed, cfg, dataset)
+            _save(out, model, arrow_head, model_cfg, opt, sched, completed, cfg, dataset)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         log.close()
     if not version:  # nothing left to do (resumed a finished run)
-        version = _save(out, model, model_cfg, opt, sched, start, cfg, dataset)
+        version = _save(out, model, arrow_head, model_cfg, opt, sched, start, cfg, dataset)
     done = max(start, stop)
     if not math.isfinite(loss_v) and (out / LOG_NAME).is_file():
         loss_v = next((r["loss"] for r in reversed(read_log(out))), loss_v)
     return TrainResult(out, version, done, total, done >= total, loss_v)
 
 
-def _save(out, model, model_cfg, opt, sched, step: int, cfg: TrainConfig, dataset) -> str:
-    """The checkpoint (safetensors + config.json) and then train_state.pt, each atomic."""
-    version = save_checkpoint(model, model_cfg, out)
+def _save(
+    out, model, arrow_head, model_cfg, opt, sched, step: int, cfg: TrainConfig, dataset
+) -> str:
+    """The checkpoint (safetensors + config.json; BatchNorm re-estimated on clean windows
+    when cfg.bn_windows) and then train_state.pt (the training weights as they are), each
+    atomic."""
+    shipped = model
+    if cfg.bn_windows > 0:
+        dev = next(model.parameters()).device
+        shipped = reestimate_batchnorm(
+            model, dataset, model_cfg.input, n_windows=cfg.bn_windows, device=dev
+        )
+    version = save_checkpoint(shipped, model_cfg, out)
     state = {
         "step": step,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "arrow_head": {k: v.detach().cpu() for k, v in arrow_head.state_dict().items()},
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
         "train_config": cfg.to_dict(),
@@ -310,7 +339,7 @@ def _save(out, model, model_cfg, opt, sched, step: int, cfg: TrainConfig, datase
     return version
 
 
-def _restore(out: Path, cfg: TrainConfig, dataset, model, opt, sched, dev) -> int:
+def _restore(out: Path, cfg: TrainConfig, dataset, model, arrow_head, opt, sched, dev) -> int:
     path = out / STATE_NAME
     if not path.is_file():
         raise FileNotFoundError(f"nothing to resume: {path} does not exist")
@@ -329,6 +358,7 @@ def _restore(out: Path, cfg: TrainConfig, dataset, model, opt, sched, dev) -> in
             "from the run being resumed"
         )
     model.load_state_dict(state["model"])
+    arrow_head.load_state_dict(state["arrow_head"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
