@@ -7,8 +7,11 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 VIDEOS ?=
 PYTEST_ARGS ?=
+# train-default: the labelled clips (MANIFEST.csv + videos) and where runs are written.
+CLIPS     ?= ../shared/data/clips
+TRAIN_DIR ?= runs
 
-.PHONY: setup test lint format bench demo clean proto
+.PHONY: setup test lint format bench demo clean proto train-default
 
 setup: $(BIN)/sora
 
@@ -51,6 +54,16 @@ proto: setup
 	# protoc writes imports relative to the proto root; make them absolute in our package.
 	sed -i 's/^from sora\.v1 import/from services.api.gen.sora.v1 import/' \
 		$(PROTO_OUT)/sora/v1/sora_pb2_grpc.py
+
+# Reproduces the shipped encoder, sora_encoder/checkpoints/sora-s, in one command:
+# synthetic videos, the sora-s default recipe on the train split of CLIPS plus them, then
+# a fp16 export (<= 25 MB, vectors checked against the fp32 run) over the shipped folder.
+train-default: setup
+	$(BIN)/python -m sora_encoder.train.synthetic $(TRAIN_DIR)/synthetic --count 28 --seed 0
+	$(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
+		--also $(TRAIN_DIR)/synthetic --config sora_encoder/train/recipes/sora-s-default.json \
+		--out $(TRAIN_DIR)/sora-s-default --cache $(TRAIN_DIR)/cache
+	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-default sora_encoder/checkpoints/sora-s --force
 
 clean:
 	rm -rf $(VENV) .sora-demo .pytest_cache .ruff_cache bench/results

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from . import (
+    checkpoint_cmd,
     classify_cmd,
     demo_cmd,
     embed_cmd,
@@ -38,6 +39,7 @@ COMMANDS = (
     eval_cmd,
     samples_cmd,
     train_cmd,
+    checkpoint_cmd,
 )
 
 
