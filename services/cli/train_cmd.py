@@ -12,6 +12,7 @@ lines go to stderr; the result in --out is a normal checkpoint for `sora embed
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -80,7 +81,7 @@ def add_parser(sub: Any) -> None:
         "--config",
         metavar="JSON",
         help="a TrainConfig as JSON (any subset of its fields, e.g. a recipe); the options "
-        "above and below override it",
+        "above and below override it; with --resume it applies over the saved config",
     )
     e.add_argument(
         "--view-size", type=int, help="side of the training views (default: the model's)"
@@ -130,22 +131,31 @@ def run_encoder(args: argparse.Namespace) -> int:
         for opt, field in _CONFIG_OPTIONS.items()
         if getattr(args, opt) is not None
     }
-    out = Path(args.out or Path("sora-train") / (args.variant or TrainConfig().variant))
+    # --config: a JSON subset of TrainConfig, applied over the defaults (or, with --resume,
+    # over the saved run's config, so the same command line resumes); options override it.
+    config: dict[str, Any] = {}
+    if args.config:
+        try:
+            config = json.loads(Path(args.config).read_text("utf-8"))
+            TrainConfig.from_dict(config)  # a clear message for a bad field, here
+        except (OSError, ValueError, TypeError) as exc:
+            _say(f"sora train encoder: cannot use --config {args.config}: {exc}")
+            return 2
+    variant = given.get("variant") or config.get("variant") or TrainConfig().variant
+    out = Path(args.out or Path("sora-train") / str(variant))
+    base = TrainConfig()
     if args.resume:
         saved = out / CONFIG_NAME
         if not saved.is_file():
             _say(f"sora train encoder: nothing to resume in {out} (no {CONFIG_NAME})")
             return 2
-        cfg = TrainConfig.from_dict(given, base=TrainConfig.from_json(saved.read_text("utf-8")))
-    else:
-        base = None
-        if args.config:
-            try:
-                base = TrainConfig.from_json(Path(args.config).read_text("utf-8"))
-            except (OSError, ValueError, TypeError) as exc:
-                _say(f"sora train encoder: cannot use --config {args.config}: {exc}")
-                return 2
-        cfg = TrainConfig.from_dict(given, base=base)
+        base = TrainConfig.from_json(saved.read_text("utf-8"))
+    try:
+        cfg = TrainConfig.from_dict(given, base=TrainConfig.from_dict(config, base=base))
+        spec = decode_spec(cfg)  # an unknown variant raises here
+    except (ValueError, TypeError) as exc:  # e.g. --view-size 8, --variant sora-x
+        _say(f"sora train encoder: {exc}")
+        return 2
 
     if not args.paths and not args.manifest and not args.also:
         _say("sora train encoder: give video folders/files or --manifest")
@@ -167,7 +177,6 @@ def run_encoder(args: argparse.Namespace) -> int:
         _say("sora train encoder: no video files found")
         return 2
 
-    spec = decode_spec(cfg)
     cache = ClipCache(args.cache or default_cache_dir(), spec)
     _say(
         f"caching {len(files)} video(s) in {cache.root}: {spec.frames} frames of "

@@ -180,9 +180,14 @@ def picture_in_picture(
 ) -> torch.Tensor:
     """Shrink each picked clip to `scale` of its side (the same factor for width and height)
     and paste it at a random place over a background: half the time a solid random colour
-    (a coloured border when the scale is large), half the time the next clip of the batch (a
-    picture-in-picture edit or split screen, with moving content around the copy)."""
+    (a coloured border when the scale is large), half the time the clip before it in the
+    batch (a picture-in-picture edit or split screen, with moving content around the copy),
+    as it was before any clip was changed. With p 0
+    nothing is drawn from the generator, so turning it off gives the views of the runs made
+    before it existed."""
     B = _check(x, generator)[0]
+    if p <= 0:
+        return x
     g = generator
     apply = _coin(g, B, p)
     s = _uniform(g, B, *scale)  # (B,) side of the pasted picture, fraction of the frame
@@ -204,7 +209,10 @@ def picture_in_picture(
             1,
         )  # (b, 2, 3)
         grid = F.affine_grid(theta.to(sub.dtype), [b, 1, H, W], align_corners=False)
-        out = F.grid_sample(sub.reshape(b, T * C, H, W), grid, align_corners=False)
+        # Border padding: the picture's outer ring samples its own edge, not a black frame.
+        out = F.grid_sample(
+            sub.reshape(b, T * C, H, W), grid, padding_mode="border", align_corners=False
+        )  # (b, T*C, H, W)
         outside = (grid.abs() > 1.0).any(-1)[:, None, None]  # (b, 1, 1, H, W)
         back = torch.where(
             solid[idx].view(b, 1, 1, 1, 1),

@@ -180,8 +180,11 @@ def train_encoder(
 
     model = create_model(model_cfg).to(dev).train()
     # The arrow-of-time head: a logistic regression on the Sora vector; unused (no gradient,
-    # so AdamW leaves it alone) when arrow_weight is 0.
-    arrow_head = nn.Linear(model_cfg.projection.out_dim, 1).to(dev)
+    # so AdamW leaves it alone) when arrow_weight is 0. Initialised from the run's seed, not
+    # the global RNG: the same seed gives the same run whatever ran before in the process.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        arrow_head = nn.Linear(model_cfg.projection.out_dim, 1).to(dev)
     groups = param_groups(model, cfg.weight_decay)
     groups.append({"params": list(arrow_head.parameters()), "weight_decay": 0.0})
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
@@ -356,6 +359,11 @@ def _restore(out: Path, cfg: TrainConfig, dataset, model, arrow_head, opt, sched
         raise ValueError(
             f"cannot resume {out}: the training files (or their decode settings) differ "
             "from the run being resumed"
+        )
+    if "arrow_head" not in state:
+        raise ValueError(
+            f"cannot resume {out}: its {STATE_NAME} predates the arrow-of-time head (an older "
+            "version of the trainer); start a new run"
         )
     model.load_state_dict(state["model"])
     arrow_head.load_state_dict(state["arrow_head"])

@@ -1,12 +1,19 @@
 """Synthetic training videos made by ffmpeg's lavfi sources: content no camera library has
 (fractal zooms, cellular automata, test patterns with moving objects), in several colours,
 speeds and sizes. `make train-default` adds them to the real clips; they cost nothing to
-make and carry no licence."""
+make and carry no licence.
+
+    python -m sora_encoder.train.synthetic runs/synthetic --count 28 --seed 0   # prints paths
+    sora train encoder --manifest clips/MANIFEST.csv --also runs/synthetic ...
+"""
 
 from __future__ import annotations
 
+import argparse
 import random
 import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from sora_encoder.media import ffmpeg_exe
@@ -58,9 +65,39 @@ def make_synthetic_videos(
         paths.append(path)
         if path.is_file():
             continue
-        tmp = path.with_name(path.stem + ".tmp.mp4")
+        # Not a video suffix: a file left by an interrupted run is never taken for a video.
+        tmp = path.with_name(path.name + ".tmp")
         cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", graph]
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(tmp)]
-        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
-        tmp.replace(path)
+        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-f", "mp4"]
+        try:
+            subprocess.run([*cmd, str(tmp)], check=True, capture_output=True, timeout=120)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m sora_encoder.train.synthetic OUT_DIR [--count N] [--seed S]`: write the
+    videos (keeping those already there) and print their paths, one a line."""
+    p = argparse.ArgumentParser(
+        prog="python -m sora_encoder.train.synthetic",
+        description="Synthetic training videos from ffmpeg's lavfi sources (see "
+        "docs/TRAINING.md); use them with `sora train encoder --also OUT_DIR`.",
+    )
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write synthetic-NNN.mp4 into")
+    p.add_argument("--count", type=int, default=len(_KINDS), help="how many videos (7)")
+    p.add_argument("--seed", type=int, default=0, help="seed of their parameters (0)")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds each (8)")
+    args = p.parse_args(argv)
+    if args.count < 1 or not args.duration > 0:
+        p.error("--count must be >= 1 and --duration > 0")
+    for path in make_synthetic_videos(
+        args.out_dir, args.count, seed=args.seed, duration_s=args.duration
+    ):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
