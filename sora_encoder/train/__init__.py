@@ -8,7 +8,12 @@
                 cache, the dataset of windows
     augment.py  view augmentations on torch tensors (CPU or GPU), make_views
     loss.py     NT-Xent
-    loop.py     AdamW + warm-up/cosine, clipping, bf16 on CUDA, checkpoints, resume
+    loop.py     AdamW + warm-up/cosine, clipping, bf16 on CUDA, arrow-of-time head,
+                checkpoints, resume
+    batchnorm.py  BatchNorm statistics re-estimated on clean windows for saved checkpoints
+    synthetic.py  synthetic training videos from ffmpeg's lavfi sources
+    finetune.py   end-to-end fine-tuning of an encoder with a classifier head
+    recipes/    TrainConfig JSONs (`--config`); sora-s-default.json makes the shipped model
 
 `sora train encoder DIR...` (services/cli/train_cmd.py) drives it; docs/TRAINING.md says how.
 """
