@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import sys
 from typing import Any
@@ -24,6 +25,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--variant", help="model variant when no checkpoint is given (e.g. sora-s)")
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=os.environ.get("SORA_PRECISION") or "auto",
+        help="inference precision (default: $SORA_PRECISION, else auto: bf16 where the "
+        "runtime's calibration measures it faster and as accurate)",
+    )
+    p.add_argument(
         "--segment-seconds", type=float, default=4.0, help="window length in seconds (default 4)"
     )
     p.set_defaults(func=run)
@@ -34,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         variant=args.variant,
         device=args.device,
+        precision=args.precision,
         segment_s=args.segment_seconds,
     )
     failures = 0
