@@ -39,10 +39,9 @@ from services.classifiers.heads import (
     TrainedHead,
     fit_softmax,
 )
-from services.classifiers.offline import OnFile, fit_head, write_head_file
+from services.classifiers.offline import OnFile, fit_head, per_file, write_head_file
 from sora_encoder.config import SoraConfig
 from sora_encoder.eval.data import decode_file
-from sora_encoder.media import MediaError
 from sora_encoder.model.sora import SoraModel
 from sora_encoder.runtime import EncoderRuntime, InputSpec
 from sora_encoder.train.finetune import EpochStats, FinetuneConfig, finetune
@@ -81,18 +80,9 @@ def decode_examples(
 ) -> DecodedExamples:
     """Each example's segment clips, as the service decodes them; undecodable files are
     skipped and listed. Memory: T x S x S x 3 bytes per segment (0.6 MB for sora-s)."""
-    kept, clips, failed = [], [], []
-    for done, e in enumerate(examples, start=1):
-        error: Exception | None = None
-        try:
-            clips.append(decode_file(e.path, spec, segment_s=segment_s))
-            kept.append(e)
-        except (MediaError, OSError) as exc:
-            error = exc
-            failed.append((e.path, str(exc)))
-            log.warning("skipping %s: %s", e.path, exc)
-        if on_file is not None:
-            on_file(done, len(examples), e.path, error)
+    kept, clips, failed = per_file(
+        examples, lambda p: decode_file(p, spec, segment_s=segment_s), on_file
+    )
     return DecodedExamples(kept, clips, failed)
 
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -30,6 +30,29 @@ from sora_encoder.media import MediaError
 log = logging.getLogger(__name__)
 
 OnFile = Callable[[int, int, Path, Exception | None], None]  # (done, total, path, error)
+T = TypeVar("T")
+
+
+def per_file(
+    examples: Sequence[Example], read: Callable[[Path], T], on_file: OnFile | None = None
+) -> tuple[list[Example], list[T], list[tuple[Path, str]]]:
+    """read(example.path) for each example -> (examples read, their results, (file, reason)
+    of those skipped): a file that cannot be decoded is logged and skipped, not fatal."""
+    kept: list[Example] = []
+    results: list[T] = []
+    failed: list[tuple[Path, str]] = []
+    for done, e in enumerate(examples, start=1):
+        error: Exception | None = None
+        try:
+            results.append(read(e.path))
+            kept.append(e)
+        except (MediaError, OSError) as exc:
+            error = exc
+            failed.append((e.path, str(exc)))
+            log.warning("skipping %s: %s", e.path, exc)
+        if on_file is not None:
+            on_file(done, len(examples), e.path, error)
+    return kept, results, failed
 
 
 @dataclass(frozen=True)
@@ -45,18 +68,7 @@ def embed_examples(
 ) -> EmbeddedExamples:
     """The video vector of each example's file (the normalised mean of its 4-s segment
     vectors, as ingest stores it). Files that cannot be decoded are skipped and listed."""
-    kept, vectors, failed = [], [], []
-    for done, e in enumerate(examples, start=1):
-        error: Exception | None = None
-        try:
-            vectors.append(embedder.embed(e.path).vector)
-            kept.append(e)
-        except (MediaError, OSError) as exc:
-            error = exc
-            failed.append((e.path, str(exc)))
-            log.warning("skipping %s: %s", e.path, exc)
-        if on_file is not None:
-            on_file(done, len(examples), e.path, error)
+    kept, vectors, failed = per_file(examples, lambda p: embedder.embed(p).vector, on_file)
     dim = embedder.runtime.dim
     xb = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
     return EmbeddedExamples(kept, xb, embedder.model_version, failed)
