@@ -3,13 +3,10 @@ show the service working without any footage of its own."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import ffmpeg
-
-from sora_encoder.media import ffmpeg_exe
+from sora_encoder.media.lavfi import write_lavfi_video
 
 
 @dataclass(frozen=True)
@@ -49,18 +46,6 @@ def make_samples(
         path = out_dir / f"{spec.name}.mp4"
         if not path.exists():
             graph = spec.source.format(d=spec.duration_s, s=size)
-            cmd = (
-                ffmpeg.input(graph, f="lavfi")
-                .output(
-                    str(path),
-                    vcodec="libx264",
-                    pix_fmt="yuv420p",
-                    preset="veryfast",
-                    t=spec.duration_s,
-                )
-                .global_args("-hide_banner", "-loglevel", "error", "-nostdin")
-                .compile(cmd=ffmpeg_exe(), overwrite_output=True)
-            )
-            subprocess.run(cmd, check=True, capture_output=True, timeout=timeout_s)
+            write_lavfi_video(graph, path, duration_s=spec.duration_s, timeout_s=timeout_s)
         paths.append(path)
     return paths

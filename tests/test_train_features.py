@@ -21,7 +21,7 @@ from torch import nn
 from services.cli.main import main as sora
 from sora_encoder.checkpoint import load_checkpoint
 from sora_encoder.factory import create_model
-from sora_encoder.media import decode_clips, plan_windows, probe
+from sora_encoder.media import decode_clips, lavfi, plan_windows, probe
 from sora_encoder.registry import get_model_config
 from sora_encoder.train import (
     CachedVideo,
@@ -412,7 +412,7 @@ def test_a_failed_synthetic_video_leaves_no_file(tmp_path, monkeypatch):
         Path(cmd[-1]).write_bytes(b"half a video")
         raise subprocess.CalledProcessError(1, cmd)
 
-    monkeypatch.setattr(synthetic.subprocess, "run", fail)
+    monkeypatch.setattr(lavfi.subprocess, "run", fail)  # the one place that renders them
     with pytest.raises(subprocess.CalledProcessError):
         make_synthetic_videos(tmp_path, 1)
     assert list(tmp_path.iterdir()) == []

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sora_encoder.media import ffmpeg_exe
+from sora_encoder.media.lavfi import write_lavfi_video
 
 # A lavfi graph per kind; {s} size, {r} rate, {d} duration, {x} a per-video random number.
 _KINDS = (
@@ -65,15 +64,7 @@ def make_synthetic_videos(
         paths.append(path)
         if path.is_file():
             continue
-        # Not a video suffix: a file left by an interrupted run is never taken for a video.
-        tmp = path.with_name(path.name + ".tmp")
-        cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", graph]
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-f", "mp4"]
-        try:
-            subprocess.run([*cmd, str(tmp)], check=True, capture_output=True, timeout=120)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_lavfi_video(graph, path)
     return paths
 
 
