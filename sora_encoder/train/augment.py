@@ -110,6 +110,27 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
 
 
 # -- geometry -------------------------------------------------------------------------------------
+def _theta(sx: torch.Tensor, sy: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    """(n,) scales and shifts -> (n, 2, 3) affine maps from output to input coordinates,
+    both in [-1, 1] (F.affine_grid's convention): in = s * out + t."""
+    zero = torch.zeros_like(sx)
+    return torch.stack([torch.stack([sx, zero, tx], -1), torch.stack([zero, sy, ty], -1)], 1)
+
+
+def _warp_over(
+    sub: torch.Tensor, theta: torch.Tensor, background: torch.Tensor, *, padding_mode: str
+) -> torch.Tensor:
+    """Each clip of sub (b, T, C, H, W) resampled through its `theta` (b, 2, 3), with
+    `background` (broadcast to sub) wherever the output falls outside the input frame."""
+    b, T, C, H, W = sub.shape
+    grid = F.affine_grid(theta.to(sub.dtype), [b, 1, H, W], align_corners=False)  # (b,H,W,2)
+    out = F.grid_sample(
+        sub.reshape(b, T * C, H, W), grid, padding_mode=padding_mode, align_corners=False
+    )  # (b, T*C, H, W)
+    outside = (grid.abs() > 1.0).any(-1)[:, None, None]  # (b, 1, 1, H, W)
+    return torch.where(outside, background, out.view(b, T, C, H, W))
+
+
 def random_resized_crop(
     x: torch.Tensor,
     size: int,
@@ -127,8 +148,7 @@ def random_resized_crop(
     h = torch.sqrt(area / r).clamp(max=1.0)
     cx = (2 * torch.rand(B, generator=generator, device=generator.device) - 1) * (1 - w)
     cy = (2 * torch.rand(B, generator=generator, device=generator.device) - 1) * (1 - h)
-    zero = torch.zeros_like(w)
-    theta = torch.stack([torch.stack([w, zero, cx], -1), torch.stack([zero, h, cy], -1)], 1)
+    theta = _theta(w, h, cx, cy)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), [B, 1, size, size], align_corners=False)  # (B,S,S,2)
     out = F.grid_sample(
         x.reshape(B, T * C, H, W), grid, mode="bilinear", padding_mode="border", align_corners=False
@@ -155,18 +175,12 @@ def letterbox(
     fill = _uniform(g, B, 0.0, 0.1)  # near-black bars
 
     def bars(idx: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
-        b, T, C, H, W = sub.shape
         squeeze = 1.0 / (1.0 - 2.0 * bar[idx])  # (b,) input coords per output coord
         one, zero = torch.ones_like(squeeze), torch.zeros_like(squeeze)
         sx = torch.where(vertical[idx], squeeze, one)
         sy = torch.where(vertical[idx], one, squeeze)
-        theta = torch.stack(
-            [torch.stack([sx, zero, zero], -1), torch.stack([zero, sy, zero], -1)], 1
-        )
-        grid = F.affine_grid(theta.to(sub.dtype), [b, 1, H, W], align_corners=False)  # (b,H,W,2)
-        out = F.grid_sample(sub.reshape(b, T * C, H, W), grid, align_corners=False)
-        outside = (grid.abs() > 1.0).any(-1)[:, None, None]  # (b, 1, 1, H, W)
-        return torch.where(outside, _per_clip(fill[idx]).to(sub.dtype), out.view(b, T, C, H, W))
+        fill_ = _per_clip(fill[idx]).to(sub.dtype)
+        return _warp_over(sub, _theta(sx, sy, zero, zero), fill_, padding_mode="zeros")
 
     return _on_picked(x, apply, bars)
 
@@ -199,27 +213,16 @@ def picture_in_picture(
 
     def paste(idx: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:
         b, T, C, H, W = sub.shape
-        inv, zero = 1.0 / s[idx], torch.zeros_like(s[idx])
         # Output coordinates -> picture coordinates: (out - centre) / scale.
-        theta = torch.stack(
-            [
-                torch.stack([inv, zero, -cx[idx] * inv], -1),
-                torch.stack([zero, inv, -cy[idx] * inv], -1),
-            ],
-            1,
-        )  # (b, 2, 3)
-        grid = F.affine_grid(theta.to(sub.dtype), [b, 1, H, W], align_corners=False)
-        # Border padding: the picture's outer ring samples its own edge, not a black frame.
-        out = F.grid_sample(
-            sub.reshape(b, T * C, H, W), grid, padding_mode="border", align_corners=False
-        )  # (b, T*C, H, W)
-        outside = (grid.abs() > 1.0).any(-1)[:, None, None]  # (b, 1, 1, H, W)
+        inv = 1.0 / s[idx]
+        theta = _theta(inv, inv, -cx[idx] * inv, -cy[idx] * inv)  # (b, 2, 3)
         back = torch.where(
             solid[idx].view(b, 1, 1, 1, 1),
             colour[idx].to(sub.dtype).view(b, 1, 3, 1, 1).expand(b, T, C, H, W),
             others.index_select(0, idx),
         )
-        return torch.where(outside, back, out.view(b, T, C, H, W))
+        # Border padding: the picture's outer ring samples its own edge, not a black frame.
+        return _warp_over(sub, theta, back, padding_mode="border")
 
     return _on_picked(x, apply, paste)
 
