@@ -1,7 +1,8 @@
 """Video file -> Sora vectors: the pipeline shared by `sora embed` and the ingest workers.
 
     path --probe--> VideoInfo --plan_windows--> [Window]            (media, no model)
-         --iter_clips (one ffmpeg process, in a thread)--> clips (T,S,S,3) uint8
+         --detect_content_box--> ContentBox     letterbox / frame borders (keyframes only)
+         --iter_clips (one ffmpeg process, in a thread, borders cut)--> clips (T,S,S,3) uint8
          --batches of `batch_size`--> EncoderRuntime.encode_clips --> (N, D) segment vectors
     video vector = L2-normalised mean of the segment vectors
 
@@ -19,7 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .media import MediaLimits, VideoInfo, Window, iter_clips, plan_windows, probe
+from .media import (
+    ContentBox,
+    MediaLimits,
+    VideoInfo,
+    Window,
+    detect_content_box,
+    iter_clips,
+    plan_windows,
+    probe,
+)
+from .media.borders import FULL
 from .prefetch import prefetch
 from .runtime import EncoderRuntime
 
@@ -40,6 +51,8 @@ class VideoEmbedding:
     model_version: str
     vector: np.ndarray  # (D,) float32, unit norm: normalised mean of the segment vectors
     segments: list[SegmentEmbedding] = field(default_factory=list)
+    # The picture inside letterbox / frame borders that was embedded (FULL: the whole frame).
+    box: ContentBox = FULL
     # Seconds: `encode_s` in the model; `decode_wait_s` the encoder waited for ffmpeg (the
     # decoding that overlap did not hide); `total_s` probe to last vector.
     timings: dict[str, float] = field(default_factory=dict)
@@ -56,6 +69,7 @@ class VideoEmbedder:
         batch_size: int = 8,
         limits: MediaLimits | None = None,
         prefetch_batches: int = 2,
+        remove_borders: bool = True,
     ) -> None:
         assert segment_s > 0, f"segment_s must be positive, got {segment_s}"
         assert batch_size > 0, f"batch_size must be positive, got {batch_size}"
@@ -64,6 +78,9 @@ class VideoEmbedder:
         self.batch_size = batch_size
         self.limits = limits or MediaLimits()
         self.prefetch_batches = prefetch_batches
+        # Cut letterbox / frame borders off before embedding (media/borders.py): a copy
+        # with bars then shows the model the same picture as its original.
+        self.remove_borders = remove_borders
 
     @property
     def model_version(self) -> str:
@@ -77,9 +94,12 @@ class VideoEmbedder:
         t0 = time.perf_counter()
         info = probe(path, self.limits)
         windows = plan_windows(info.duration_s, self.segment_s)
+        t_box = time.perf_counter()
+        box = detect_content_box(path, info, self.limits) if self.remove_borders else FULL
+        borders_s = time.perf_counter() - t_box
         vectors: list[np.ndarray] = []
         encode_s = wait_s = 0.0
-        batches = self._decoded_batches(path, info, windows)
+        batches = self._decoded_batches(path, info, windows, box)
         try:
             while True:
                 t_wait = time.perf_counter()
@@ -106,7 +126,9 @@ class VideoEmbedder:
             model_version=self.runtime.model_version,
             vector=mean_vector(xb),
             segments=segments,
+            box=box,
             timings={
+                "borders_s": borders_s,
                 "encode_s": encode_s,
                 "decode_wait_s": wait_s,
                 "total_s": time.perf_counter() - t0,
@@ -114,7 +136,7 @@ class VideoEmbedder:
         )
 
     def _decoded_batches(
-        self, path: str | Path, info: VideoInfo, windows: list[Window]
+        self, path: str | Path, info: VideoInfo, windows: list[Window], box: ContentBox
     ) -> Iterator[np.ndarray]:
         """Batches of (n<=batch_size, T, S, S, 3) uint8 clips, decoded in a background thread."""
         spec = self.runtime.input_spec
@@ -123,7 +145,7 @@ class VideoEmbedder:
             batch: list[np.ndarray] = []
             clips = iter_clips(
                 path, info, windows, frames_per_clip=spec.frames, size=spec.size,
-                limits=self.limits,
+                limits=self.limits, box=box,
             )  # fmt: skip
             for clip in clips:
                 batch.append(clip)

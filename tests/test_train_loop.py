@@ -14,6 +14,7 @@ import torch
 from services.cli.main import main as sora
 from sora_encoder.checkpoint import load_checkpoint
 from sora_encoder.factory import create_model
+from sora_encoder.registry import get_model_config
 from sora_encoder.train import (
     ClipCache,
     TrainConfig,
@@ -22,7 +23,7 @@ from sora_encoder.train import (
     read_log,
     train_encoder,
 )
-from sora_encoder.train.loop import STATE_NAME, lr_factor, param_groups
+from sora_encoder.train.loop import STATE_NAME, _init_weights, lr_factor, param_groups
 from tests.media_factory import make_video
 
 # 4 windows of sora-t (4 frames of 32 px), batches of 2: 2 steps an epoch, 4 in all.
@@ -146,3 +147,21 @@ def test_cli_trains_on_a_manifest_split_and_embed_accepts_the_checkpoint(
     # Nothing to train on: a clear refusal, not a traceback.
     assert sora(["train", "encoder", str(tmp_path / "run"), "--out", str(tmp_path / "x")]) == 2
     assert "no video files" in capsys.readouterr().err
+
+
+def test_init_from_starts_at_a_checkpoint_and_refuses_another_architecture(
+    full_run, dataset, tmp_path
+):
+    out, _, _ = full_run
+    cfg = dataclasses.replace(CFG, init_from=str(out), epochs=1, koleo_weight=1.0)
+    # max_steps=0 saves the starting weights: they are the checkpoint's, not the seed's
+    start = train_encoder(dataset, cfg, tmp_path / "warm", device="cpu", max_steps=0)
+    a, _, _ = load_checkpoint(out)
+    b, _, _ = load_checkpoint(start.out_dir)
+    for k, v in a.state_dict().items():
+        if "running_" not in k and "num_batches" not in k:  # BatchNorm is re-estimated
+            assert torch.equal(v, b.state_dict()[k]), k
+    ran = train_encoder(dataset, cfg, tmp_path / "ran", device="cpu")
+    assert ran.finished and math.isfinite(ran.final_loss)
+    with pytest.raises(ValueError, match="architecture"):
+        _init_weights(create_model("sora-s"), get_model_config("sora-s"), str(out))

@@ -74,3 +74,31 @@ def test_rejects_bad_input():
         nt_xent(torch.ones(1, 4), torch.ones(1, 4))
     with pytest.raises(ValueError, match="temperature"):
         nt_xent(torch.ones(2, 4), torch.ones(2, 4), 0.0)
+
+
+def test_koleo_is_lower_for_spread_vectors_and_ignores_each_windows_own_views():
+    from sora_encoder.train.loss import koleo
+
+    g = torch.Generator().manual_seed(0)
+    spread = torch.eye(4)  # four orthogonal windows: nearest other window at distance sqrt 2
+    assert koleo(spread, spread.clone()).item() == pytest.approx(-math.log(math.sqrt(2)), abs=1e-4)
+    # the same windows squeezed into a narrow cone: larger (worse) entropy loss
+    cone = torch.nn.functional.normalize(torch.ones(4, 4) * 5 + torch.eye(4), dim=1)
+    assert koleo(cone, cone.clone()).item() > koleo(spread, spread.clone()).item() + 0.5
+    # a window's other view at distance 0 is not its nearest neighbour
+    z1 = torch.randn(6, 16, generator=g)
+    assert math.isfinite(koleo(z1, z1.clone()).item())
+    with pytest.raises(ValueError):
+        koleo(torch.randn(1, 4), torch.randn(1, 4))
+
+
+def test_koleo_gradient_pushes_the_closest_windows_apart():
+    from sora_encoder.train.loss import koleo
+
+    z1 = torch.tensor([[1.0, 0.0], [0.99, 0.14], [0.0, 1.0]], requires_grad=True)
+    z2 = z1.detach().clone()
+    koleo(z1, z2).backward()
+    step = z1.detach() - 0.1 * z1.grad
+    before = torch.nn.functional.cosine_similarity(z1[0:1], z1[1:2]).item()
+    after = torch.nn.functional.cosine_similarity(step[0:1], step[1:2]).item()
+    assert after < before

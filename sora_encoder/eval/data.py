@@ -24,7 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_encoder.media import MediaError, MediaLimits, decode_clips, plan_windows, probe
+from sora_encoder.media import (
+    MediaError,
+    MediaLimits,
+    decode_clips,
+    detect_content_box,
+    plan_windows,
+    probe,
+)
+from sora_encoder.media.borders import FULL
 from sora_encoder.prefetch import prefetch
 from sora_encoder.runtime import InputSpec
 from sora_encoder.video_embedder import mean_vector
@@ -110,13 +118,16 @@ def decode_file(
     *,
     segment_s: float = DEFAULT_SEGMENT_S,
     limits: MediaLimits | None = None,
+    borders: bool = True,
 ) -> np.ndarray:
-    """uint8 (n_segments, T, S, S, 3): the clips the service would embed for this file."""
+    """uint8 (n_segments, T, S, S, 3): the clips the service would embed for this file
+    (borders cut off as the service does; `borders=False` keeps the whole frame)."""
     limits = limits or MediaLimits()
     info = probe(path, limits)
     windows = plan_windows(info.duration_s, segment_s)
+    box = detect_content_box(path, info, limits) if borders else FULL
     return decode_clips(
-        path, info, windows, frames_per_clip=spec.frames, size=spec.size, limits=limits
+        path, info, windows, frames_per_clip=spec.frames, size=spec.size, limits=limits, box=box
     )
 
 

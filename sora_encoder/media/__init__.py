@@ -2,7 +2,8 @@
 
     probe(path, limits) -> VideoInfo            one `ffmpeg -i` (header parsed from stderr)
     plan_windows(info.duration_s) -> [Window]   4-s segments, the last one shorter
-    decode_clips(path, info, windows) -> (N, T, S, S, 3) uint8 RGB     ONE ffmpeg process
+    detect_content_box(path, info) -> ContentBox   letterbox / frame borders, keyframes only
+    decode_clips(path, info, windows, box=) -> (N, T, S, S, 3) uint8 RGB     ONE ffmpeg process
     iter_clips(...)  the same, one (T, S, S, 3) clip per window as soon as it is decoded
 
 ffmpeg is the system's, else the imageio-ffmpeg wheel's (`ffmpeg_exe`). Hostile input is
@@ -11,6 +12,7 @@ and a time-out, and every refusal is a `MediaError` subclass with a readable rea
 """
 
 from sora_encoder.media.binary import FfmpegNotFoundError, ffmpeg_exe, ffmpeg_version
+from sora_encoder.media.borders import ContentBox, detect_content_box
 from sora_encoder.media.decode import decode_clips, iter_clips
 from sora_encoder.media.errors import (
     DecodeTimeoutError,
@@ -27,6 +29,8 @@ from sora_encoder.media.probe import VideoInfo, probe
 from sora_encoder.media.windows import Window, plan_windows
 
 __all__ = [
+    "ContentBox",
+    "detect_content_box",
     "DEFAULT_ALLOWED_FORMATS",
     "DecodeTimeoutError",
     "DurationTooLongError",

@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from sora_encoder.media.binary import ffmpeg_exe
+from sora_encoder.media.borders import FULL, ContentBox
 from sora_encoder.media.command import command, open_input
 from sora_encoder.media.errors import (
     DecodeTimeoutError,
@@ -72,9 +73,10 @@ def decode_command(
     size: int,
     limits: MediaLimits,
     threads: int,
+    box: ContentBox = FULL,
 ) -> list[str]:
     """The one ffmpeg command that decodes every window (see the module docstring)."""
-    width, height = scaled_size(info.display_aspect, size)
+    width, height = scaled_size(box.aspect(info.display_aspect), size)
     # reinit_filter=0: a mid-stream change of frame size (screen recordings, spliced
     # streams) must not rebuild the filter graph, which would restart the time warp and
     # the fps filter; scale adapts to the new input size by itself.
@@ -89,7 +91,11 @@ def decode_command(
         stream.filter("settb", "AVTB")
         .filter("setpts", f"({tick_expression(windows, frames_per_clip)})/TB")
         .filter("fps", fps=1, start_time=0, round="up")
-        .filter("scale", width, height, flags="bilinear")
+    )
+    if not box.is_full:  # borders off before the resize (borders.py), sampled frames only
+        stream = stream.filter("crop", **box.crop_filter_args())
+    stream = (
+        stream.filter("scale", width, height, flags="bilinear")
         .filter("format", "rgb24")
         .filter("crop", size, size)
     )
@@ -119,6 +125,7 @@ def iter_clips(
     size: int = 112,
     limits: MediaLimits = DEFAULT_LIMITS,
     threads: int | None = None,
+    box: ContentBox = FULL,
 ) -> Iterator[np.ndarray]:
     """Yield one (frames_per_clip, size, size, 3) uint8 RGB clip per window, in order, as
     soon as its frames arrive, from a single ffmpeg process.
@@ -128,7 +135,8 @@ def iter_clips(
     waits on ffmpeg, not while the caller holds a clip. Close the generator (or exhaust it)
     to stop ffmpeg early; it is also stopped when the generator is garbage-collected.
     Raises the media errors of `probe`, plus UndecodableMediaError when ffmpeg stops
-    early and DecodeTimeoutError.
+    early and DecodeTimeoutError. `box` (borders.detect_content_box) is cut out of every
+    frame before the resize and centre crop.
     """
     if frames_per_clip < 1 or size < 1:
         raise ValueError(f"frames_per_clip and size must be >= 1, got {frames_per_clip}, {size}")
@@ -153,6 +161,7 @@ def iter_clips(
         size=size,
         limits=limits,
         threads=threads if threads is not None else default_threads(),
+        box=box,
     )
     budget = limits.decode_timeout_s(windows[-1].end_s)
     shape = (frames_per_clip, size, size, 3)
@@ -271,6 +280,7 @@ def decode_clips(
     size: int = 112,
     limits: MediaLimits = DEFAULT_LIMITS,
     threads: int | None = None,
+    box: ContentBox = FULL,
 ) -> np.ndarray:
     """All clips at once: uint8 RGB of shape (len(windows), frames_per_clip, size, size, 3).
 
@@ -289,6 +299,7 @@ def decode_clips(
             size=size,
             limits=limits,
             threads=threads,
+            box=box,
         ),
         start=1,
     ):

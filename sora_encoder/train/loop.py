@@ -43,14 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sora_encoder.checkpoint import save_checkpoint
+from sora_encoder.checkpoint import load_checkpoint, save_checkpoint
 from sora_encoder.factory import create_model
 from sora_encoder.registry import get_model_config
 from sora_encoder.train.augment import make_views
 from sora_encoder.train.batchnorm import reestimate_batchnorm
 from sora_encoder.train.config import TrainConfig
 from sora_encoder.train.data import WindowDataset
-from sora_encoder.train.loss import nt_xent, pair_accuracy
+from sora_encoder.train.loss import koleo, nt_xent, pair_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,10 @@ def train_encoder(
         f"cached windows hold {cache_shape[0]} frames, the model wants {model_cfg.input.num_frames}"
     )
 
-    model = create_model(model_cfg).to(dev).train()
+    model = create_model(model_cfg)
+    if cfg.init_from is not None and not resume:
+        _init_weights(model, model_cfg, cfg.init_from)
+    model = model.to(dev).train()
     # The arrow-of-time head: a logistic regression on the Sora vector; unused (no gradient,
     # so AdamW leaves it alone) when arrow_weight is 0. Initialised from the run's seed, not
     # the global RNG: the same seed gives the same run whatever ran before in the process.
@@ -238,6 +241,8 @@ def train_encoder(
             with autocast:
                 z = model.encode_video(views)  # (2B, D) float32, unit length
             loss = nt_xent(z[:batch], z[batch:], cfg.temperature)
+            if cfg.koleo_weight > 0:
+                loss = loss + cfg.koleo_weight * koleo(z[:batch], z[batch:])
             if cfg.arrow_weight > 0:
                 logits = arrow_head(z.float()).squeeze(1)  # (2B,)
                 arrow_loss = F.binary_cross_entropy_with_logits(logits, backwards.float())
@@ -308,6 +313,16 @@ def train_encoder(
     if not math.isfinite(loss_v) and (out / LOG_NAME).is_file():
         loss_v = next((r["loss"] for r in reversed(read_log(out))), loss_v)
     return TrainResult(out, version, done, total, done >= total, loss_v)
+
+
+def _init_weights(model: nn.Module, model_cfg, path: str) -> None:
+    """Copy a checkpoint's weights into `model`; ValueError when its architecture differs."""
+    source, source_cfg, version = load_checkpoint(path)
+    mine = dataclasses.replace(model_cfg, init_seed=0)
+    if mine != dataclasses.replace(source_cfg, init_seed=0):
+        raise ValueError(f"init_from {path}: its architecture differs from {model_cfg.name}")
+    model.load_state_dict(source.state_dict())
+    logger.info("initialised from %s (%s)", path, version)
 
 
 def _save(

@@ -44,3 +44,26 @@ def pair_accuracy(z1: torch.Tensor, z2: torch.Tensor) -> float:
     sim = (z @ z.T).fill_diagonal_(float("-inf"))
     targets = torch.cat([torch.arange(B, 2 * B), torch.arange(0, B)]).to(z.device)
     return (sim.argmax(1) == targets).float().mean().item()
+
+
+def koleo(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """KoLeo entropy regulariser: -mean_i log(distance from z_i to its nearest vector of
+    ANOTHER window), over the 2B views.
+
+    The Kozachenko-Leonenko estimator of differential entropy, up to constants: minimising
+    it pushes each vector away from its closest non-copy, spreading the batch over the
+    sphere. Row i of z1 and row i of z2 are one window's two views; they are excluded from
+    each other's neighbours (as in SSCD), or the term would fight the contrastive loss.
+    Computed in float32 on L2-normalised vectors.
+    """
+    if z1.ndim != 2 or z1.shape != z2.shape or z1.shape[0] < 2:
+        raise ValueError(f"want two (B, D) tensors of one shape, B >= 2: {z1.shape}, {z2.shape}")
+    B = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=-1)  # (2B, D)
+    sim = z @ z.T  # (2B, 2B)
+    window = torch.arange(2 * B, device=z.device) % B  # (2B,) which window each row shows
+    same = window[:, None] == window[None, :]  # self and the other view
+    nearest = sim.masked_fill(same, -2.0).max(dim=1).values  # (2B,) cosine to the nearest
+    # |a - b|^2 = 2 - 2 cos for unit vectors
+    dist = torch.sqrt((2.0 - 2.0 * nearest).clamp_min(0.0) + eps)
+    return -torch.log(dist + eps).mean()
