@@ -1,7 +1,9 @@
-"""`sora checkpoint export|info`: ship a trained encoder checkpoint, look inside one.
+"""`sora checkpoint export|info|calibrate`: ship a trained encoder checkpoint, look inside
+one, store its copy-score calibration.
 
     sora checkpoint export runs/sora-s-default sora_encoder/checkpoints/sora-s --force
     sora checkpoint info sora_encoder/checkpoints/sora-s
+    sora checkpoint calibrate sora_encoder/checkpoints/sora-s --manifest CLIPS/MANIFEST.csv
 
 `export` writes a half-precision copy (fp16 by default: on a seed-initialised sora-s its
 vectors are ~40x closer to the float32 model's than bf16's, 1 - cosine 4e-7 against 1.7e-5,
@@ -62,6 +64,27 @@ def add_parser(sub: Any) -> None:
     i.add_argument("path", metavar="PATH", help="a checkpoint folder (or its model.safetensors)")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=run_info)
+    c = what.add_parser(
+        "calibrate",
+        help="store the copy-score background and threshold beside a checkpoint's weights",
+        description="Embed background videos (the training side of a manifest, or folders) "
+        "as ingest would; store their vectors and the copy threshold in the checkpoint "
+        "folder (copy_calibration.npz). See sora_encoder/copy_score.py.",
+    )
+    c.add_argument("path", metavar="CHECKPOINT", help="a checkpoint folder")
+    c.add_argument("videos", nargs="*", metavar="DIR", help="background videos (one group each)")
+    c.add_argument("--manifest", metavar="CSV", help="a MANIFEST.csv (path,label,group,...)")
+    c.add_argument(
+        "--split", choices=("train", "test", "all"), default="train",
+        help="with --manifest: which side of the evaluation split (train)",
+    )  # fmt: skip
+    c.add_argument("--also", nargs="*", default=[], metavar="DIR", help="more videos (own group)")
+    c.add_argument("--k", type=int, default=10, help="background neighbours averaged (10)")
+    c.add_argument(
+        "--quantile", type=float, default=0.99,
+        help="share of non-copy queries kept below the threshold (0.99)",
+    )  # fmt: skip
+    c.set_defaults(func=run_calibrate)
 
 
 def _refuse(what: str, msg: str) -> int:
@@ -213,4 +236,62 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"final loss:    {info['train_final_loss']}")
     if "train_config" in info:
         print(f"train config:  {json.dumps(info['train_config'], sort_keys=True)}")
+    return 0
+
+
+def _background_files(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """(path, group) of the background videos: a manifest's split side, then folders."""
+    from sora_encoder.eval.data import read_manifest
+    from sora_encoder.eval.splits import split_of
+    from sora_encoder.train.data import find_videos
+
+    files: list[tuple[Path, str]] = []
+    if args.manifest:
+        files += [
+            (item.path, item.group)
+            for item in read_manifest(args.manifest)
+            if args.split == "all" or split_of(item.group) == args.split
+        ]
+    files += [(p, f"file:{p}") for p in find_videos([*args.videos, *args.also])]
+    return files
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from sora_encoder import load_embedder
+    from sora_encoder.copy_score import build_calibration, embed_background
+
+    folder = Path(args.path)
+    if not folder.is_dir():
+        return _refuse("calibrate", f"{folder} is not a checkpoint folder")
+    try:
+        files = _background_files(args)
+    except (OSError, ValueError) as exc:
+        return _refuse("calibrate", str(exc))
+    if not files:
+        return _refuse("calibrate", "no background videos: give --manifest and/or folders")
+    embedder = load_embedder(folder)
+
+    def on_file(done: int, total: int, path: Any, error: Exception | None) -> None:
+        if error is not None:
+            print(f"  skipped {path}: {error}", file=sys.stderr)
+        if done == total or done % 25 == 0:
+            print(f"  {done}/{total} videos embedded", file=sys.stderr)
+
+    try:
+        videos, segments, groups = embed_background(embedder, files, on_file=on_file)
+        cal = build_calibration(
+            embedder.model_version, videos, segments, groups, k=args.k,
+            quantile=args.quantile,
+            meta={"source": args.manifest or ",".join(map(str, args.videos)),
+                  "split": args.split if args.manifest else "all"},
+        )  # fmt: skip
+    except ValueError as exc:
+        return _refuse("calibrate", str(exc))
+    out = cal.save(folder)
+    best = cal.meta["non_copy_best"]
+    print(
+        f"{out}: {cal.meta['videos']} videos ({cal.meta['groups']} groups), "
+        f"{cal.meta['segments']} segments, k {cal.k}; threshold {cal.threshold:.4f} "
+        f"(non-copy best score: median {best['median']:.4f}, max {best['max']:.4f})"
+    )
     return 0
