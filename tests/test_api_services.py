@@ -284,3 +284,46 @@ def test_search_service_without_grpc(db, tmp_path):
         svc.search_vector(q, SearchOptions(top_k=0))
     with pytest.raises(DeadlineExceeded):
         svc.search_vector(q, SearchOptions(), Call(time_remaining=lambda: 0.0))
+
+
+def test_search_hits_carry_a_copy_verdict_from_the_serving_models_calibration(db, tmp_path):
+    from services.search.copy_verdict import CalibrationSource
+    from sora_encoder.copy_score import build_calibration
+
+    rng = np.random.default_rng(5)
+    # A crowd of look-alike videos (generic footage) and one distinctive original.
+    centre = unit(rng.normal(size=DIM))
+    crowd = [unit(centre + 0.15 * rng.normal(size=DIM)) for _ in range(6)]
+    for v in crowd:
+        add_video(db, [v, v])
+    original = unit(rng.normal(size=DIM))
+    orig_id = add_video(db, [original, original])
+    # The background: other look-alikes and random videos, in groups of their own.
+    bg = [unit(centre + 0.15 * rng.normal(size=DIM)) for _ in range(20)]
+    bg += [unit(rng.normal(size=DIM)) for _ in range(20)]
+    bg = np.stack(bg)
+    cal = build_calibration(MODEL, bg, [b[None] for b in bg], [f"g{i}" for i in range(40)])
+    cal.save(tmp_path)
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL)
+    keeper.sync_once()
+    svc = SearchService(db, keeper, calibration=CalibrationSource(tmp_path))
+
+    copy = unit(original + 0.05 * rng.normal(size=DIM))
+    r = svc.search_vector(copy, SearchOptions(top_k=3))
+    assert r.copy_threshold == pytest.approx(cal.threshold)
+    assert r.hits[0].video.id == orig_id and r.hits[0].is_copy
+    assert r.hits[0].copy_score == pytest.approx(
+        r.hits[0].score - cal.reference(copy[None])[0], abs=1e-5
+    )
+    assert not any(h.is_copy for h in r.hits[1:])
+    # A new clip of the same kind of footage: close to the crowd, a copy of none of it.
+    lookalike = unit(centre + 0.15 * rng.normal(size=DIM))
+    r = svc.search_vector(lookalike, SearchOptions(top_k=3))
+    assert r.hits[0].score > 0.8  # a plain cosine would call it a match
+    assert not r.hits[0].is_copy and r.hits[0].copy_score < cal.threshold
+    r = svc.search_vector(lookalike, SearchOptions(top_k=3, level="segment"))
+    assert r.hits and all(h.copy_score is not None for h in r.hits)
+    # No calibration for the serving version: no verdicts, not wrong ones.
+    plain = SearchService(db, keeper, calibration=CalibrationSource(tmp_path / "none"))
+    r = plain.search_vector(copy, SearchOptions(top_k=3))
+    assert r.copy_threshold is None and r.hits[0].copy_score is None

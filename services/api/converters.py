@@ -170,6 +170,8 @@ def hit_to_pb(h: Hit) -> pb.Hit:
         query=_range(h.query),
         aligned=h.alignment_score is not None,
         alignment_score=h.alignment_score or 0.0,
+        copy_score=h.copy_score,
+        is_copy=h.is_copy,
     )
 
 
@@ -178,6 +180,7 @@ def search_to_pb(r: SearchResult) -> pb.SearchResponse:
         hits=[hit_to_pb(h) for h in r.hits],
         model_version=r.model_version or "",
         candidates=r.candidates,
+        copy_threshold=r.copy_threshold,
     )
 
 

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from services.index import VectorIndex
 from services.search.alignment import Alignment, adaptive_threshold, align
+from services.search.copy_verdict import annotate_copies
 from services.store import (
     Segment,
     Store,
@@ -48,6 +49,7 @@ from services.store import (
     get_video_embedding,
 )
 from services.vector_source import Level
+from sora_encoder.copy_score import CopyCalibration
 
 from .call import Call
 from .errors import FailedPrecondition, InvalidArgument
@@ -94,6 +96,9 @@ class Hit:
     query: tuple[float, float] | None = None  # seconds in the query (sequence queries)
     alignment_score: float | None = None  # set when the candidate aligned
     first_stage_score: float = 0.0
+    # Copy evidence (services/search/copy_verdict.py); None without a calibration.
+    copy_score: float | None = None
+    is_copy: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class SearchResult:
     hits: list[Hit]
     model_version: str | None
     candidates: int  # ids the index returned before filters and re-ranking
+    copy_threshold: float | None = None  # the verdicts' threshold; None: no calibration
 
 
 @dataclass(frozen=True)
@@ -156,8 +162,10 @@ class SearchService:
         embedder: Callable[[], Embedder] | None = None,
         clip_dir: Path | None = None,
         max_clip_bytes: int = 2 << 30,
+        calibration: Callable[[str | None], CopyCalibration | None] | None = None,
     ) -> None:
         self.store = store
+        self._calibration = calibration or (lambda version: None)
         self.keeper = keeper
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
@@ -302,7 +310,15 @@ class SearchService:
                 hits = self._segment_hits(s, cands, rows, query, opts, version, rerank, call)
         if opts.min_score is not None:
             hits = [h for h in hits if h.score >= opts.min_score]
-        return SearchResult(hits[: opts.top_k], version, returned)
+        hits = hits[: opts.top_k]
+        cal = self._calibration(version)
+        if cal is not None and cal.dim == index.dim:
+            query_rows = xq if opts.level == "segment" and sequence else None
+            annotate_copies(
+                hits, cal, level=opts.level, query_vector=query.vector, query_rows=query_rows
+            )
+            return SearchResult(hits, version, returned, copy_threshold=cal.threshold)
+        return SearchResult(hits, version, returned)
 
     def _retrieve(
         self,

@@ -28,6 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.api.gen.sora.v1 import sora_pb2_grpc
+from services.search.copy_verdict import CalibrationSource
 from services.settings import Settings
 from services.store import Store, open_store
 
@@ -196,6 +197,7 @@ def create_server(
         embedder=embedder_factory,
         clip_dir=settings.uploads_dir / ".queries",
         max_clip_bytes=settings.max_upload_bytes,
+        calibration=CalibrationSource(settings.checkpoint),
     )
     search_holder.append(search)
     services = Services(

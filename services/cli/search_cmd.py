@@ -46,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(hits, indent=2))
         return 0
-    print(f"{len(hits)} hit(s), model {res.model_version}, {res.candidates} candidate(s)")
+    verdicts = (
+        f"; copy when copy score >= {res.copy_threshold:.3f}"
+        if res.HasField("copy_threshold")
+        else "; no copy calibration for this model (`sora checkpoint calibrate`)"
+    )
+    print(f"{len(hits)} hit(s), model {res.model_version}, {res.candidates} candidate(s){verdicts}")
     for n, h in enumerate(hits, 1):
         where = f"{h['start_s']:7.2f}-{h['end_s']:7.2f} s"
         match = (
@@ -56,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             else ""
         )
         name = h["title"] or h["uri"]
-        print(f"{n:3d}. {h['score']:.4f}  video {h['video_id']:<6} {where}  {name}{match}")
+        copy = f"{'COPY' if h['copy'] else 'no':>4} {h['copy_score']:+.3f}  " if "copy" in h else ""
+        print(f"{n:3d}. {h['score']:.4f}  {copy}video {h['video_id']:<6} {where}  {name}{match}")
     return 0
 
 
@@ -72,6 +78,8 @@ def hit_to_json(h) -> dict[str, Any]:
         "end_s": round(h.target.end_s, 3),
         "aligned": h.aligned,
     }
+    if h.HasField("copy_score"):
+        out.update(copy_score=round(float(h.copy_score), 6), copy=bool(h.is_copy))
     if h.aligned:
         out.update(
             query_start_s=round(h.query.start_s, 3),

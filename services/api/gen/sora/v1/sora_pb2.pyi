@@ -319,7 +319,7 @@ class TimeRange(_message.Message):
     def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("score", "video", "segment_id", "target", "query", "aligned", "alignment_score")
+    __slots__ = ("score", "video", "segment_id", "target", "query", "aligned", "alignment_score", "copy_score", "is_copy")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -327,6 +327,8 @@ class Hit(_message.Message):
     QUERY_FIELD_NUMBER: _ClassVar[int]
     ALIGNED_FIELD_NUMBER: _ClassVar[int]
     ALIGNMENT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    COPY_SCORE_FIELD_NUMBER: _ClassVar[int]
+    IS_COPY_FIELD_NUMBER: _ClassVar[int]
     score: float
     video: Video
     segment_id: int
@@ -334,17 +336,21 @@ class Hit(_message.Message):
     query: TimeRange
     aligned: bool
     alignment_score: float
-    def __init__(self, score: _Optional[float] = ..., video: _Optional[_Union[Video, _Mapping]] = ..., segment_id: _Optional[int] = ..., target: _Optional[_Union[TimeRange, _Mapping]] = ..., query: _Optional[_Union[TimeRange, _Mapping]] = ..., aligned: _Optional[bool] = ..., alignment_score: _Optional[float] = ...) -> None: ...
+    copy_score: float
+    is_copy: bool
+    def __init__(self, score: _Optional[float] = ..., video: _Optional[_Union[Video, _Mapping]] = ..., segment_id: _Optional[int] = ..., target: _Optional[_Union[TimeRange, _Mapping]] = ..., query: _Optional[_Union[TimeRange, _Mapping]] = ..., aligned: _Optional[bool] = ..., alignment_score: _Optional[float] = ..., copy_score: _Optional[float] = ..., is_copy: _Optional[bool] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model_version", "candidates")
+    __slots__ = ("hits", "model_version", "candidates", "copy_threshold")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    COPY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     model_version: str
     candidates: int
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., candidates: _Optional[int] = ...) -> None: ...
+    copy_threshold: float
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., candidates: _Optional[int] = ..., copy_threshold: _Optional[float] = ...) -> None: ...
 
 class LabelledVideo(_message.Message):
     __slots__ = ("video_id", "label")
