@@ -14,7 +14,7 @@ run ahead and hold a whole long video in memory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from .media import (
     plan_windows,
     probe,
 )
-from .media.borders import FULL
+from .media.borders import FULL, QUERY_REGIONS
 from .prefetch import prefetch
 from .runtime import EncoderRuntime
 
@@ -93,10 +93,40 @@ class VideoEmbedder:
         worker renews its job lease and reports progress there); if it raises, work stops."""
         t0 = time.perf_counter()
         info = probe(path, self.limits)
-        windows = plan_windows(info.duration_s, self.segment_s)
-        t_box = time.perf_counter()
+        box, borders_s = self._content_box(path, info)
+        emb = self._embed_box(path, info, box, on_batch)
+        emb.timings.update(borders_s=borders_s, total_s=time.perf_counter() - t0)
+        return emb
+
+    def embed_regions(
+        self,
+        path: str | Path,
+        regions: Sequence[ContentBox] = QUERY_REGIONS,
+        *,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> list[VideoEmbedding]:
+        """The whole picture, then each of `regions` (fractions of the picture inside the
+        borders) embedded on its own: a query that may hold a library video as a part of
+        its frame (picture in picture, split screen, a heavy crop). One decode and one
+        encoder pass per region, so it costs (1 + len(regions)) x `embed`."""
+        info = probe(path, self.limits)
+        box, _ = self._content_box(path, info)
+        return [self._embed_box(path, info, b, on_batch) for b in (box, *map(box.inner, regions))]
+
+    def _content_box(self, path: str | Path, info: VideoInfo) -> tuple[ContentBox, float]:
+        t0 = time.perf_counter()
         box = detect_content_box(path, info, self.limits) if self.remove_borders else FULL
-        borders_s = time.perf_counter() - t_box
+        return box, time.perf_counter() - t0
+
+    def _embed_box(
+        self,
+        path: str | Path,
+        info: VideoInfo,
+        box: ContentBox,
+        on_batch: Callable[[int, int], None] | None,
+    ) -> VideoEmbedding:
+        t0 = time.perf_counter()
+        windows = plan_windows(info.duration_s, self.segment_s)
         vectors: list[np.ndarray] = []
         encode_s = wait_s = 0.0
         batches = self._decoded_batches(path, info, windows, box)
@@ -128,7 +158,6 @@ class VideoEmbedder:
             segments=segments,
             box=box,
             timings={
-                "borders_s": borders_s,
                 "encode_s": encode_s,
                 "decode_wait_s": wait_s,
                 "total_s": time.perf_counter() - t0,

@@ -715,6 +715,52 @@ def test_search_by_clip_embeds_the_upload_and_searches(db, tmp_path):
         a.server.stop(0).wait(10)
 
 
+class RegionsFakeEmbedder(FakeEmbedder):
+    """Whole picture = `segments`; regions: the same clip but one region shows `inset`."""
+
+    def __init__(self, segments: np.ndarray, inset: np.ndarray) -> None:
+        super().__init__(segments)
+        self.inset = inset
+        self.region_calls = 0
+
+    def embed_regions(self, path, *, on_batch=None):
+        self.region_calls += 1
+        whole = self.embed(path, on_batch=on_batch)
+        others = [FakeEmbedder(self.segments).embed(path) for _ in range(4)]
+        inset = FakeEmbedder(self.inset).embed(path)
+        return [whole, *others[:2], inset, *others[2:]]
+
+
+def test_search_by_clip_with_regions_finds_a_video_shown_inside_the_query(db, tmp_path):
+    rng = np.random.default_rng(8)
+    Q = unit(rng.normal(size=(3, DIM)))  # the query's whole picture
+    inset_video = unit(rng.normal(size=(3, DIM)))  # a library video shown as an inset
+    fake = RegionsFakeEmbedder(Q, inset_video)
+    a = make_api(db, tmp_path, embedder=fake)
+    try:
+        inset_id = add_video(db, inset_video)
+        for _ in range(5):
+            add_video(db, rng.normal(size=(3, DIM)))
+        a.sync()
+        clip = tmp_path / "query.mp4"
+        clip.write_bytes(b"clip bytes" * 1000)
+        plain = a.client.search_by_clip(clip, top_k=3)
+        assert fake.region_calls == 0
+        assert plain.hits[0].video.id != inset_id or plain.hits[0].score < 0.5
+        found = a.client.search_by_clip(clip, top_k=3, regions=True)
+        assert fake.region_calls == 1
+        assert found.hits[0].video.id == inset_id and found.hits[0].score > 0.99
+        ids = [h.video.id for h in found.hits]
+        assert len(ids) == len(set(ids))  # one hit per video across the variants
+        seg = a.client.search_by_clip(clip, top_k=3, regions=True, level="segment")
+        assert seg.hits[0].video.id == inset_id
+        seg_ids = [h.segment_id for h in seg.hits]
+        assert len(seg_ids) == len(set(seg_ids))
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
 def _worker_writes(store, embedder, path: Path, n: int) -> int:
     """What an ingest worker does for one file, without Celery."""
     emb = embedder.embed(path)

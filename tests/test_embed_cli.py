@@ -121,3 +121,22 @@ def test_embedder_raises_the_decoders_error_from_its_thread(tmp_path):
     runtime = EncoderRuntime.untrained(VARIANT, precision="fp32")
     with pytest.raises(MediaError):
         VideoEmbedder(runtime).embed(truncated)
+
+
+def test_embed_regions_embeds_the_picture_and_each_region_inside_the_borders(tmp_path):
+    from sora_encoder.media.borders import QUERY_REGIONS
+
+    framed = make_video(
+        tmp_path / "framed.mp4", duration_s=3.0, source="testsrc2", size=(192, 144),
+        vf="pad=iw*1.25:ih*1.25:iw*0.125:ih*0.125:color=0x3366aa",
+    )  # fmt: skip
+    runtime = EncoderRuntime.untrained(VARIANT, precision="fp32")
+    embedder = VideoEmbedder(runtime, batch_size=2)
+    whole, *regions = embedder.embed_regions(framed)
+    assert len(regions) == len(QUERY_REGIONS)
+    assert 0.1 <= whole.box.x <= 0.12 and 0.76 <= whole.box.w <= 0.8  # the frame is cut off
+    assert np.allclose(whole.vector, embedder.embed(framed).vector, atol=1e-5)
+    for region, sub in zip(regions, QUERY_REGIONS, strict=True):
+        assert region.box == whole.box.inner(sub)  # inside the borders, not the frame
+        assert len(region.segments) == len(whole.segments)
+        assert not np.allclose(region.vector, whole.vector, atol=1e-3)

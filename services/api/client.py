@@ -62,6 +62,7 @@ def search_options(
     min_score: float = 0.0,
     exclude_query_video: bool = False,
     alignment: bool = True,
+    regions: bool = False,
 ) -> pb.SearchOptions:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
@@ -73,6 +74,7 @@ def search_options(
         min_score=min_score,
         exclude_query_video=exclude_query_video,
         disable_alignment=not alignment,
+        query_regions=regions,
     )
 
 

@@ -154,6 +154,7 @@ def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
         min_score=o.min_score or None,
         exclude_query_video=o.exclude_query_video,
         alignment=not o.disable_alignment,
+        regions=o.query_regions,
     )
 
 

@@ -75,6 +75,10 @@ class Embedder(Protocol):
 
     def embed(self, path: Any, *, on_batch: Callable[[int, int], None] | None = None) -> Any: ...
 
+    def embed_regions(
+        self, path: Any, *, on_batch: Callable[[int, int], None] | None = None
+    ) -> list[Any]: ...
+
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -85,6 +89,9 @@ class SearchOptions:
     min_score: float | None = None
     exclude_query_video: bool = False
     alignment: bool = True
+    # Clip queries: also search with the query's corner and centre regions (picture in
+    # picture, split screens, heavy crops); 6x the embedding cost. See merge_variant_hits.
+    regions: bool = False
 
 
 @dataclass
@@ -245,21 +252,20 @@ class SearchService:
             what="the query clip",
         )
         try:
-            emb = self._embed(received.path, call)
+            embs = self._embed(received.path, call, regions=opts.regions)
         finally:
             received.path.unlink(missing_ok=True)
-        self._check_encoder(version, emb.model_version)
-        if not emb.segments:
+        for emb in embs:
+            self._check_encoder(version, emb.model_version)
+        if not embs[0].segments:
             raise InvalidArgument("the query clip gave no segments (is it empty?)")
-        query = Query(
-            vector=np.asarray(emb.vector, dtype=np.float32),
-            segments=np.stack([np.asarray(g.vector, dtype=np.float32) for g in emb.segments]),
-            times=[(float(g.start_s), float(g.end_s)) for g in emb.segments],
-        )
         index = indexes.get(opts.level)
         if index is None:
             return SearchResult([], version, 0)
-        return self._search(query, opts, version, index, call)
+        results = [self._search(_clip_query(emb), opts, version, index, call) for emb in embs]
+        if len(results) == 1:
+            return results[0]
+        return merge_variant_hits(results, opts.top_k, opts.level)
 
     # ------------------------------------------------------------------ stages
     def _check_options(self, o: SearchOptions) -> SearchOptions:
@@ -280,6 +286,7 @@ class SearchService:
             o.min_score,
             o.exclude_query_video,
             o.alignment,
+            o.regions,
         )
 
     def _search(
@@ -566,7 +573,8 @@ class SearchService:
             return None
         return self._get_embedder().model_version
 
-    def _embed(self, path: Path, call: Call) -> Any:
+    def _embed(self, path: Path, call: Call, *, regions: bool = False) -> list[Any]:
+        """[the clip's embedding] or, with `regions`, it and its regions' (embed_regions)."""
         from sora_encoder.media import MediaError
 
         embedder = self._get_embedder()
@@ -575,8 +583,41 @@ class SearchService:
         try:
             call.check()
             try:
-                return embedder.embed(path, on_batch=lambda done, total: call.check())
+                check = lambda done, total: call.check()  # noqa: E731
+                if regions:
+                    return list(embedder.embed_regions(path, on_batch=check))
+                return [embedder.embed(path, on_batch=check)]
             except MediaError as exc:
                 raise InvalidArgument(f"the query clip cannot be used: {exc}") from None
         finally:
             self._embed_slot.release()
+
+
+def _clip_query(emb: Any) -> Query:
+    return Query(
+        vector=np.asarray(emb.vector, dtype=np.float32),
+        segments=np.stack([np.asarray(g.vector, dtype=np.float32) for g in emb.segments]),
+        times=[(float(g.start_s), float(g.end_s)) for g in emb.segments],
+    )
+
+
+def merge_variant_hits(results: Sequence[SearchResult], top_k: int, level: Level) -> SearchResult:
+    """One result from the searches of a query's variants (whole picture, regions): per
+    video (video level) or segment (segment level) the variant hit with the best evidence,
+    best first. Evidence is the copy score when the model is calibrated (each variant is
+    normalised by its own background similarity, so they compare), else the score."""
+
+    def evidence(h: Hit) -> float:
+        return h.copy_score if h.copy_score is not None else h.score
+
+    best: dict[int, Hit] = {}
+    for r in results:
+        for h in r.hits:
+            key = h.video.id if level == "video" else (h.segment_id or 0)
+            if key not in best or evidence(h) > evidence(best[key]):
+                best[key] = h
+    hits = sorted(best.values(), key=evidence, reverse=True)[:top_k]
+    first = results[0]
+    return SearchResult(
+        hits, first.model_version, sum(r.candidates for r in results), first.copy_threshold
+    )

@@ -21,6 +21,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
     p.add_argument("--min-score", type=float, default=0.0)
     p.add_argument("--no-alignment", action="store_true", help="skip temporal re-ranking")
+    p.add_argument(
+        "--regions",
+        action="store_true",
+        help="with --clip: also search with the clip's corner and centre regions "
+        "(picture in picture, split screens, heavy crops; 6x the embedding time)",
+    )
     p.add_argument("--json", action="store_true", help="a JSON list of hits")
     add_client_options(p)
     p.set_defaults(func=run)
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with connect(args) as client:
         if args.clip:
-            res = client.search_by_clip(args.clip, **options)
+            res = client.search_by_clip(args.clip, regions=args.regions, **options)
         elif args.id is not None:
             res = client.search(video_id=args.id, exclude_query_video=True, **options)
         else:

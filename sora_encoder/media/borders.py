@@ -37,7 +37,13 @@ from sora_encoder.media.sampling import scaled_size
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FULL", "ContentBox", "content_box_of_frames", "detect_content_box"]
+__all__ = [
+    "FULL",
+    "QUERY_REGIONS",
+    "ContentBox",
+    "content_box_of_frames",
+    "detect_content_box",
+]
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,12 @@ class ContentBox:
             "y": f"ih*{self.y:.6f}",
         }
 
+    def inner(self, sub: ContentBox) -> ContentBox:
+        """`sub`, given as fractions of this box, as fractions of the whole frame."""
+        return ContentBox(
+            self.x + sub.x * self.w, self.y + sub.y * self.h, sub.w * self.w, sub.h * self.h
+        )
+
     def to_text(self) -> str:
         """ "x,y,w,h" with 4 decimals: what the store records on the video."""
         return ",".join(f"{v:.4f}" for v in (self.x, self.y, self.w, self.h))
@@ -86,6 +98,14 @@ class ContentBox:
 
 
 FULL = ContentBox()
+
+# Sub-regions a query clip is also embedded at (`VideoEmbedder.embed_regions`): the four
+# corners and the centre at 60 % of each side, so that a picture-in-picture inset, a split
+# screen or a heavy crop of a library video fills most of one of them. As fractions of the
+# content box (inside the borders).
+QUERY_REGIONS = tuple(
+    ContentBox(x, y, 0.6, 0.6) for x, y in ((0, 0), (0.4, 0), (0, 0.4), (0.4, 0.4), (0.2, 0.2))
+)
 
 # Sampling and thresholds, on 8-bit grey levels of frames scaled to a short side of SIDE px.
 SAMPLES = 12  # keyframes looked at, spread over the video

@@ -259,7 +259,7 @@ class Embeddings(_message.Message):
     def __init__(self, video_id: _Optional[int] = ..., model_version: _Optional[str] = ..., video_vector: _Optional[_Iterable[float]] = ..., segments: _Optional[_Iterable[_Union[SegmentEmbedding, _Mapping]]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("level", "top_k", "collection", "tags", "min_score", "exclude_query_video", "disable_alignment")
+    __slots__ = ("level", "top_k", "collection", "tags", "min_score", "exclude_query_video", "disable_alignment", "query_regions")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class SearchOptions(_message.Message):
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_QUERY_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DISABLE_ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    QUERY_REGIONS_FIELD_NUMBER: _ClassVar[int]
     level: SearchLevel
     top_k: int
     collection: str
@@ -274,7 +275,8 @@ class SearchOptions(_message.Message):
     min_score: float
     exclude_query_video: bool
     disable_alignment: bool
-    def __init__(self, level: _Optional[_Union[SearchLevel, str]] = ..., top_k: _Optional[int] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., min_score: _Optional[float] = ..., exclude_query_video: _Optional[bool] = ..., disable_alignment: _Optional[bool] = ...) -> None: ...
+    query_regions: bool
+    def __init__(self, level: _Optional[_Union[SearchLevel, str]] = ..., top_k: _Optional[int] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., min_score: _Optional[float] = ..., exclude_query_video: _Optional[bool] = ..., disable_alignment: _Optional[bool] = ..., query_regions: _Optional[bool] = ...) -> None: ...
 
 class VectorQuery(_message.Message):
     __slots__ = ("values",)
