@@ -138,6 +138,35 @@ def receive_file(
     return ReceivedFile(tmp, h.hexdigest(), size)
 
 
+def sweep_partial_files(
+    directories: Iterable[Path], *, older_than_s: float, now: float | None = None
+) -> list[Path]:
+    """Remove the `*.part` files in `directories` last written more than `older_than_s`
+    ago -> their paths. A server killed mid-upload leaves its partial file behind; one
+    younger than the longest allowed upload may still be written by another replica that
+    shares the folder, so it stays."""
+    now = time.time() if now is None else now
+    removed = []
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        for path in directory.glob("*.part"):
+            try:
+                if now - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:
+                continue  # removed meanwhile (by another replica's sweep)
+    if removed:
+        logger.info(
+            "removed %d partial upload file(s) older than %.0f s ($SORA_UPLOAD_TIME_LIMIT): %s",
+            len(removed),
+            older_than_s,
+            ", ".join(str(p) for p in removed),
+        )
+    return removed
+
+
 def _suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
     return suffix if suffix in VIDEO_EXTENSIONS else ""
