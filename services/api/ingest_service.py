@@ -509,20 +509,28 @@ class IngestService:
     def _register_received(
         self, received: ReceivedFile, suffix: str, video: NewVideo, title: str | None
     ) -> IngestResult:
-        """Rename a received file to uploads/<sha256><suffix> and register it."""
+        """Register a received file as uploads/<sha256><suffix>, then move it there.
+
+        Registering first: a refusal (bad metadata, the database down) leaves the file
+        in .incoming, where it is removed; renaming first left it in uploads/ for good,
+        and removing it from there could delete the file of a known video with the same
+        bytes. The job is sent only after this returns, so no worker looks for the file
+        before it is in place."""
         final = self.uploads_dir / f"{received.sha256}{suffix}"
         try:
-            os.replace(received.path, final)  # same bytes if it exists: harmless
+            result = self._register(final, received.sha256, received.size, video, title)
+            if result.job_id is None and self._known_uri(result.video_id) != str(final):
+                received.path.unlink()  # the bytes are known under another file
+            else:
+                os.replace(received.path, final)  # same bytes if it exists: harmless
         except BaseException:
             received.path.unlink(missing_ok=True)
             raise
-        result = self._register(final, received.sha256, received.size, video, title)
-        if result.job_id is None:
-            with self.store.ReadSession.begin() as s:
-                known_uri = get_video(s, result.video_id, include_deleted=True).uri
-            if known_uri != str(final):
-                final.unlink(missing_ok=True)  # the bytes are known under another file
         return result
+
+    def _known_uri(self, video_id: int) -> str:
+        with self.store.ReadSession.begin() as s:
+            return get_video(s, video_id, include_deleted=True).uri
 
     def _register(
         self, path: Path, sha: str, size: int, video: NewVideo, title: str | None
