@@ -223,6 +223,11 @@ class IngestService:
             parts = urllib.parse.urlsplit(prefix)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"URL prefix {prefix!r}: expected http(s)://host[:port][/path]")
+        logger.info(
+            "ingest allowed from roots [%s] and URL prefixes [%s]",
+            ", ".join(map(str, self.allowed_roots)),
+            ", ".join(self.allowed_url_prefixes),
+        )
         self.max_upload_bytes = max_upload_bytes
         self.url_timeout_s = url_timeout_s
         self.url_min_rate = url_min_rate  # bytes/s over each window; 0: no minimum
@@ -323,11 +328,11 @@ class IngestService:
         return real
 
     def _check_inside_roots(self, real: Path, uri: str) -> None:
+        # The roots are not named: they map the server's disk for any client with a token.
         if not any(real == root or real.is_relative_to(root) for root in self.allowed_roots):
-            roots = ", ".join(str(r) for r in self.allowed_roots)
             raise PermissionDenied(
-                f"{uri} is outside the allowed roots (after resolving '..' and symlinks); "
-                f"allowed: {roots}. Move the file under one of them, add its folder to "
+                f"{uri} is outside the allowed roots (after resolving '..' and symlinks): "
+                "ask the operator where to put it or to add its folder to "
                 "$SORA_ALLOWED_ROOTS, or upload it"
             )
 
@@ -365,10 +370,9 @@ class IngestService:
                 and _url_path_is_under(posixpath.normpath(path) if path else "/", p.path)
             ):
                 return
-        raise PermissionDenied(
-            f"{url[:200]} is not on the server's URL allow-list "
-            f"({', '.join(self.allowed_url_prefixes)}); ask the operator to add its prefix "
-            "to $SORA_ALLOWED_URL_PREFIXES, or upload the file"
+        raise PermissionDenied(  # the prefixes are not named, like the roots
+            f"{url[:200]} is not on the server's URL allow-list: ask the operator to add its "
+            "prefix to $SORA_ALLOWED_URL_PREFIXES, or upload the file"
         )
 
     # ------------------------------------------------------------------ internals
