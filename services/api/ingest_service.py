@@ -208,7 +208,7 @@ class IngestService:
         allowed_url_prefixes: Sequence[str] = (),
         max_upload_bytes: int = 2 << 30,
         url_timeout_s: float = 60.0,
-        url_min_rate: int = 0,
+        url_min_rate: int = 16 * 1024,
         url_rate_window_s: float = 10.0,
     ) -> None:
         self.store = store
