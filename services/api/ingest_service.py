@@ -7,12 +7,13 @@ job sent to the workers.
             --> download into $SORA_HOME/uploads (size cap, a wall-clock deadline, a
             minimum rate, the client's cancel noticed) --> register
     upload  chunks --> $SORA_HOME/uploads/.incoming/<random>.part (sha256 as it streams,
-            size cap) --> renamed to uploads/<sha256><ext> --> register
+            size cap) --> register as uploads/<sha256><ext> --> renamed there
     register: one transaction (`register_video`, idempotent on the bytes), then, after the
             commit, `Dispatcher.send(job ids)`; the job id is None when the bytes are known.
 
-Every refusal happens before a byte is hashed or a file registered; a failed or cancelled
-upload or download leaves no file behind. No ffmpeg runs here: the workers decode.
+Every refusal happens before a byte is hashed or a file registered; a failed, refused or
+cancelled upload or download leaves no file behind (and partial files a killed server
+left are swept at start-up). No ffmpeg runs here: the workers decode.
 """
 
 from __future__ import annotations
