@@ -238,7 +238,10 @@ def _server_main(url: str, home: str, conn: Any, max_workers: int | None) -> Non
     store = open_store(url)
     settings = Settings(home=Path(home), database_url=url, broker_url="memory://")
     if max_workers:
-        settings = dataclasses.replace(settings, max_workers=max_workers)
+        from services.api.limits import HEALTH_THREADS
+
+        cap = min(settings.max_concurrent_rpcs, max(1, max_workers - HEALTH_THREADS))
+        settings = dataclasses.replace(settings, max_workers=max_workers, max_concurrent_rpcs=cap)
     server, port = create_server(
         "127.0.0.1:0",
         settings=settings,

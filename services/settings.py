@@ -81,9 +81,22 @@ class Settings:
     allowed_url_prefixes: tuple[str, ...] = ()
     max_upload_bytes: int = 2 * GIB  # an upload, a downloaded URL, a query clip
     url_timeout_s: float = 60.0  # a URL download must finish within this (and the call's deadline)
-    max_workers: int = 32  # threads answering calls (each open WatchJob stream holds one)
-    # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED by gRPC itself.
-    max_concurrent_rpcs: int = 64
+    # A URL server sending fewer bytes per second than this, measured over each window of
+    # url_rate_window_s, is dropped (UNAVAILABLE) before the deadline: a slow drip would
+    # otherwise hold a thread for all of url_timeout_s. 0: no minimum.
+    url_min_rate: int = 16 * 1024
+    url_rate_window_s: float = 10.0
+    max_workers: int = 32  # threads answering calls (each open stream holds one)
+    # Calls (health checks excepted) beyond this many at once are refused with
+    # RESOURCE_EXHAUSTED. Kept below max_workers, so that every call let in has a thread
+    # at once (never queued behind stalled streams) and health checks always find one.
+    max_concurrent_rpcs: int = 30
+    # A client stream (UploadVideo, SearchByClip) that sends nothing for this long is
+    # cancelled, freeing its thread; a client that stalls would otherwise hold it forever.
+    stream_idle_s: float = 30.0
+    # The longest an upload may stream (2 GiB at ~1 MB/s fits); also the age after which a
+    # partial upload file (a killed server's) is swept at start-up.
+    upload_time_limit_s: float = 3600.0
     max_message_bytes: int = 16 * MIB  # one message, both directions (uploads are chunked)
     tls_cert: Path | None = None  # PEM certificate chain; TLS when both cert and key are set
     tls_key: Path | None = None
@@ -119,8 +132,12 @@ class Settings:
             allowed_url_prefixes=_env_list("SORA_ALLOWED_URL_PREFIXES", None),
             max_upload_bytes=_env_int("SORA_MAX_UPLOAD_BYTES", 2 * GIB),
             url_timeout_s=_env_float("SORA_URL_TIMEOUT", 60.0),
+            url_min_rate=_env_int("SORA_URL_MIN_RATE", 16 * 1024, minimum=0),
+            url_rate_window_s=_env_float("SORA_URL_RATE_WINDOW", 10.0),
             max_workers=_env_int("SORA_API_WORKERS", 32),
-            max_concurrent_rpcs=_env_int("SORA_MAX_CONCURRENT_RPCS", 64),
+            max_concurrent_rpcs=_env_int("SORA_MAX_CONCURRENT_RPCS", 30),
+            stream_idle_s=_env_float("SORA_STREAM_IDLE_TIMEOUT", 30.0),
+            upload_time_limit_s=_env_float("SORA_UPLOAD_TIME_LIMIT", 3600.0),
             max_message_bytes=_env_int("SORA_MAX_MESSAGE_BYTES", 16 * MIB, minimum=4096),
             tls_cert=_env_path("SORA_TLS_CERT"),
             tls_key=_env_path("SORA_TLS_KEY"),

@@ -2,7 +2,8 @@
 
     service classes raise   ApiError subclasses (PermissionDenied, ResourceExhausted, ...),
                             the store's NotFoundError / InvalidArgumentError / ConflictError,
-                            the index's IndexNotReadyError, SQLAlchemy's OperationalError
+                            the index's IndexNotReadyError, SQLAlchemy's OperationalError,
+                            OSError for a full (ENOSPC, EDQUOT) or read-only (EROFS) disk
     status_of(exc)          -> (grpc.StatusCode, message a person can act on)
     with_status_codes(cls)  wraps every RPC method of a servicer class: an exception it
                             raises becomes context.abort(code, message)
@@ -13,9 +14,11 @@ BulkIngest uses `status_of` for its per-item error codes, so those agree with th
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -77,6 +80,27 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_status(exc: OSError) -> tuple[grpc.StatusCode, str] | None:
+    """A full or read-only disk is the operator's to mend, and the client's to retry; the
+    message names the condition, not the server's paths."""
+    if exc.errno in _DISK_FULL:
+        return (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the server is out of disk space ({os.strerror(exc.errno)}) for uploads: "
+            "retry later; the operator must free space under $SORA_HOME",
+        )
+    if exc.errno == errno.EROFS:
+        return (
+            grpc.StatusCode.UNAVAILABLE,
+            "the server's upload folder is on a read-only file system: retry later; the "
+            "operator must make $SORA_HOME writable",
+        )
+    return None
+
+
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message for an exception raised while answering a call."""
     if isinstance(exc, ApiError):
@@ -99,6 +123,8 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
             grpc.StatusCode.UNAVAILABLE,
             f"the database is unavailable ({_first_line(exc)}); retry later",
         )
+    if isinstance(exc, OSError) and (disk := _disk_status(exc)) is not None:
+        return disk
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 
 
@@ -106,6 +132,8 @@ def _abort(context: grpc.ServicerContext, method: str, exc: Exception) -> None:
     code, message = status_of(exc)
     if code is grpc.StatusCode.INTERNAL:
         logger.exception("%s failed", method)
+    elif isinstance(exc, OSError):  # a full or read-only disk: the path, for the operator
+        logger.warning("%s: %s (%s)", method, message, exc)
     elif code is grpc.StatusCode.UNAVAILABLE:
         logger.warning("%s: %s", method, message)
     else:

@@ -4,22 +4,27 @@ job sent to the workers.
     path    realpath (symlinks and '..' resolved) inside an allowed root? --no--> PERMISSION_DENIED
             --> open, check again through the open file --> sha256 --> register
     URL     on the allow-list (scheme, host, port, path prefix; every redirect too)?
-            --> download into $SORA_HOME/uploads (size cap, time limit) --> register
+            --> download into $SORA_HOME/uploads (size cap, a wall-clock deadline, a
+            minimum rate, the client's cancel noticed) --> register
     upload  chunks --> $SORA_HOME/uploads/.incoming/<random>.part (sha256 as it streams,
-            size cap) --> renamed to uploads/<sha256><ext> --> register
+            size cap) --> register as uploads/<sha256><ext> --> renamed there
     register: one transaction (`register_video`, idempotent on the bytes), then, after the
             commit, `Dispatcher.send(job ids)`; the job id is None when the bytes are known.
 
-Every refusal happens before a byte is hashed or a file registered; a failed or cancelled
-upload or download leaves no file behind. No ffmpeg runs here: the workers decode.
+Every refusal happens before a byte is hashed or a file registered; a failed, refused or
+cancelled upload or download leaves no file behind (and partial files a killed server
+left are swept at start-up). No ffmpeg runs here: the workers decode.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import posixpath
+import re
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -49,6 +54,9 @@ from .errors import (
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
+# Anything but printable ASCII: CR/LF would split the HTTP request line (http.client raises
+# InvalidURL, once an INTERNAL), and spaces or non-ASCII must come percent-encoded.
+_URL_BAD_CHAR = re.compile(r"[^\x21-\x7e]")
 MAX_BULK_ITEMS = 10_000
 
 
@@ -138,6 +146,35 @@ def receive_file(
     return ReceivedFile(tmp, h.hexdigest(), size)
 
 
+def sweep_partial_files(
+    directories: Iterable[Path], *, older_than_s: float, now: float | None = None
+) -> list[Path]:
+    """Remove the `*.part` files in `directories` last written more than `older_than_s`
+    ago -> their paths. A server killed mid-upload leaves its partial file behind; one
+    younger than the longest allowed upload may still be written by another replica that
+    shares the folder, so it stays."""
+    now = time.time() if now is None else now
+    removed = []
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        for path in directory.glob("*.part"):
+            try:
+                if now - path.stat().st_mtime > older_than_s:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:
+                continue  # removed meanwhile (by another replica's sweep)
+    if removed:
+        logger.info(
+            "removed %d partial upload file(s) older than %.0f s ($SORA_UPLOAD_TIME_LIMIT): %s",
+            len(removed),
+            older_than_s,
+            ", ".join(str(p) for p in removed),
+        )
+    return removed
+
+
 def _suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
     return suffix if suffix in VIDEO_EXTENSIONS else ""
@@ -149,6 +186,12 @@ def _url_path_is_under(path: str, prefix_path: str) -> bool:
     if prefix_path.endswith("/"):
         return path.startswith(prefix_path)
     return path == prefix_path or path.startswith(prefix_path + "/")
+
+
+def _socket_of(response: http.client.HTTPResponse) -> socket.socket | None:
+    """The response's socket, to bound each receive by the time left; http.client offers
+    no public handle on it (None then: each receive is bounded by the opening time-out)."""
+    return getattr(getattr(response.fp, "raw", None), "_sock", None)
 
 
 def _default_port(scheme: str) -> int:
@@ -166,6 +209,8 @@ class IngestService:
         allowed_url_prefixes: Sequence[str] = (),
         max_upload_bytes: int = 2 << 30,
         url_timeout_s: float = 60.0,
+        url_min_rate: int = 16 * 1024,
+        url_rate_window_s: float = 10.0,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
@@ -179,8 +224,15 @@ class IngestService:
             parts = urllib.parse.urlsplit(prefix)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"URL prefix {prefix!r}: expected http(s)://host[:port][/path]")
+        logger.info(
+            "ingest allowed from roots [%s] and URL prefixes [%s]",
+            ", ".join(map(str, self.allowed_roots)),
+            ", ".join(self.allowed_url_prefixes),
+        )
         self.max_upload_bytes = max_upload_bytes
         self.url_timeout_s = url_timeout_s
+        self.url_min_rate = url_min_rate  # bytes/s over each window; 0: no minimum
+        self.url_rate_window_s = url_rate_window_s
 
     @classmethod
     def from_settings(cls, store: Store, dispatcher: JobSender, settings: Settings):
@@ -192,6 +244,8 @@ class IngestService:
             allowed_url_prefixes=settings.allowed_url_prefixes,
             max_upload_bytes=settings.max_upload_bytes,
             url_timeout_s=settings.url_timeout_s,
+            url_min_rate=settings.url_min_rate,
+            url_rate_window_s=settings.url_rate_window_s,
         )
 
     # ------------------------------------------------------------------ public calls
@@ -275,16 +329,22 @@ class IngestService:
         return real
 
     def _check_inside_roots(self, real: Path, uri: str) -> None:
+        # The roots are not named: they map the server's disk for any client with a token.
         if not any(real == root or real.is_relative_to(root) for root in self.allowed_roots):
-            roots = ", ".join(str(r) for r in self.allowed_roots)
             raise PermissionDenied(
-                f"{uri} is outside the allowed roots (after resolving '..' and symlinks); "
-                f"allowed: {roots}. Move the file under one of them, add its folder to "
+                f"{uri} is outside the allowed roots (after resolving '..' and symlinks): "
+                "ask the operator where to put it or to add its folder to "
                 "$SORA_ALLOWED_ROOTS, or upload it"
             )
 
     def check_url(self, url: str) -> None:
         """PERMISSION_DENIED unless an allow-list prefix permits `url`."""
+        bad = _URL_BAD_CHAR.search(url)
+        if bad:
+            raise InvalidArgument(
+                f"the URL has a control character, white space or non-ASCII character "
+                f"({bad.group()!r} at {bad.start()}): percent-encode it"
+            )
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidArgument(f"{url[:200]!r}: expected an absolute path or an http(s) URL")
@@ -311,10 +371,9 @@ class IngestService:
                 and _url_path_is_under(posixpath.normpath(path) if path else "/", p.path)
             ):
                 return
-        raise PermissionDenied(
-            f"{url[:200]} is not on the server's URL allow-list "
-            f"({', '.join(self.allowed_url_prefixes)}); ask the operator to add its prefix "
-            "to $SORA_ALLOWED_URL_PREFIXES, or upload the file"
+        raise PermissionDenied(  # the prefixes are not named, like the roots
+            f"{url[:200]} is not on the server's URL allow-list: ask the operator to add its "
+            "prefix to $SORA_ALLOWED_URL_PREFIXES, or upload the file"
         )
 
     # ------------------------------------------------------------------ internals
@@ -366,66 +425,117 @@ class IngestService:
                 return super().redirect_request(req, fp, code, msg, headers, newurl)
 
         opener = urllib.request.build_opener(CheckedRedirect)
-        started = time.monotonic()
         limit = self.url_timeout_s
         left = call.remaining()
         if left is not None:
             limit = min(limit, left)
+        deadline = time.monotonic() + limit
         try:
-            response = opener.open(url, timeout=max(limit, 0.1))
+            response = opener.open(url, timeout=max(self._receive_timeout(deadline), 0.1))
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 raise NotFound(f"{url[:200]} answered 404 Not Found") from None
             reason = f"HTTP {exc.code} {exc.reason}"
             raise Unavailable(f"fetching {url[:200]} failed: {reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if time.monotonic() >= deadline:
+                raise self._late(url, limit) from None
             reason = getattr(exc, "reason", exc)
             raise Unavailable(f"fetching {url[:200]} failed: {reason}") from None
         with response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > self.max_upload_bytes:
                 raise _too_big(int(length), self.max_upload_bytes, f"the download of {url[:200]}")
-
-            def chunks() -> Iterator[bytes]:
-                while True:
-                    if time.monotonic() - started > limit:
-                        raise DeadlineExceeded(
-                            f"downloading {url[:200]} took longer than {limit:.0f} s "
-                            "($SORA_URL_TIMEOUT or the call's deadline)"
-                        )
-                    try:
-                        block = response.read(CHUNK)
-                    except OSError as exc:
-                        raise Unavailable(f"fetching {url[:200]} failed: {exc}") from None
-                    if not block:
-                        return
-                    yield block
-
             return receive_file(
-                chunks(),
+                self._body(response, url, deadline, limit),
                 self.incoming_dir,
                 cap=self.max_upload_bytes,
                 call=call,
                 what=f"the download of {url[:200]}",
             )
 
+    def _receive_timeout(self, deadline: float) -> float:
+        """How long one receive may wait: to the deadline, and no longer than a rate
+        window when a minimum rate is set (a silent server is then too slow)."""
+        left = deadline - time.monotonic()
+        return min(left, self.url_rate_window_s) if self.url_min_rate else left
+
+    def _body(
+        self, response: http.client.HTTPResponse, url: str, deadline: float, limit: float
+    ) -> Iterator[bytes]:
+        """The response body in blocks as they arrive. read1 returns what one receive
+        brings, so a server dripping a few bytes at a time cannot hold a read (the old
+        read(1 MiB) waited for the whole MiB); each receive is bounded by the deadline.
+        DEADLINE_EXCEEDED past the deadline; UNAVAILABLE when a window of
+        url_rate_window_s brings under url_min_rate bytes a second. `receive_file` checks
+        the call (the client's cancel) after every block."""
+        sock = _socket_of(response)
+        window_start, window_bytes = time.monotonic(), 0
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                raise self._late(url, limit)
+            if self.url_min_rate and now - window_start >= self.url_rate_window_s:
+                if window_bytes < self.url_min_rate * (now - window_start):
+                    raise self._too_slow(url, window_bytes, now - window_start)
+                window_start, window_bytes = now, 0
+            if sock is not None:
+                sock.settimeout(max(self._receive_timeout(deadline), 0.01))
+            try:
+                block = response.read1(CHUNK)
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    raise self._late(url, limit) from None
+                raise self._too_slow(url, window_bytes, time.monotonic() - window_start) from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise Unavailable(f"fetching {url[:200]} failed: {exc}") from None
+            if not block:
+                if response.length:  # http.client's count of promised bytes not yet read
+                    raise Unavailable(
+                        f"{url[:200]} closed the connection {response.length} bytes short of "
+                        "its Content-Length: retry later"
+                    )
+                return
+            window_bytes += len(block)
+            yield block
+
+    def _late(self, url: str, limit: float) -> DeadlineExceeded:
+        return DeadlineExceeded(
+            f"downloading {url[:200]} took longer than {limit:g} s "
+            "($SORA_URL_TIMEOUT or the call's deadline)"
+        )
+
+    def _too_slow(self, url: str, received: int, seconds: float) -> Unavailable:
+        return Unavailable(
+            f"{url[:200]} sent {received} bytes in {seconds:.1f} s, under the minimum of "
+            f"{self.url_min_rate} bytes/s ($SORA_URL_MIN_RATE): retry later, or upload the file"
+        )
+
     def _register_received(
         self, received: ReceivedFile, suffix: str, video: NewVideo, title: str | None
     ) -> IngestResult:
-        """Rename a received file to uploads/<sha256><suffix> and register it."""
+        """Register a received file as uploads/<sha256><suffix>, then move it there.
+
+        Registering first: a refusal (bad metadata, the database down) leaves the file
+        in .incoming, where it is removed; renaming first left it in uploads/ for good,
+        and removing it from there could delete the file of a known video with the same
+        bytes. The job is sent only after this returns, so no worker looks for the file
+        before it is in place."""
         final = self.uploads_dir / f"{received.sha256}{suffix}"
         try:
-            os.replace(received.path, final)  # same bytes if it exists: harmless
+            result = self._register(final, received.sha256, received.size, video, title)
+            if result.job_id is None and self._known_uri(result.video_id) != str(final):
+                received.path.unlink()  # the bytes are known under another file
+            else:
+                os.replace(received.path, final)  # same bytes if it exists: harmless
         except BaseException:
             received.path.unlink(missing_ok=True)
             raise
-        result = self._register(final, received.sha256, received.size, video, title)
-        if result.job_id is None:
-            with self.store.ReadSession.begin() as s:
-                known_uri = get_video(s, result.video_id, include_deleted=True).uri
-            if known_uri != str(final):
-                final.unlink(missing_ok=True)  # the bytes are known under another file
         return result
+
+    def _known_uri(self, video_id: int) -> str:
+        with self.store.ReadSession.begin() as s:
+            return get_video(s, video_id, include_deleted=True).uri
 
     def _register(
         self, path: Path, sha: str, size: int, video: NewVideo, title: str | None

@@ -4,8 +4,10 @@
                     keeper, services, servicer; standard health (NOT_SERVING until the index
                     is loaded) and reflection; the bearer-token interceptor on every method
                     but health; TLS when a certificate and key are configured; message size
-                    limits; at most `max_concurrent_rpcs` calls at once (RESOURCE_EXHAUSTED
-                    beyond, from gRPC itself)
+                    limits; at most `max_concurrent_rpcs` calls at once, health checks
+                    apart (RESOURCE_EXHAUSTED beyond), with threads to spare for health
+                    (limits.py); client streams cut off when idle; partial uploads a killed
+                    server left behind swept
     SoraServer      what create_server returns: start() starts the index keeper and gRPC,
                     stop(grace) stops both (health says NOT_SERVING first)
 
@@ -35,7 +37,8 @@ from services.store import Store, open_store
 from .auth import BearerTokenInterceptor
 from .classifier_service import ClassifierService
 from .index_keeper import IndexKeeper
-from .ingest_service import IngestService, JobSender
+from .ingest_service import IngestService, JobSender, sweep_partial_files
+from .limits import CallLimiter, StreamGuard, check_pool
 from .search_service import Embedder, SearchService
 from .servicer import SERVICE, Services, SoraIndexServicer
 from .video_service import JobService, VideoService
@@ -137,8 +140,10 @@ def create_server(
         settings' checkpoint when None.
     model_version: the configured model version; None: the embedder's (loaded in the
         index keeper's thread), which decides which version searches serve mid-reindex.
-    Raises ValueError for an unauthenticated non-loopback address or half a TLS setup.
+    Raises ValueError for an unauthenticated non-loopback address, half a TLS setup, or a
+    concurrency cap the thread pool cannot serve with health checks to spare.
     """
+    check_pool(settings.max_workers, settings.max_concurrent_rpcs)
     token = settings.api_token
     if not token:
         if not is_loopback(address):
@@ -208,7 +213,15 @@ def create_server(
         classifiers=ClassifierService(store, keeper),
     )
 
-    interceptors = [BearerTokenInterceptor(token)] if token else []
+    sweep_partial_files(
+        (settings.uploads_dir / ".incoming", settings.uploads_dir / ".queries"),
+        older_than_s=settings.upload_time_limit_s,
+    )
+    # The limiter first, so that every call holding a thread counts (refused ones too);
+    # gRPC's own cap at the pool size: a call is refused rather than queued for a thread.
+    interceptors: list[grpc.ServerInterceptor] = [CallLimiter(settings.max_concurrent_rpcs)]
+    if token:
+        interceptors.append(BearerTokenInterceptor(token))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="sora-rpc"),
         interceptors=interceptors,
@@ -216,9 +229,10 @@ def create_server(
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
         ],
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        maximum_concurrent_rpcs=settings.max_workers,
     )
-    sora_pb2_grpc.add_SoraIndexServicer_to_server(SoraIndexServicer(services), server)
+    guard = StreamGuard(settings.stream_idle_s, max_s=settings.upload_time_limit_s)
+    sora_pb2_grpc.add_SoraIndexServicer_to_server(SoraIndexServicer(services, guard), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -20,6 +20,7 @@ from .call import Call
 from .classifier_service import ClassifierService
 from .errors import InvalidArgument, with_status_codes
 from .ingest_service import IngestService
+from .limits import StreamGuard
 from .search_service import SearchService
 from .video_service import JobService, VideoService
 
@@ -38,6 +39,7 @@ class Services:
 def _split_stream(requests: Iterator[Any], what: str) -> tuple[Any, Iterator[bytes]]:
     """(the first message's metadata, an iterator over the following chunks) of a
     client stream whose messages are `oneof part { metadata; chunk }`."""
+    requests = iter(requests)
     first = next(requests, None)
     if first is None or first.WhichOneof("part") != "metadata":
         raise InvalidArgument(f"{what}: the first message must carry `metadata`, then `chunk`s")
@@ -57,8 +59,15 @@ def _vector(q: pb.VectorQuery) -> Any:
 
 @with_status_codes(SERVICE)
 class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, stream_guard: StreamGuard | None = None) -> None:
         self.s = services
+        self.guard = stream_guard
+
+    def _client_stream(self, requests: Iterator[Any], context: grpc.ServicerContext, what: str):
+        """_split_stream of `requests`, cut off by the guard when the client stalls."""
+        if self.guard is not None:
+            requests = self.guard.guard(requests, context)
+        return _split_stream(requests, what)
 
     # ---- ingest
     def IngestUri(self, request: pb.IngestUriRequest, context: grpc.ServicerContext):
@@ -66,7 +75,7 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
         return cv.ingest_to_pb(self.s.ingest.ingest_uri(video, Call.of(context)))
 
     def UploadVideo(self, request_iterator: Iterator[Any], context: grpc.ServicerContext):
-        meta, chunks = _split_stream(request_iterator, "UploadVideo")
+        meta, chunks = self._client_stream(request_iterator, context, "UploadVideo")
         video = cv.new_video_from_pb(meta.filename, meta.metadata)
         result = self.s.ingest.upload(
             video, chunks, declared_size=meta.size_bytes or None, call=Call.of(context)
@@ -122,7 +131,7 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
         return cv.search_to_pb(result)
 
     def SearchByClip(self, request_iterator: Iterator[Any], context: grpc.ServicerContext):
-        meta, chunks = _split_stream(request_iterator, "SearchByClip")
+        meta, chunks = self._client_stream(request_iterator, context, "SearchByClip")
         result = self.s.search.search_clip(
             chunks,
             cv.search_options_from_pb(meta.options),
