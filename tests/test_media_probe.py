@@ -200,3 +200,15 @@ def test_decode_budget_grows_with_the_video() -> None:
     limits = MediaLimits(timeout_s=100.0, timeout_per_video_s=0.5)
     assert limits.decode_timeout_s(0.0) == 100.0
     assert limits.decode_timeout_s(3600.0) == 1900.0
+
+
+def test_frame_over_the_pixel_cap_is_named_when_the_header_has_no_size(tmp_path: Path) -> None:
+    # MPEG-4 Part 2 in AVI: the frame size comes from decoding the first picture, which the
+    # decoder refuses over -max_pixels, so the header has no size. The reason is the cap, not
+    # "damaged or unsupported" (issue #9, defect 9).
+    path = make_video(tmp_path / "v.avi", duration_s=0.2, size=(256, 256), codec="mpeg4")
+    with pytest.raises(ResolutionTooLargeError) as err:
+        probe(path, MediaLimits(max_pixels=128 * 128))
+    message = str(err.value)
+    assert "256x256" in message and "max_pixels" in message
+    assert "damaged" not in message
