@@ -715,6 +715,28 @@ def test_search_by_clip_embeds_the_upload_and_searches(db, tmp_path):
         a.server.stop(0).wait(10)
 
 
+def test_search_in_a_one_video_library_by_its_id_and_by_a_clip_of_it(db, tmp_path):
+    # One single-segment video: the only background for the adaptive alignment threshold is
+    # the video itself (cosine 1), which made the threshold 1.0 and the search INTERNAL
+    # (issue #9, defect 11). Now it aligns with itself at every level.
+    v = unit(np.random.default_rng(11).normal(size=(1, DIM)))
+    a = make_api(db, tmp_path, embedder=FakeEmbedder(v))
+    try:
+        only = add_video(db, v)
+        a.sync()
+        clip = tmp_path / "query.mp4"
+        clip.write_bytes(b"clip bytes" * 1000)
+        for level in ("video", "segment"):
+            by_id = a.client.search(video_id=only, level=level, top_k=3)
+            by_clip = a.client.search_by_clip(clip, level=level, top_k=3)
+            for r in (by_id, by_clip):
+                assert [h.video.id for h in r.hits] == [only], level
+                assert r.hits[0].aligned and r.hits[0].score == pytest.approx(1.0, abs=1e-3)
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
 def _worker_writes(store, embedder, path: Path, n: int) -> int:
     """What an ingest worker does for one file, without Celery."""
     emb = embedder.embed(path)
