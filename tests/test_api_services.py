@@ -32,6 +32,7 @@ from services.api.ingest_service import IngestService, NewVideo, receive_file
 from services.api.search_service import SearchOptions, SearchService
 from services.api.video_service import JobService
 from services.index import IndexNotReadyError
+from services.indexes import IndexSet
 from services.store import (
     ConflictError,
     InvalidArgumentError,
@@ -41,6 +42,7 @@ from services.store import (
     complete_ingest,
     enqueue_job,
     get_video,
+    open_store,
     register_video,
 )
 from tests.test_api_harness import *  # noqa: F403 - fixtures
@@ -301,6 +303,32 @@ def test_a_search_of_a_video_not_ready_yet_does_not_sync(db, tmp_path):
     with pytest.raises(FailedPrecondition, match="SUCCEEDED"):
         SearchService(db, keeper).search_video(pending, SearchOptions())
     assert keeper.syncs == syncs  # a PENDING video costs no sync
+
+
+def test_a_snapshot_folder_of_another_database_is_not_served(db, empty_db_url, tmp_path):
+    # Snapshots written over one database, then the folder opened over another one with the
+    # same model version and vector count: it is rebuilt, and search by id finds the right
+    # video first (issue #9, defect 5).
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "index"
+    for _ in range(3):
+        add_video(db, rng.normal(size=(2, DIM)))
+    IndexSet(db, MODEL, folder).sync()
+    other = open_store(empty_db_url)
+    try:
+        assert other.vector_source().identity() != db.vector_source().identity()
+        assert other.vector_source().identity() == other.vector_source().identity()
+        mine = [add_video(other, rng.normal(size=(2, DIM))) for _ in range(3)]
+        keeper = IndexKeeper(other, folder, configured_version=MODEL)
+        keeper.sync_once()
+        _, indexes = keeper.current()
+        for index in indexes.values():
+            assert "another database" in (index.last_load.rebuilt_reason or "")
+        svc = SearchService(other, keeper)
+        for vid in mine:
+            assert svc.search_video(vid, SearchOptions(top_k=1)).hits[0].video.id == vid
+    finally:
+        other.dispose()
 
 
 def test_search_service_without_grpc(db, tmp_path):
