@@ -10,6 +10,7 @@ import pytest
 from sora_encoder.media import (
     DurationTooLongError,
     FfmpegNotFoundError,
+    FfmpegTooOldError,
     FileTooLargeError,
     FormatNotAllowedError,
     MediaLimits,
@@ -158,6 +159,29 @@ def test_sora_ffmpeg_overrides_the_binary(tmp_path: Path, monkeypatch: pytest.Mo
         ffmpeg_exe()
     monkeypatch.setenv("SORA_FFMPEG", wheel)
     assert ffmpeg_exe() == wheel
+
+
+@pytest.mark.parametrize(
+    ("banner", "accepted"),
+    [
+        ("ffmpeg version 4.2.7-0ubuntu0.1 Copyright (c) 2000-2022", False),  # Ubuntu 20.04
+        ("ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021", True),  # the floor
+        ("ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026", True),  # Debian 12
+        ("ffmpeg version N-112233-gabcdef Copyright (c) 2000-2026", True),  # a git build
+    ],
+)
+def test_an_ffmpeg_older_than_4_4_is_refused_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, banner: str, accepted: bool
+) -> None:
+    fake = tmp_path / f"ffmpeg-{abs(hash(banner))}"  # a path per banner: versions are cached
+    fake.write_text(f"#!/bin/sh\necho '{banner}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("SORA_FFMPEG", str(fake))
+    if accepted:
+        assert ffmpeg_exe() == str(fake)
+    else:
+        with pytest.raises(FfmpegTooOldError, match=r"ffmpeg 4\.2 .* too old.*4\.4 or newer"):
+            ffmpeg_exe()
 
 
 def _header(path: Path) -> str:

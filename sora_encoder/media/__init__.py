@@ -10,7 +10,12 @@ expected: every call whitelists protocols and container formats, enforces `Media
 and a time-out, and every refusal is a `MediaError` subclass with a readable reason.
 """
 
-from sora_encoder.media.binary import FfmpegNotFoundError, ffmpeg_exe, ffmpeg_version
+from sora_encoder.media.binary import (
+    FfmpegNotFoundError,
+    FfmpegTooOldError,
+    ffmpeg_exe,
+    ffmpeg_version,
+)
 from sora_encoder.media.decode import decode_clips, iter_clips
 from sora_encoder.media.errors import (
     DecodeTimeoutError,
@@ -43,6 +48,7 @@ __all__ = [
     "decode_clips",
     "ffmpeg_exe",
     "ffmpeg_version",
+    "FfmpegTooOldError",
     "iter_clips",
     "plan_windows",
     "probe",
