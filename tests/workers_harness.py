@@ -81,6 +81,33 @@ def wait_for(cond: Callable[[], object], timeout_s: float, what: str, every: flo
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def wait_for_progress(
+    cond: Callable[[], object],
+    progress: Callable[[], object],
+    stall_s: float,
+    what: str,
+    every: float = 0.05,
+    limit_s: float = 1800.0,
+):
+    """wait_for() without a deadline sized for a quiet machine: wait as long as `progress()`
+    keeps changing (jobs advancing, logs growing) and fail once it has stood still for
+    `stall_s` seconds (or after `limit_s` in all, a backstop against a livelock)."""
+    start = last_change = time.monotonic()
+    seen = progress()
+    while True:
+        value = cond()
+        if value:
+            return value
+        now = time.monotonic()
+        if now - start > limit_s:
+            raise AssertionError(f"gave up after {limit_s:.0f} s waiting for {what}")
+        if (current := progress()) != seen:
+            seen, last_change = current, now
+        elif now - last_change > stall_s:
+            raise AssertionError(f"no progress for {stall_s:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
 @dataclass
 class IngestEnv:
     home: Path
