@@ -123,8 +123,10 @@ class IngestEnv:
             SORA_DATABASE_URL=self.database_url,
             SORA_BROKER_URL=self.broker_url,
             SORA_CACHE_DIR=str(self.home / "cache"),
-            # Short clocks so faults are noticed within a test's time.
-            SORA_LEASE_SECONDS="3",
+            # Short clocks so faults are noticed within a test's time. The lease is renewed
+            # once per embedded batch: 3 s expired under a loaded machine's slower batches,
+            # and the live job was re-queued until it failed for attempts (MAX_ATTEMPTS).
+            SORA_LEASE_SECONDS="20",
             SORA_RECONCILE_INTERVAL="0.5",
             SORA_DISPATCH_TIMEOUT="4",
             PYTHONUNBUFFERED="1",
