@@ -50,6 +50,15 @@ class VectorSource(Protocol):
         """Live vectors with id > after_id, in id order, in batches."""
         ...
 
+    def vectors(self, level: Level, model_version: str, ids: np.ndarray) -> VectorBatch:
+        """The live rows among `ids`, in id order (absent ids are left out)."""
+        ...
+
+    def identity(self) -> str:
+        """A stable id of the store (the database), different for every other store: index
+        snapshots record it and are not served over another store."""
+        ...
+
     def tombstones(self, level: Level, model_version: str, *, after_seq: int = 0) -> Tombstones:
         """Vector ids deleted after tombstone sequence `after_seq`."""
         ...

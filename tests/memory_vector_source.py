@@ -8,6 +8,7 @@ iter_vectors, so a test can tell a snapshot load (few rows read) from a rebuild 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -40,6 +41,7 @@ class MemoryVectorSource:
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.rows_read = 0
+        self.store_id = str(uuid.uuid4())  # identity(); a test may copy another's
         self._lock = threading.Lock()
         self._next_id = 1
         self._collections: dict[tuple[str, str], _Collection] = {}
@@ -120,6 +122,16 @@ class MemoryVectorSource:
             if len(ids):
                 self.rows_read += len(ids)
                 yield VectorBatch(ids=ids.copy(), xb=xb.copy())
+
+    def vectors(self, level: Level, model_version: str, ids: np.ndarray) -> VectorBatch:
+        with self._lock:
+            c = self._collection(level, model_version)
+            c.consolidate()
+            keep = c.alive & np.isin(c.ids, np.asarray(ids, np.int64))
+            return VectorBatch(ids=c.ids[keep].copy(), xb=c.xb[keep].copy())
+
+    def identity(self) -> str:
+        return self.store_id
 
     def tombstones(self, level: Level, model_version: str, *, after_seq: int = 0) -> Tombstones:
         with self._lock:

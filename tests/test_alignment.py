@@ -231,3 +231,17 @@ def test_adaptive_threshold_sits_between_background_and_one():
     # A well-separated encoder (unrelated ~0): the floor applies.
     assert adaptive_threshold(np.zeros(10, dtype=np.float32)) == 0.5
     assert adaptive_threshold(np.empty(0)) == 0.5
+
+
+@pytest.mark.parametrize("background", [1.0, 1.0000001, 0.9999])
+def test_adaptive_threshold_of_a_library_that_is_all_the_query_still_aligns_a_copy(background):
+    from services.search import adaptive_threshold
+
+    # A one-video library: the only background is the query itself (cosine 1, or a hair
+    # over from float rounding). The threshold stays a valid cosine below 1, and the
+    # query aligns with itself.
+    threshold = adaptive_threshold(np.full(1, background, dtype=np.float32))
+    assert 0.5 <= threshold < 1.0
+    Q = unit(np.random.default_rng(3).normal(size=(1, 16)))
+    a = align(Q, Q.copy(), threshold=threshold)
+    assert a is not None and a.path == [(0, 0)] and a.score == pytest.approx(1.0, abs=1e-5)

@@ -53,7 +53,10 @@ def media(tmp_path_factory) -> dict[str, Path]:
     lib = d / "library"
     lib.mkdir()
     orig = make_scenes(lib / "orig.mp4")
-    make_video(lib / "zoneplate.mp4", duration_s=8, source="zoneplate", size=(320, 240))
+    # A moving zone plate drawn with geq: the `zoneplate` source is ffmpeg 6.1+ only, and
+    # the suite runs on ffmpeg 4.4 and newer (see sora_encoder/media/binary.py).
+    zone = "geq=lum='128+127*cos((X*X+Y*Y)/300+8*T)':cb=128:cr=128"
+    make_video(lib / "zoneplate.mp4", duration_s=8, source="nullsrc", vf=zone, size=(320, 240))
     make_video(lib / "gradients.mp4", duration_s=8, source="gradients", size=(320, 240))
     server_side = make_video(lib / "rgb.mp4", duration_s=8, source="rgbtestsrc", size=(320, 240))
     copy = d / "copy.mp4"

@@ -20,6 +20,7 @@ from services.api.call import Call
 from services.api.errors import (
     Cancelled,
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -31,6 +32,7 @@ from services.api.ingest_service import IngestService, NewVideo, receive_file
 from services.api.search_service import SearchOptions, SearchService
 from services.api.video_service import JobService
 from services.index import IndexNotReadyError
+from services.indexes import IndexSet
 from services.store import (
     ConflictError,
     InvalidArgumentError,
@@ -40,6 +42,7 @@ from services.store import (
     complete_ingest,
     enqueue_job,
     get_video,
+    open_store,
     register_video,
 )
 from tests.test_api_harness import *  # noqa: F403 - fixtures
@@ -263,6 +266,69 @@ def test_keeper_thread_syncs_when_asked_and_survives_errors(db, tmp_path):
     finally:
         keeper.stop()
     assert any((tmp_path / "index").glob("*.manifest.json"))  # snapshots written at stop
+
+
+def test_the_first_ready_video_is_searchable_before_the_keepers_next_sync(db, tmp_path):
+    # The keeper loaded an empty library and its next sync is far off: the first video turns
+    # READY in that window. Search by its id answered FAILED_PRECONDITION ("serving model
+    # version None", issue #9 defect 10); now the search catches the index up once first.
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, interval_s=3600)
+    keeper.start()
+    try:
+        assert keeper.wait_ready(10)
+        syncs = keeper.syncs
+        assert keeper.current() == (None, {})
+        v = unit(np.random.default_rng(10).normal(size=(2, DIM)))
+        first = add_video(db, v)
+        svc = SearchService(db, keeper)
+        for level in ("video", "segment"):
+            r = svc.search_video(first, SearchOptions(level=level, top_k=3))
+            assert r.model_version == MODEL and r.hits and r.hits[0].video.id == first
+        r = svc.search_vector(v[0], SearchOptions(level="segment", top_k=1))
+        assert [h.video.id for h in r.hits] == [first]
+        assert keeper.syncs == syncs + 1  # one catch-up, not one per search
+    finally:
+        keeper.stop(save=False)
+
+
+def test_a_search_of_a_video_not_ready_yet_does_not_sync(db, tmp_path):
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, interval_s=3600)
+    keeper.sync_once()
+    add_video(db, unit(np.random.default_rng(12).normal(size=(1, DIM))))
+    keeper.sync_once()
+    with db.Session.begin() as s:
+        video, _, _ = register_video(s, uri="/late.mp4", content_sha256="e" * 64, size_bytes=1)
+        pending = video.id
+    syncs = keeper.syncs
+    with pytest.raises(FailedPrecondition, match="SUCCEEDED"):
+        SearchService(db, keeper).search_video(pending, SearchOptions())
+    assert keeper.syncs == syncs  # a PENDING video costs no sync
+
+
+def test_a_snapshot_folder_of_another_database_is_not_served(db, empty_db_url, tmp_path):
+    # Snapshots written over one database, then the folder opened over another one with the
+    # same model version and vector count: it is rebuilt, and search by id finds the right
+    # video first (issue #9, defect 5).
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "index"
+    for _ in range(3):
+        add_video(db, rng.normal(size=(2, DIM)))
+    IndexSet(db, MODEL, folder).sync()
+    other = open_store(empty_db_url)
+    try:
+        assert other.vector_source().identity() != db.vector_source().identity()
+        assert other.vector_source().identity() == other.vector_source().identity()
+        mine = [add_video(other, rng.normal(size=(2, DIM))) for _ in range(3)]
+        keeper = IndexKeeper(other, folder, configured_version=MODEL)
+        keeper.sync_once()
+        _, indexes = keeper.current()
+        for index in indexes.values():
+            assert "another database" in (index.last_load.rebuilt_reason or "")
+        svc = SearchService(other, keeper)
+        for vid in mine:
+            assert svc.search_video(vid, SearchOptions(top_k=1)).hits[0].video.id == vid
+    finally:
+        other.dispose()
 
 
 def test_search_service_without_grpc(db, tmp_path):

@@ -212,3 +212,40 @@ def test_crash_mid_write_leaves_previous_snapshot(built, monkeypatch, crash_at):
     assert report.loaded_from_snapshot and report.added == 20  # old snapshot + catch-up
     assert vi2.ntotal == src.count(LEVEL, VERSION) == 1020
     assert_serves(vi2, src, ids, xb)
+
+
+def test_a_snapshot_of_another_store_with_the_same_count_is_rebuilt(built):
+    # Another database (re-created, or another deployment sharing the folder): same level,
+    # model version and count, the same ids, other vectors (issue #9, defect 5).
+    src, ids, xb, folder = built
+    other = MemoryVectorSource(D_)
+    xb2 = clustered_unit_vectors(1_000, D_, n_clusters=10, seed=4)
+    ids2 = other.add(LEVEL, VERSION, xb2)
+    assert other.count(LEVEL, VERSION) == src.count(LEVEL, VERSION)
+    vi, report = reopen(other, folder)
+    assert not report.loaded_from_snapshot and "another database" in report.rebuilt_reason
+    assert_serves(vi, other, ids2, xb2)
+    vi, report = reopen(other, folder)  # the rebuild's snapshot is this store's
+    assert report.loaded_from_snapshot
+
+
+def test_a_restored_store_that_reused_ids_is_rebuilt(built):
+    # The same database restored from a backup taken at row 900, after which 100 new rows
+    # took ids 901..1000 again: same identity, same count, other vectors at the top.
+    src, ids, xb, folder = built
+    restored = MemoryVectorSource(D_)
+    restored.store_id = src.store_id
+    xb2 = np.concatenate([xb[:900], clustered_unit_vectors(100, D_, n_clusters=3, seed=5)])
+    ids2 = restored.add(LEVEL, VERSION, xb2)
+    np.testing.assert_array_equal(ids2, ids)
+    vi, report = reopen(restored, folder)
+    assert not report.loaded_from_snapshot and "other vectors" in report.rebuilt_reason
+    assert_serves(vi, restored, ids2, xb2)
+
+
+def test_rows_deleted_after_the_snapshot_do_not_force_a_rebuild(built):
+    src, ids, xb, folder = built
+    src.delete(LEVEL, VERSION, ids[-20:])  # the sampled top rows among them
+    vi, report = reopen(src, folder)
+    assert report.loaded_from_snapshot and report.removed == 20
+    assert vi.ntotal == 980

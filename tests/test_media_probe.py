@@ -10,6 +10,7 @@ import pytest
 from sora_encoder.media import (
     DurationTooLongError,
     FfmpegNotFoundError,
+    FfmpegTooOldError,
     FileTooLargeError,
     FormatNotAllowedError,
     MediaLimits,
@@ -160,6 +161,29 @@ def test_sora_ffmpeg_overrides_the_binary(tmp_path: Path, monkeypatch: pytest.Mo
     assert ffmpeg_exe() == wheel
 
 
+@pytest.mark.parametrize(
+    ("banner", "accepted"),
+    [
+        ("ffmpeg version 4.2.7-0ubuntu0.1 Copyright (c) 2000-2022", False),  # Ubuntu 20.04
+        ("ffmpeg version 4.4.2-0ubuntu0.22.04.1 Copyright (c) 2000-2021", True),  # the floor
+        ("ffmpeg version 5.1.9-0+deb12u1 Copyright (c) 2000-2026", True),  # Debian 12
+        ("ffmpeg version N-112233-gabcdef Copyright (c) 2000-2026", True),  # a git build
+    ],
+)
+def test_an_ffmpeg_older_than_4_4_is_refused_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, banner: str, accepted: bool
+) -> None:
+    fake = tmp_path / f"ffmpeg-{abs(hash(banner))}"  # a path per banner: versions are cached
+    fake.write_text(f"#!/bin/sh\necho '{banner}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("SORA_FFMPEG", str(fake))
+    if accepted:
+        assert ffmpeg_exe() == str(fake)
+    else:
+        with pytest.raises(FfmpegTooOldError, match=r"ffmpeg 4\.2 .* too old.*4\.4 or newer"):
+            ffmpeg_exe()
+
+
 def _header(path: Path) -> str:
     done = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, timeout=60
@@ -200,3 +224,15 @@ def test_decode_budget_grows_with_the_video() -> None:
     limits = MediaLimits(timeout_s=100.0, timeout_per_video_s=0.5)
     assert limits.decode_timeout_s(0.0) == 100.0
     assert limits.decode_timeout_s(3600.0) == 1900.0
+
+
+def test_frame_over_the_pixel_cap_is_named_when_the_header_has_no_size(tmp_path: Path) -> None:
+    # MPEG-4 Part 2 in AVI: the frame size comes from decoding the first picture, which the
+    # decoder refuses over -max_pixels, so the header has no size. The reason is the cap, not
+    # "damaged or unsupported" (issue #9, defect 9).
+    path = make_video(tmp_path / "v.avi", duration_s=0.2, size=(256, 256), codec="mpeg4")
+    with pytest.raises(ResolutionTooLargeError) as err:
+        probe(path, MediaLimits(max_pixels=128 * 128))
+    message = str(err.value)
+    assert "256x256" in message and "max_pixels" in message
+    assert "damaged" not in message

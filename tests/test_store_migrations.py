@@ -29,6 +29,7 @@ TABLES = {
     "vector_tombstones",
     "jobs",
     "classifiers",
+    "store_identity",
 }
 SHA = "ab" * 32
 

@@ -21,10 +21,11 @@ from services.indexes import IndexSet
 from services.store import Job, JobStatus, Segment, Video, VideoEmbedding, VideoStatus, open_store
 from tests.conftest import _empty_database
 from tests.media_factory import make_video
-from tests.workers_harness import IngestEnv, RedisServer, wait_for
+from tests.workers_harness import IngestEnv, RedisServer, wait_for, wait_for_progress
 
 pytestmark = pytest.mark.slow
 
+STALL_S = 120.0  # no job or worker log moving for this long: the test is stuck
 DURATIONS = {"a.mp4": 9.0, "b.mp4": 3.0, "c.mp4": 5.0, "d.mp4": 1.5}
 SOURCES = ("testsrc2", "mandelbrot", "smptebars", "rgbtestsrc")
 
@@ -82,6 +83,13 @@ def segment_counts(store) -> Counter:
         return Counter(dict(s.execute(
             select(Segment.video_id, func.count()).group_by(Segment.video_id)
         ).all()))  # fmt: skip
+
+
+def ingest_progress(env: IngestEnv, store) -> tuple:
+    """What moves while workers start and ingest: jobs' states and progress, log sizes."""
+    with store.ReadSession.begin() as s:
+        jobs = tuple(s.execute(select(Job.id, Job.status, Job.attempts, Job.progress_done)))
+    return jobs, tuple(p.stat().st_size for p in sorted(env.home.glob("worker-*.log")))
 
 
 def assert_exactly_once(store, durations: dict[str, float]) -> None:
@@ -175,9 +183,12 @@ def test_worker_killed_mid_job_loses_nothing(env, library, long_video):
             job = s.scalar(select(Job).join(Video).where(Video.uri.like("%long.mp4")))
             return job is not None and job.status is JobStatus.RUNNING and job.progress_done >= 1
 
-    wait_for(long_job_running, 120, "the long video's job to be mid-way", every=0.02)
+    # Waits follow progress, not a deadline sized for a quiet machine (a busy one loads the
+    # model and encodes several times slower); they fail once nothing moves for STALL_S.
+    progress = lambda: ingest_progress(env, store)  # noqa: E731
+    wait_for_progress(long_job_running, progress, STALL_S, "the long job mid-way", every=0.02)
     first.send_signal(signal.SIGKILL)
-    first.wait(10)
+    first.wait(60)
     with store.ReadSession.begin() as s:
         assert s.scalar(select(func.count()).select_from(Segment).join(Video).where(
             Video.uri.like("%long.mp4"))) == 0  # fmt: skip  # nothing half-written
@@ -189,9 +200,9 @@ def test_worker_killed_mid_job_loses_nothing(env, library, long_video):
         return len(rows) == 5 and all(v.status is VideoStatus.READY for v in rows.values())
 
     try:
-        wait_for(all_ready, 180, "every video READY after the kill", every=0.2)
-    except AssertionError:
-        raise AssertionError(env.worker_logs()) from None
+        wait_for_progress(all_ready, progress, STALL_S, "every video READY after the kill", 0.2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{env.worker_logs()}") from None
     assert_exactly_once(store, {"long.mp4": 120.0, **DURATIONS})
     with store.ReadSession.begin() as s:
         long_job = s.scalar(select(Job).join(Video).where(Video.uri.like("%long.mp4")))

@@ -81,6 +81,33 @@ def wait_for(cond: Callable[[], object], timeout_s: float, what: str, every: flo
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def wait_for_progress(
+    cond: Callable[[], object],
+    progress: Callable[[], object],
+    stall_s: float,
+    what: str,
+    every: float = 0.05,
+    limit_s: float = 1800.0,
+):
+    """wait_for() without a deadline sized for a quiet machine: wait as long as `progress()`
+    keeps changing (jobs advancing, logs growing) and fail once it has stood still for
+    `stall_s` seconds (or after `limit_s` in all, a backstop against a livelock)."""
+    start = last_change = time.monotonic()
+    seen = progress()
+    while True:
+        value = cond()
+        if value:
+            return value
+        now = time.monotonic()
+        if now - start > limit_s:
+            raise AssertionError(f"gave up after {limit_s:.0f} s waiting for {what}")
+        if (current := progress()) != seen:
+            seen, last_change = current, now
+        elif now - last_change > stall_s:
+            raise AssertionError(f"no progress for {stall_s:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
 @dataclass
 class IngestEnv:
     home: Path
@@ -96,8 +123,10 @@ class IngestEnv:
             SORA_DATABASE_URL=self.database_url,
             SORA_BROKER_URL=self.broker_url,
             SORA_CACHE_DIR=str(self.home / "cache"),
-            # Short clocks so faults are noticed within a test's time.
-            SORA_LEASE_SECONDS="3",
+            # Short clocks so faults are noticed within a test's time. The lease is renewed
+            # once per embedded batch: 3 s expired under a loaded machine's slower batches,
+            # and the live job was re-queued until it failed for attempts (MAX_ATTEMPTS).
+            SORA_LEASE_SECONDS="20",
             SORA_RECONCILE_INTERVAL="0.5",
             SORA_DISPATCH_TIMEOUT="4",
             PYTHONUNBUFFERED="1",

@@ -9,9 +9,12 @@ with SQL by one background thread.
         first success -> ready (health SERVING via on_ready)
     snapshots are written at most every save_interval_s when something changed, and at stop
 
-Searches never wait on a sync: they read the current IndexSet reference and search its
-VectorIndex (which has its own read/write lock). Deleted videos drop out of results before
-the next sync anyway, because every hit is filtered through SQL.
+Searches do not wait on the loop's syncs: they read the current IndexSet reference and
+search its VectorIndex (which has its own read/write lock). Deleted videos drop out of
+results before the next sync anyway, because every hit is filtered through SQL. One
+exception, catch_up(): a search that finds the keeper serving nothing, or a READY video
+without vectors of the serving version, syncs once in its own thread (coalesced with any
+sync that began after it asked), so a video is searchable as soon as its job SUCCEEDED.
 
 A failing sync (database down) is logged once, retried each interval, and leaves the last
 loaded index serving; before the first success `ready` stays False.
@@ -67,6 +70,7 @@ class IndexKeeper:
         self._dirty = False
         self._last_save = time.monotonic()
         self._failing = False
+        self._synced_from = float("-inf")  # monotonic time the last completed sync began
         self.syncs = 0  # completed syncs (tests wait on it)
 
     # ------------------------------------------------------------------ reads
@@ -121,9 +125,22 @@ class IndexKeeper:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
+    def catch_up(self) -> None:
+        """Sync in the caller's thread, unless a sync that began after this call has already
+        finished: concurrent callers share one sync. A search calls it when SQL may hold
+        vectors the index has not seen yet (see the module docstring)."""
+        self._sync(after=time.monotonic())
+
     def sync_once(self) -> None:
         """One sync in the caller's thread (the background loop calls this)."""
+        self._sync()
+
+    def _sync(self, *, after: float | None = None) -> None:
+        """Sync, or with `after` do nothing when a sync that began after it has finished."""
         with self._lock:
+            if after is not None and self._synced_from >= after:
+                return
+            started = time.monotonic()
             version = self._serving_version()
             current = self._set
             if version is None:
@@ -144,6 +161,7 @@ class IndexKeeper:
                 if any(s.added or s.removed for s in statuses):
                     self._dirty = True
             self._save(force=False, periodic=True)
+            self._synced_from = started
             self.syncs += 1
         if not self._ready.is_set():
             self._ready.set()

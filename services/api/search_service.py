@@ -186,7 +186,7 @@ class SearchService:
         self, values: Sequence[float] | np.ndarray, options: SearchOptions, call: Call | None = None
     ) -> SearchResult:
         opts = self._check_options(options)
-        version, indexes = self.keeper.current()
+        version, indexes = self._current()
         xq = np.asarray(values, dtype=np.float32).reshape(-1)
         if xq.size == 0:
             raise InvalidArgument("the query vector is empty")
@@ -205,22 +205,19 @@ class SearchService:
         self, video_id: int, options: SearchOptions, call: Call | None = None
     ) -> SearchResult:
         opts = self._check_options(options)
-        version, indexes = self.keeper.current()
-        with self.store.ReadSession.begin() as s:
-            video = get_video(s, video_id)
-            emb = get_video_embedding(s, video_id, version) if version else None
-            segments = get_segments(s, video_id, version) if version else []
-            if emb is None or not segments:
-                raise FailedPrecondition(
-                    f"video {video_id} has no vectors of the serving model version "
-                    f"{version} yet (status {video.status.value}); search again once its "
-                    "job has SUCCEEDED"
-                )
-            query = Query(
-                vector=emb.as_array(),
-                segments=np.stack([g.as_array() for g in segments]),  # (m, d)
-                times=[(g.start_s, g.end_s) for g in segments],
-                video_id=video_id,
+        version, indexes = self._current()
+        query, status = self._video_query(video_id, version)
+        if query is None and status is VideoStatus.READY:
+            # READY, but the keeper's sync has not seen its vectors yet (e.g. the first video
+            # of a library): catch the index up once, here, and look again.
+            self.keeper.catch_up()
+            version, indexes = self.keeper.current()
+            query, status = self._video_query(video_id, version)
+        if query is None:
+            raise FailedPrecondition(
+                f"video {video_id} has no vectors of the serving model version "
+                f"{version} yet (status {status.value}); search again once its "
+                "job has SUCCEEDED"
             )
         index = indexes.get(opts.level)
         if index is None:
@@ -241,7 +238,7 @@ class SearchService:
         opts = self._check_options(options)
         if self.clip_dir is None or self._embedder_factory is None:
             raise FailedPrecondition("search by clip is not enabled on this server")
-        version, indexes = self.keeper.current()
+        version, indexes = self._current()
         self._check_encoder(version)  # before a byte is received
         received = receive_file(
             chunks,
@@ -268,6 +265,32 @@ class SearchService:
         return merge_variant_hits(results, opts.top_k, opts.level)
 
     # ------------------------------------------------------------------ stages
+    def _current(self) -> tuple[str | None, dict[Level, VectorIndex]]:
+        """The keeper's (version, indexes); when it serves nothing yet, it catches up once
+        first, so the first READY video is found before the keeper's next sync."""
+        version, indexes = self.keeper.current()
+        if version is None:
+            self.keeper.catch_up()
+            version, indexes = self.keeper.current()
+        return version, indexes
+
+    def _video_query(self, video_id: int, version: str | None) -> tuple[Query | None, VideoStatus]:
+        """The stored vectors of a video as a query (None when it has none of `version`),
+        and its status. Raises NotFound for an unknown video."""
+        with self.store.ReadSession.begin() as s:
+            video = get_video(s, video_id)
+            emb = get_video_embedding(s, video_id, version) if version else None
+            segments = get_segments(s, video_id, version) if version else []
+            if emb is None or not segments:
+                return None, video.status
+            query = Query(
+                vector=emb.as_array(),
+                segments=np.stack([g.as_array() for g in segments]),  # (m, d)
+                times=[(g.start_s, g.end_s) for g in segments],
+                video_id=video_id,
+            )
+            return query, video.status
+
     def _check_options(self, o: SearchOptions) -> SearchOptions:
         if o.level not in ("video", "segment"):
             raise InvalidArgument(f"level {o.level!r}: expected 'video' or 'segment'")

@@ -7,7 +7,9 @@
         the API alone, on $SORA_DATABASE_URL and $SORA_BROKER_URL (PostgreSQL, Redis);
         run `sora worker` processes separately (as docker-compose does).
 
-SIGTERM or Ctrl-C stops the API (letting calls in flight finish) and the worker.
+SIGTERM or Ctrl-C stops the API (letting calls in flight finish) and the worker. The worker
+also dies when this process is killed outright (`sora worker --exit-with-parent`), so a
+restart never finds two workers on one data folder.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     log_path = settings.home / "worker.log"
 
     def start_worker() -> subprocess.Popen:
+        worker_cmd = ["worker", "--loglevel", "INFO", "--exit-with-parent", str(os.getpid())]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "worker", "--loglevel", "INFO"],
+            [sys.executable, "-m", "services.cli.main", *worker_cmd],
             env=dict(os.environ),
             stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,

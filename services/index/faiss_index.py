@@ -104,6 +104,23 @@ def remove(index: faiss.Index, ids: np.ndarray) -> int:
     return int(index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
 
+def ids_of(index: faiss.Index) -> np.ndarray:
+    """Every id the index holds, sorted: (ntotal,) int64. An 8-byte copy per vector."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        ids = faiss.vector_to_array(faiss.downcast_index(index).id_map)  # IDMap2,Flat
+    else:
+        lists = ivf.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(lists.nlist)
+            if lists.list_size(i)
+        ]
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return np.sort(ids.astype(np.int64, copy=False))
+
+
 def set_nprobe(index: faiss.Index, nprobe: int) -> None:
     """Apply nprobe to an IVF index (a no-op for exact ones). Do it before publishing."""
     if nprobe <= 0:

@@ -12,7 +12,8 @@ deleted. A crash at any point leaves the previous manifest and the index it name
 Loading checks what can go wrong and raises SnapshotError with the reason: no manifest,
 unreadable JSON, another format/level/model version/dimension/metric, a missing index file,
 a sha256 mismatch (bit flips, truncation), an unreadable index, or an index whose ntotal or
-dimension disagrees with the manifest. One writer per snapshot folder.
+dimension disagrees with the manifest. One writer per snapshot folder. Whether the snapshot
+was made from THIS store (`source_id`, `sample`) is checked by VectorIndex, which has it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class Manifest:
     created_at: str = ""  # ISO time the snapshot was written; "" until saved
     format: int = FORMAT
     extra: dict[str, Any] = field(default_factory=dict)
+    # What the index was filled from (checked by VectorIndex, which has the source): the
+    # store's identity, and sampled rows' digests {str(id): sha256(id, vector)[:16]}.
+    source_id: str = ""
+    sample: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -96,6 +101,8 @@ class Manifest:
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     **dict.fromkeys(("level", "model_version", "factory", "kind", "index_file"), str),
     **dict.fromkeys(("sha256", "built_at", "faiss_version", "metric", "created_at"), str),
+    "source_id": str,
+    "sample": dict,
     **dict.fromkeys(("dim", "nlist", "watermark", "tombstone_seq", "count"), int),
     **dict.fromkeys(("n_at_build", "format"), int),
     "recall_at_10": (int, float),

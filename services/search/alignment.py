@@ -55,6 +55,11 @@ DEFAULT_THRESHOLD = 0.5
 # than one matching segment earns. Along a row the path gains only where cos > 0.7, so it
 # does not stretch a match across a static or repetitive stretch of middling similarity.
 DEFAULT_GAP_PENALTY = 0.1
+# The adaptive threshold's ceiling. When every candidate segment looks like the query (a
+# one-video library: the background is the query itself; a uniform one), the background is
+# ~1 and the threshold would reach 1, which no cell can beat. Capped here, an exact copy
+# (cosine 1 within float rounding) still gains 0.01 a cell and aligns.
+MAX_ADAPTIVE_THRESHOLD = 0.99
 UNIT_NORM_TOL = 1e-3  # rows must have |x| within this of 1 (as the index requires)
 
 # back-pointers: the step by which a cell's best path arrived (or that it starts there)
@@ -86,11 +91,13 @@ def adaptive_threshold(
     fixed threshold means "similar" only for one model; an untrained or weakly trained
     encoder puts unrelated clips at cosine 0.9+, and a fixed 0.5 then aligns everything.
     Relative to the background, a true copy (near 1) still stands out, whatever the model.
+    Never above MAX_ADAPTIVE_THRESHOLD: a background of ~1 (a tiny or uniform library)
+    would otherwise leave nothing that can align.
     """
     if background.size == 0:
         return floor
     bg = float(np.median(background))
-    return max(floor, bg + margin * (1.0 - bg))
+    return min(max(floor, bg + margin * (1.0 - bg)), MAX_ADAPTIVE_THRESHOLD)
 
 
 def check_segments(name: str, x: np.ndarray, dim: int | None = None) -> np.ndarray:

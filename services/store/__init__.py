@@ -29,6 +29,7 @@ from .errors import (
     NotFoundError,
     StoreError,
 )
+from .identity import database_id
 from .jobs import (
     MAX_ATTEMPTS,
     ProbeFacts,
@@ -50,6 +51,7 @@ from .models import (
     JobKind,
     JobStatus,
     Segment,
+    StoreIdentity,
     VectorLevel,
     VectorTombstone,
     Video,
@@ -100,6 +102,7 @@ __all__ = [
     "SegmentVector",
     "SqlVectorSource",
     "Store",
+    "StoreIdentity",
     "StoreError",
     "VectorLevel",
     "VectorTombstone",
@@ -108,6 +111,7 @@ __all__ = [
     "VideoStatus",
     "VideoTag",
     "alembic_config",
+    "database_id",
     "claim_job",
     "complete_ingest",
     "current_revision",

@@ -204,7 +204,7 @@ class Store:
         """A `services.vector_source.VectorSource` over this database."""
         from .vector_source import SqlVectorSource
 
-        return SqlVectorSource(self.ReadSession)
+        return SqlVectorSource(self.ReadSession, self.Session)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Dialect,
     Enum,
@@ -304,3 +305,16 @@ class Classifier(Base):
     model_version: Mapped[str] = mapped_column(String(MODEL_VERSION_LEN))  # of its inputs
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StoreIdentity(Base):
+    """One row: a random id of this database, made the first time it is asked for (see
+    `identity.database_id`). Index snapshots record it, so a snapshot folder is never
+    served over another database (a re-created one, or another deployment's)."""
+
+    __tablename__ = "store_identity"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    database_id: Mapped[str] = mapped_column(String(36))  # uuid4, hex with dashes
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

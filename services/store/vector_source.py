@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.vector_source import Level, Tombstones, VectorBatch
 
 from .db import READ_ONLY
-from .models import Segment, VectorLevel, VectorTombstone, VideoEmbedding
+from .identity import database_id
+from .models import Segment, StoreIdentity, VectorLevel, VectorTombstone, VideoEmbedding
 from .segments import decode_vectors
 
 _TABLES: dict[str, Table] = {
@@ -41,8 +42,14 @@ def _table(level: Level) -> Table:
 class SqlVectorSource:
     """The vectors the FAISS index is built from and kept in sync with."""
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        write_session_factory: sessionmaker[Session] | None = None,
+    ) -> None:
         self._session_factory = session_factory
+        # identity() inserts the id on first use; defaults to the read factory (PostgreSQL).
+        self._write_factory = write_session_factory or session_factory
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -89,6 +96,29 @@ class SqlVectorSource:
             if len(rows) < batch_size:
                 return
             after = int(ids[-1])
+
+    def vectors(self, level: Level, model_version: str, ids: np.ndarray) -> VectorBatch:
+        t = _table(level)
+        wanted = sorted({int(i) for i in np.asarray(ids).reshape(-1)})
+        with self._read() as s:
+            rows = s.execute(
+                select(t.c.id, t.c.vector)
+                .where(t.c.model_version == model_version, t.c.id.in_(wanted))
+                .order_by(t.c.id)
+            ).all()
+        if not rows:
+            return VectorBatch(ids=np.zeros(0, np.int64), xb=np.zeros((0, 0), np.float32))
+        ids_out = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))  # (n,)
+        return VectorBatch(ids=ids_out, xb=decode_vectors([r[1] for r in rows]))  # (n, d)
+
+    def identity(self) -> str:
+        with self._session_factory() as s:
+            s.connection(execution_options=READ_ONLY)
+            found = s.scalar(select(StoreIdentity.database_id).where(StoreIdentity.id == 1))
+        if found is not None:
+            return found
+        with self._write_factory.begin() as s:
+            return database_id(s)
 
     def tombstones(self, level: Level, model_version: str, *, after_seq: int = 0) -> Tombstones:
         _table(level)  # validates level

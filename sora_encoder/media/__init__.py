@@ -11,7 +11,12 @@ expected: every call whitelists protocols and container formats, enforces `Media
 and a time-out, and every refusal is a `MediaError` subclass with a readable reason.
 """
 
-from sora_encoder.media.binary import FfmpegNotFoundError, ffmpeg_exe, ffmpeg_version
+from sora_encoder.media.binary import (
+    FfmpegNotFoundError,
+    FfmpegTooOldError,
+    ffmpeg_exe,
+    ffmpeg_version,
+)
 from sora_encoder.media.borders import ContentBox, detect_content_box
 from sora_encoder.media.decode import decode_clips, iter_clips
 from sora_encoder.media.errors import (
@@ -47,6 +52,7 @@ __all__ = [
     "decode_clips",
     "ffmpeg_exe",
     "ffmpeg_version",
+    "FfmpegTooOldError",
     "iter_clips",
     "plan_windows",
     "probe",

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -38,7 +37,7 @@ from sora_encoder.media.errors import (
     ResolutionTooLargeError,
     UndecodableMediaError,
 )
-from sora_encoder.media.header import error_reason
+from sora_encoder.media.header import error_reason, oversize_picture
 from sora_encoder.media.limits import DEFAULT_LIMITS, MediaLimits, check_file, check_video
 from sora_encoder.media.probe import VideoInfo
 from sora_encoder.media.process import FfmpegProcess
@@ -46,8 +45,6 @@ from sora_encoder.media.sampling import scaled_size, tick_expression
 from sora_encoder.media.windows import Window, check_windows
 
 log = logging.getLogger(__name__)
-
-_OVERSIZE = re.compile(r"Picture size (?P<w>\d+)x(?P<h>\d+) exceeds specified max pixel count")
 
 # Frame threads beyond 4 add latency and memory for little gain at the sizes we decode,
 # and a worker usually runs several decodes (or the encoder) beside this one.
@@ -250,8 +247,8 @@ def _check_gap(
 def _raise_if_oversize(path: str | os.PathLike[str], stderr: str, limits: MediaLimits) -> None:
     """The decoder refused a picture over max_pixels (see command.py): the resolution grew
     after the header that probe checked. Raised even when padding hid the missing frames."""
-    if grown := _OVERSIZE.search(stderr):
-        w, h = grown.group("w"), grown.group("h")
+    if grown := oversize_picture(stderr):
+        w, h = grown
         raise ResolutionTooLargeError(
             f"the video switches to a frame size of {w}x{h} after its start, over the limit "
             f"of {limits.max_pixels} pixels; raise MediaLimits.max_pixels to accept it",

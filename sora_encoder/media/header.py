@@ -48,6 +48,8 @@ _ROTATE_TAG = re.compile(r"^\s+rotate\s*: (?P<deg>-?\d+(?:\.\d+)?)\s*$")
 # A line that closes the current stream's block (anything not indented deeper than it).
 _BLOCK_END = re.compile(r"^(?:\S|\s{0,2}\S)")
 _PROBED_FORMAT = re.compile(r"Format (?P<name>\S+) probed with size=")
+# The decoders' refusal of a picture over -max_pixels (see command.py).
+_OVERSIZE = re.compile(r"Picture size (?P<w>\d+)x(?P<h>\d+) exceeds specified max pixel count")
 _LOG_PREFIX = re.compile(r"^(?:\[[^\]]+ @ (?:0x)?[0-9a-fA-F]+\] )+")  # may be nested
 
 # ffmpeg prints rates with two decimals; the NTSC family is 1000/1001 of a round number.
@@ -186,6 +188,12 @@ def probed_format(text: str) -> str | None:
     """The demuxer name from a `-loglevel debug` run ("Format hls probed with size=...")."""
     m = _PROBED_FORMAT.search(text)
     return m.group("name") if m else None
+
+
+def oversize_picture(text: str) -> tuple[int, int] | None:
+    """(width, height) of the first picture a decoder refused for exceeding -max_pixels."""
+    m = _OVERSIZE.search(text)
+    return (int(m.group("w")), int(m.group("h"))) if m else None
 
 
 def error_reason(text: str, *, hide: str | None = None, max_lines: int = 4) -> str:

@@ -24,12 +24,14 @@ from sora_encoder.media.errors import (
     DecodeTimeoutError,
     FormatNotAllowedError,
     NoVideoStreamError,
+    ResolutionTooLargeError,
     UndecodableMediaError,
 )
 from sora_encoder.media.header import (
     HeaderFacts,
     StreamFacts,
     error_reason,
+    oversize_picture,
     parse_header,
     probed_format,
 )
@@ -92,7 +94,7 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
     refused = ALWAYS_REFUSED_FORMATS.intersection(facts.format_names)
     if refused:  # unreachable while -format_whitelist works; kept as a second lock
         raise FormatNotAllowedError(_refused_message(sorted(refused)[0]), path=path)
-    video = _pick_video(path, facts)
+    video = _pick_video(path, facts, run.stderr, limits)
     duration = facts.duration_s
     if duration is None or duration <= 0:
         duration = _measure_duration(path, facts, limits, exe)
@@ -102,7 +104,9 @@ def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) ->
     return info
 
 
-def _pick_video(path: str | os.PathLike[str], facts: HeaderFacts) -> StreamFacts:
+def _pick_video(
+    path: str | os.PathLike[str], facts: HeaderFacts, stderr: str, limits: MediaLimits
+) -> StreamFacts:
     videos = facts.video_streams
     if not videos:
         found = ", ".join(
@@ -113,6 +117,15 @@ def _pick_video(path: str | os.PathLike[str], facts: HeaderFacts) -> StreamFacts
             f"the file has no video stream, only: {found or 'no streams at all'}", path=path
         )
     video = videos[0]
+    if (not video.width or not video.height) and (refused := oversize_picture(stderr)):
+        # Codecs whose size comes from decoding the first picture (MPEG-4 Part 2, VP9, PNG,
+        # raw video): -max_pixels made the decoder refuse it, so the header has no size.
+        w, h = refused
+        raise ResolutionTooLargeError(
+            f"frame size {w}x{h} is {w * h} pixels, over the limit of {limits.max_pixels}; "
+            "raise MediaLimits.max_pixels to accept it",
+            path=path,
+        )
     if not video.width or not video.height:
         raise UndecodableMediaError(
             f"ffmpeg could not determine the frame size of the {video.codec or 'unknown'} "
