@@ -20,7 +20,7 @@ from typing import Any
 
 import services.classifiers as classifiers
 from sora_encoder.eval import classify, neardup
-from sora_encoder.eval.anchors import ANCHOR_NAMES, build_anchors
+from sora_encoder.eval.anchors import ANCHOR_NAMES, DEFAULT_ANCHORS, build_anchors
 from sora_encoder.eval.baselines import EMBEDDER_NAMES, build_embedders
 from sora_encoder.eval.data import read_manifest, scan_folder
 from sora_encoder.eval.png import write_png
@@ -85,7 +85,7 @@ def add_parser(sub: Any) -> None:
     )
     n.add_argument("--json", metavar="OUT", help="write the results as JSON")
     n.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
-    _common(n, EMBEDDER_NAMES + ANCHOR_NAMES)
+    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=ANCHOR_NAMES)
     n.set_defaults(func=run_neardup)
 
     c = ev.add_parser(
@@ -112,7 +112,9 @@ def add_parser(sub: Any) -> None:
     c.set_defaults(func=run_classify)
 
 
-def _common(p: argparse.ArgumentParser, embedders: tuple[str, ...]) -> None:
+def _common(
+    p: argparse.ArgumentParser, embedders: tuple[str, ...], *, also: tuple[str, ...] = ()
+) -> None:
     p.add_argument(
         "--checkpoint",
         metavar="PATH",
@@ -124,7 +126,8 @@ def _common(p: argparse.ArgumentParser, embedders: tuple[str, ...]) -> None:
         "--embedders",
         metavar="A,B",
         default=",".join(embedders),
-        help=f"which embedders (default: {','.join(embedders)})",
+        help=f"which embedders (default: {','.join(embedders)}"
+        + (f"; also: {','.join(n for n in also if n not in embedders)})" if also else ")"),
     )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument(

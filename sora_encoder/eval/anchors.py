@@ -38,6 +38,7 @@ import numpy as np
 
 __all__ = [
     "ANCHOR_NAMES",
+    "DEFAULT_ANCHORS",
     "AnchorError",
     "FileMatcher",
     "FrameHashes",
@@ -53,6 +54,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ANCHOR_NAMES = ("vpdq", "videohash")
+# run unless left out: vpdq costs ~0.1 s a short clip. videohash runs only when named: it
+# starts ffmpeg ~14 times a file (12 of them to detect black bars), 1-4 s a clip here,
+# which would add ~40 min to a full run on the shared clips.
+DEFAULT_ANCHORS = ("vpdq",)
 INSTALL_HINT = 'pip install -e ".[anchors]" (vpdq needs the libav* dev packages: docs/EVAL.md)'
 
 # HMA's constants (python-threatexchange extensions/vpdq/vpdq_util.py)
