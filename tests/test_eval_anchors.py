@@ -89,18 +89,15 @@ def test_a_missing_package_is_skipped_with_the_reason(monkeypatch) -> None:
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("anchors")
+
+    def video(name: str, source: str, **kw) -> Path:
+        return make_video(d / name, duration_s=4, fps=12, size=(160, 120), source=source, **kw)
+
     out = {
-        "a": make_video(d / "a.mp4", duration_s=4, fps=12, size=(160, 120), source="testsrc2"),
-        "b": make_video(d / "b.mp4", duration_s=4, fps=12, size=(160, 120), source="mandelbrot"),
-        # a copy of a: half size, re-encoded
-        "a_small": make_video(
-            d / "a_small.mp4",
-            duration_s=4,
-            fps=12,
-            size=(160, 120),
-            source="testsrc2",
-            vf="scale=80:60",
-        ),  # fmt: skip
+        "a": video("a.mp4", "testsrc2"),
+        "b": video("b.mp4", "mandelbrot"),
+        "a_mpeg4": video("a_mpeg4.mp4", "testsrc2", codec="mpeg4"),  # a copy of a: other codec
+        "a_small": video("a_small.mp4", "testsrc2", vf="scale=80:60"),  # and half size
         "broken": d / "broken.mp4",
     }
     out["broken"].write_bytes(b"not a video at all")
@@ -108,16 +105,17 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("name", ["vpdq", "videohash"])
-def test_anchor_finds_a_rescaled_copy_and_reports_a_broken_file(name: str, videos) -> None:
+def test_anchor_finds_copies_and_reports_a_broken_file(name: str, videos) -> None:
     if importlib.util.find_spec(name) is None:
         pytest.skip(f"`{name}` not installed (the optional `anchors` extra)")
     (anchor,), skipped = build_anchors([name])
     assert skipped == {}
-    paths = [videos["a"], videos["b"], videos["a_small"], videos["broken"]]
+    paths = [videos[k] for k in ("a", "b", "a_mpeg4", "a_small", "broken")]
     hashes, failed, seconds = hash_files(paths, anchor)
-    assert list(failed) == [videos["broken"]] and hashes[3] is None and seconds > 0
-    D = anchor.score_matrix(hashes[2:3], hashes[:2])  # the copy against a and b
-    assert D.shape == (1, 2)
-    assert D[0, 0] >= anchor.copy_threshold > D[0, 1], D
+    assert list(failed) == [videos["broken"]] and hashes[4] is None and seconds > 0
+    D = anchor.score_matrix(hashes[2:4], hashes[:2])  # the copies against a and b
+    assert D.shape == (2, 2)
+    assert D[0, 0] >= anchor.copy_threshold > D[0, 1], D  # re-encoded: called a copy of a
+    assert D[1, 0] > D[1, 1], D  # half size: closer to a (videohash: below its threshold)
     with pytest.raises(AnchorError):
         anchor.hash_file(videos["broken"])

@@ -29,6 +29,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +221,14 @@ class VideohashMatcher:
 
     def hash_file(self, path: Path) -> np.ndarray:
         """(8,) uint8: the packed 64-bit hash."""
-        with _videohash_runtime(), tempfile.TemporaryDirectory(prefix="sora-videohash-") as tmp:
+        with (
+            _videohash_runtime(),
+            tempfile.TemporaryDirectory(prefix="sora-videohash-") as tmp,
+            warnings.catch_warnings(),
+        ):
+            # its Image.getdata calls warn on every tile (Pillow 13 deprecates them; the
+            # `anchors` extra keeps Pillow < 14, where they go)
+            warnings.simplefilter("ignore", DeprecationWarning)
             try:
                 # a folder must end with a separator, or videohash takes it for a file
                 h = self._VideoHash(path=str(Path(path).resolve()), storage_path=tmp + os.sep)
