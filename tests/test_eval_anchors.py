@@ -104,6 +104,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vpdq", "videohash"])
 def test_anchor_finds_copies_and_reports_a_broken_file(name: str, videos) -> None:
     if importlib.util.find_spec(name) is None:
