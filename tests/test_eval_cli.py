@@ -89,7 +89,10 @@ def test_neardup_end_to_end(dataset: Path, tmp_path: Path, capsys) -> None:
     r = json.loads(out_json.read_text())
     assert r["setup"]["originals"] == 2  # one per test-side group
     assert r["setup"]["database"] == 8 and r["setup"]["distractors"] == 6
-    assert [e["name"] for e in r["embedders"]] == EMBEDDERS
+    # vpdq runs by default when its optional package is installed, else it is skipped
+    with_vpdq = importlib.util.find_spec("vpdq") is not None
+    assert [e["name"] for e in r["embedders"]] == EMBEDDERS + ["vpdq"] * with_vpdq
+    assert list(r["skipped_embedders"]) == [] if with_vpdq else ["vpdq"]
     assert r["failed"] == {}
     for name in EMBEDDERS:
         rows = r["metrics"][name]
