@@ -1,12 +1,17 @@
-"""Near-duplicate retrieval: do transformed copies find their original?
+"""Near-duplicate retrieval: do transformed copies find their original, and do clips that
+copy nothing in the database stay unmatched?
 
     items --split_of(group)--> test side (the default), train side
-    originals  = one clip per test group (the first by path), `limit` groups at most
-    database   = every test-side clip + `distractors` train-side clips
-    queries    = each original through each transformation family (transforms.py)
-    all files decoded once, every embedder on the same clips (data.embed_files)
-    video vectors (normalised mean of 4-s segment vectors), exact inner-product search
-      -> per family and embedder: recall@1, recall@10, mAP
+    non-copies = one clip of each of `non_copies` side groups held out of the database whole
+    originals  = one clip per other side group (the first by path), `limit` groups at most
+    database   = the side's clips outside the held-out groups + `distractors` other-side clips
+    queries    = each original and non-copy through each transformation family (transforms.py)
+    all files decoded once, every clip embedder on the same clips (data.embed_files);
+    anchors (anchors.py) hash the same files themselves
+    scores (nq, nb): inner products of video vectors, or an anchor's own pair score
+      -> per family and embedder: recall@1, recall@10, mAP over the copy queries;
+         micro-AP over all queries (copy_metrics.py), and precision / recall at the
+         embedder's copy threshold when it declares one
 
 Relevance: a query's one relevant item is its original. The other clips of the original's
 group (same camera, often adjacent or overlapping moments) are "junk": left out of that
