@@ -34,6 +34,8 @@ from sora_encoder.eval.report import (
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION
 from sora_encoder.eval.transforms import FAMILIES, families_from
 
+SERVICE = "sora@service"  # the service's own search path (workers.eval_search), on request
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate the encoder: near-duplicates, classification")
@@ -85,7 +87,7 @@ def add_parser(sub: Any) -> None:
     )
     n.add_argument("--json", metavar="OUT", help="write the results as JSON")
     n.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
-    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=ANCHOR_NAMES)
+    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=(*ANCHOR_NAMES, SERVICE))
     n.set_defaults(func=run_neardup)
 
     c = ev.add_parser(
@@ -204,10 +206,20 @@ def run_neardup(args: argparse.Namespace) -> int:
         salt=args.salt,
     )
     names = _split_names(args.embedders)
-    unknown = sorted(set(names) - set(EMBEDDER_NAMES) - set(ANCHOR_NAMES))
+    known = EMBEDDER_NAMES + ANCHOR_NAMES + (SERVICE,)
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(f"unknown embedders {unknown}; known: {EMBEDDER_NAMES + ANCHOR_NAMES}")
+        raise ValueError(f"unknown embedders {unknown}; known: {list(known)}")
     anchors, skipped = build_anchors([n for n in names if n in ANCHOR_NAMES])
+    if SERVICE in names:
+        from sora_encoder import load_embedder
+        from workers.eval_search import ServiceSearchMatcher
+
+        anchors.append(
+            ServiceSearchMatcher(
+                load_embedder(args.checkpoint, variant=args.variant, device=args.device)
+            )
+        )
     for name, why in skipped.items():
         print(f"sora eval neardup: skipping {name}: {why}", file=sys.stderr)
     clip_names = [n for n in names if n in EMBEDDER_NAMES]

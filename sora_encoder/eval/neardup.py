@@ -341,9 +341,11 @@ def _anchor_scores(
     q_ok = [i for i, p in enumerate(q_paths) if p is not None and by_path[p] is not None]
     D = np.full((len(q_paths), len(db_paths)), np.nan)
     if db_ok and q_ok:
+        t0 = time.perf_counter()
         scores = anchor.score_matrix(
             [by_path[q_paths[i]] for i in q_ok], [by_path[db_paths[j]] for j in db_ok]
         )  # (len(q_ok), len(db_ok))
+        timings[f"score_{anchor.name}_s"] = time.perf_counter() - t0
         D[np.ix_(q_ok, db_ok)] = scores
     return D
 
