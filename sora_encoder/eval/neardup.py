@@ -335,7 +335,6 @@ def _anchor_scores(
     hashes, bad, seconds = hash_files(todo, anchor, progress=progress)
     failed.update({f"{p} [{anchor.name}]": why for p, why in bad.items()})
     timings[f"embed_{anchor.name}_s"] = seconds
-    timings[f"{anchor.name}_s_per_file"] = seconds / max(1, len(todo))
     by_path = dict(zip(todo, hashes, strict=True))
     db_ok = [j for j, p in enumerate(db_paths) if by_path[p] is not None]
     q_ok = [i for i, p in enumerate(q_paths) if p is not None and by_path[p] is not None]
@@ -347,6 +346,8 @@ def _anchor_scores(
         )  # (len(q_ok), len(db_ok))
         timings[f"score_{anchor.name}_s"] = time.perf_counter() - t0
         D[np.ix_(q_ok, db_ok)] = scores
+    spent = seconds + timings.get(f"score_{anchor.name}_s", 0.0)
+    timings[f"{anchor.name}_s_per_file"] = spent / max(1, len(todo))  # hashing + scoring
     return D
 
 
