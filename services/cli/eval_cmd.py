@@ -181,30 +181,9 @@ def _guarded(fn):
     return run
 
 
-@_guarded
-def run_neardup(args: argparse.Namespace) -> int:
-    if args.families == "list":
-        for f in FAMILIES.values():
-            print(f"{f.name:24s} {f.description}")
-        return 0
-    if args.dir is None:
-        raise ValueError("DIR is required")
-    root = Path(args.dir)
-    manifest = Path(args.manifest) if args.manifest else root / "MANIFEST.csv"
-    if args.manifest or manifest.is_file():
-        items = read_manifest(manifest, root=root)
-    else:
-        items = scan_folder(root)
-    families = families_from(_split_names(args.families))
-    setup = neardup.select(
-        items,
-        side=args.side,
-        limit=args.limit,
-        distractors=args.distractors,
-        non_copies=args.non_copies,
-        test_fraction=args.test_fraction,
-        salt=args.salt,
-    )
+def _neardup_embedders(args: argparse.Namespace) -> tuple[list[Any], dict[str, str]]:
+    """The asked-for embedders in the order asked: clip embedders (baselines), anchors
+    whose packages are installed, `sora@service`; and {anchor: why it was skipped}."""
     names = _split_names(args.embedders)
     known = EMBEDDER_NAMES + ANCHOR_NAMES + (SERVICE,)
     unknown = sorted(set(names) - set(known))
@@ -234,6 +213,34 @@ def run_neardup(args: argparse.Namespace) -> int:
     embedders = [built[n] for n in names if n in built]  # the order asked for
     if not embedders:
         raise ValueError("no embedder can run (see the reasons above)")
+    return embedders, skipped
+
+
+@_guarded
+def run_neardup(args: argparse.Namespace) -> int:
+    if args.families == "list":
+        for f in FAMILIES.values():
+            print(f"{f.name:24s} {f.description}")
+        return 0
+    if args.dir is None:
+        raise ValueError("DIR is required")
+    root = Path(args.dir)
+    manifest = Path(args.manifest) if args.manifest else root / "MANIFEST.csv"
+    if args.manifest or manifest.is_file():
+        items = read_manifest(manifest, root=root)
+    else:
+        items = scan_folder(root)
+    families = families_from(_split_names(args.families))
+    setup = neardup.select(
+        items,
+        side=args.side,
+        limit=args.limit,
+        distractors=args.distractors,
+        non_copies=args.non_copies,
+        test_fraction=args.test_fraction,
+        salt=args.salt,
+    )
+    embedders, skipped = _neardup_embedders(args)
     progress = _Progress(args.quiet)
     extra = {"test_fraction": args.test_fraction, "salt": args.salt, "dir": str(root)}
     with tempfile.TemporaryDirectory(prefix="sora-eval-") as tmp:
