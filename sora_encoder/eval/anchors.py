@@ -167,6 +167,7 @@ class VpdqMatcher:
 
     def hash_file(self, path: Path) -> FrameHashes:
         try:
+            # one thread: the eval shares the machine; the hashes do not depend on it
             features = self._vpdq.computeHash(
                 str(path), seconds_per_hash=self.seconds_per_hash, thread_count=1
             )
