@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 CLIPS     ?= ../shared/data/clips
 TRAIN_DIR ?= runs
 
-.PHONY: setup test lint format bench demo clean proto train-default
+.PHONY: setup anchors anchors-apt test lint format bench demo clean proto train-default
 
 setup: $(BIN)/sora
 
@@ -21,6 +21,18 @@ $(BIN)/sora: pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
+
+# The optional copy-detection anchors of `sora eval neardup` (vPDQ, videohash). vpdq compiles
+# against FFmpeg's libraries: on Debian/Ubuntu first run (as root) the apt line in
+# docs/EVAL.md; `make anchors-apt` runs it.
+ANCHORS_APT := g++ cmake pkg-config python3-dev libavcodec-dev libavformat-dev \
+	libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev
+anchors: setup
+	$(BIN)/python -m pip install -q -e ".[dev,anchors]"
+
+anchors-apt:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends $(ANCHORS_APT)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import struct
 import zlib
@@ -88,7 +89,10 @@ def test_neardup_end_to_end(dataset: Path, tmp_path: Path, capsys) -> None:
     r = json.loads(out_json.read_text())
     assert r["setup"]["originals"] == 2  # one per test-side group
     assert r["setup"]["database"] == 8 and r["setup"]["distractors"] == 6
-    assert [e["name"] for e in r["embedders"]] == EMBEDDERS
+    # vpdq runs by default when its optional package is installed, else it is skipped
+    with_vpdq = importlib.util.find_spec("vpdq") is not None
+    assert [e["name"] for e in r["embedders"]] == EMBEDDERS + ["vpdq"] * with_vpdq
+    assert list(r["skipped_embedders"]) == [] if with_vpdq else ["vpdq"]
     assert r["failed"] == {}
     for name in EMBEDDERS:
         rows = r["metrics"][name]
@@ -102,6 +106,40 @@ def test_neardup_end_to_end(dataset: Path, tmp_path: Path, capsys) -> None:
     md = out_md.read_text()
     assert "**recall@1**" in md and "| pip | 2 |" in md and "same weights as `sora`" in md
     assert "**recall@1**" in capsys.readouterr().out
+
+
+def test_neardup_non_copies_and_anchors(dataset: Path, tmp_path: Path, capsys) -> None:
+    """One of the two test groups held out: its copies have nothing to find. micro-AP
+    counts them; an anchor runs when installed and is skipped with the reason when not."""
+    out_json, out_md = tmp_path / "n.json", tmp_path / "n.md"
+    rc = main(["eval", "neardup", str(dataset), "--families", "reencode,flip",
+               "--embedders", "tiny_image,vpdq", "--non-copies", "1",
+               "--json", str(out_json), "--markdown", str(out_md), "--quiet"])  # fmt: skip
+    assert rc == 0
+    r = json.loads(out_json.read_text())
+    s = r["setup"]
+    assert (s["originals"], s["non_copies"]) == (1, 1)
+    held = s["non_copy_groups"][0]
+    assert s["database"] == 7  # the held-out group's one clip is not in the database
+    for fam in ("reencode", "flip", "all"):
+        m = r["metrics"]["tiny_image"][fam]
+        n = 2 if fam == "all" else 1
+        assert (m["queries"], m["non_copy_queries"]) == (n, n)
+        assert 0 <= m["micro_AP"] <= m["recall@1"]  # a wrong hit can only cost precision
+        assert "precision@threshold" not in m  # tiny_image declares no copy threshold
+    # the re-encoded copy is found; the non-copy's top hit is wrong, and it scores below it
+    assert r["metrics"]["tiny_image"]["reencode"]["micro_AP"] == 1.0
+    md = out_md.read_text()
+    assert "**micro-AP**" in md and "| reencode | 1 + 1 |" in md and f"groups {held}" in md
+    if importlib.util.find_spec("vpdq") is None:
+        assert [e["name"] for e in r["embedders"]] == ["tiny_image"]
+        assert "not installed" in r["skipped_embedders"]["vpdq"]
+        assert "skipping vpdq" in capsys.readouterr().err
+    else:
+        m = r["metrics"]["vpdq"]["all"]
+        assert m["threshold"] == 0.8 and m["predicted@threshold"] <= 4
+        assert m["recall@threshold"] <= m["recall@1"]
+        assert "**at the embedder's copy threshold**" in md
 
 
 def test_classify_end_to_end(dataset: Path, tmp_path: Path) -> None:

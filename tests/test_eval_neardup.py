@@ -11,6 +11,8 @@ from sora_encoder.eval import data
 from sora_encoder.eval.data import Item, embed_files, read_manifest, scan_folder
 from sora_encoder.eval.neardup import (
     average_precision,
+    default_non_copies,
+    ranking_metrics,
     relevant_ranks,
     retrieval_metrics,
     select,
@@ -91,6 +93,31 @@ def test_select_takes_one_clip_per_test_group() -> None:
     assert {o.group for o in limited.originals} <= test_groups
     with pytest.raises(ValueError, match="no group"):
         select(items[:3], test_fraction=0.0)
+
+
+def test_non_copies_hold_their_whole_group_out_of_the_database() -> None:
+    items = _items(40, 3)
+    full = select(items)
+    s = select(items, non_copies=2)
+    held = {it.group for it in s.non_copies}
+    assert len(s.non_copies) == 2 and len(held) == 2
+    assert not held & {it.group for it in s.database}  # no clip of a held-out group
+    assert not held & {o.group for o in s.originals}
+    assert len(s.originals) == len(full.originals) - 2
+    assert len(s.database) == len(full.database) - 2 * 3
+    assert select(items, non_copies=2, limit=1).non_copies == s.non_copies  # limit: copies only
+    n_side = len(full.originals)
+    assert len(select(items, non_copies=None).non_copies) == default_non_copies(n_side)
+    assert default_non_copies(14) == 3 and default_non_copies(3) == 0
+    with pytest.raises(ValueError, match="no copy queries"):
+        select(items, non_copies=n_side)
+
+
+def test_ranking_metrics_take_any_scores() -> None:
+    D = np.array([[0.1, 0.9, 0.5], [0.8, np.nan, 0.2]])  # query 1's source (item 1) failed
+    R = np.array([[False, True, False], [False, True, False]])
+    m = ranking_metrics(D, R, ks=(1,))
+    assert m["recall@1"] == 0.5 and m["mAP"] == 0.5 and m["queries"] == 2
 
 
 def test_read_manifest(tmp_path: Path) -> None:

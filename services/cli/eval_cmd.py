@@ -3,8 +3,10 @@
 Both compare, in one run on the same clips and the same group split, the Sora encoder
 (`--checkpoint`, else $SORA_CHECKPOINT / the shipped one, else a seed-initialised
 `--variant`), the untrained encoder of the same architecture, the CNN-only ablation
-(frame vectors mean-pooled) and the 8x8 tiny-image descriptor. The work is in
-`sora_encoder.eval`; this module parses options and prints.
+(frame vectors mean-pooled) and the 8x8 tiny-image descriptor; `neardup` adds the
+perceptual-hash anchors users deploy today (vPDQ, videohash) when their optional packages
+are installed, and says why when they are not. The work is in `sora_encoder.eval`; this
+module parses options and prints.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import services.classifiers as classifiers
 from sora_encoder.eval import classify, neardup
+from sora_encoder.eval.anchors import ANCHOR_NAMES, DEFAULT_ANCHORS, build_anchors
 from sora_encoder.eval.baselines import EMBEDDER_NAMES, build_embedders
 from sora_encoder.eval.data import read_manifest, scan_folder
 from sora_encoder.eval.png import write_png
@@ -30,6 +33,8 @@ from sora_encoder.eval.report import (
 )
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION
 from sora_encoder.eval.transforms import FAMILIES, families_from
+
+SERVICE = "sora@service"  # the service's own search path (workers.eval_search), on request
 
 
 def add_parser(sub: Any) -> None:
@@ -62,6 +67,13 @@ def add_parser(sub: Any) -> None:
         help="transformation families (default: all; `--families list` lists them)",
     )
     n.add_argument(
+        "--non-copies",
+        type=int,
+        metavar="N",
+        help="hold N groups of the side out of the database; their transformed clips are "
+        "queries with no copy to find (default: a quarter of the side's groups)",
+    )
+    n.add_argument(
         "--side",
         choices=("test", "train", "all"),
         default="test",
@@ -75,7 +87,7 @@ def add_parser(sub: Any) -> None:
     )
     n.add_argument("--json", metavar="OUT", help="write the results as JSON")
     n.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
-    _common(n)
+    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=(*ANCHOR_NAMES, SERVICE))
     n.set_defaults(func=run_neardup)
 
     c = ev.add_parser(
@@ -98,11 +110,13 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--png", metavar="OUT", help="write the confusion matrices as a PNG")
     c.add_argument("--json", metavar="OUT", help="write the results as JSON")
     c.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
-    _common(c)
+    _common(c, EMBEDDER_NAMES)
     c.set_defaults(func=run_classify)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(
+    p: argparse.ArgumentParser, embedders: tuple[str, ...], *, also: tuple[str, ...] = ()
+) -> None:
     p.add_argument(
         "--checkpoint",
         metavar="PATH",
@@ -113,8 +127,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--embedders",
         metavar="A,B",
-        default=",".join(EMBEDDER_NAMES),
-        help=f"which embedders (default: {','.join(EMBEDDER_NAMES)})",
+        default=",".join(embedders),
+        help=f"which embedders (default: {','.join(embedders)}"
+        + (f"; also: {','.join(n for n in also if n not in embedders)})" if also else ")"),
     )
     p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument(
@@ -166,6 +181,41 @@ def _guarded(fn):
     return run
 
 
+def _neardup_embedders(args: argparse.Namespace) -> tuple[list[Any], dict[str, str]]:
+    """The asked-for embedders in the order asked: clip embedders (baselines), anchors
+    whose packages are installed, `sora@service`; and {anchor: why it was skipped}."""
+    names = _split_names(args.embedders)
+    known = EMBEDDER_NAMES + ANCHOR_NAMES + (SERVICE,)
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown embedders {unknown}; known: {list(known)}")
+    anchors, skipped = build_anchors([n for n in names if n in ANCHOR_NAMES])
+    if SERVICE in names:
+        from sora_encoder import load_embedder
+        from workers.eval_search import ServiceSearchMatcher
+
+        anchors.append(
+            ServiceSearchMatcher(
+                load_embedder(args.checkpoint, variant=args.variant, device=args.device)
+            )
+        )
+    for name, why in skipped.items():
+        print(f"sora eval neardup: skipping {name}: {why}", file=sys.stderr)
+    clip_names = [n for n in names if n in EMBEDDER_NAMES]
+    built = {e.name: e for e in anchors}
+    if clip_names:
+        built.update(
+            (e.name, e)
+            for e in build_embedders(
+                clip_names, checkpoint=args.checkpoint, variant=args.variant, device=args.device
+            )
+        )
+    embedders = [built[n] for n in names if n in built]  # the order asked for
+    if not embedders:
+        raise ValueError("no embedder can run (see the reasons above)")
+    return embedders, skipped
+
+
 @_guarded
 def run_neardup(args: argparse.Namespace) -> int:
     if args.families == "list":
@@ -186,21 +236,23 @@ def run_neardup(args: argparse.Namespace) -> int:
         side=args.side,
         limit=args.limit,
         distractors=args.distractors,
+        non_copies=args.non_copies,
         test_fraction=args.test_fraction,
         salt=args.salt,
     )
-    embedders = build_embedders(
-        _split_names(args.embedders),
-        checkpoint=args.checkpoint,
-        variant=args.variant,
-        device=args.device,
-    )
+    embedders, skipped = _neardup_embedders(args)
     progress = _Progress(args.quiet)
     extra = {"test_fraction": args.test_fraction, "salt": args.salt, "dir": str(root)}
     with tempfile.TemporaryDirectory(prefix="sora-eval-") as tmp:
         work = args.work_dir or tmp
         result = neardup.run_neardup(
-            setup, embedders, families, work, progress=progress, extra_setup=extra
+            setup,
+            embedders,
+            families,
+            work,
+            progress=progress,
+            extra_setup=extra,
+            skipped=skipped,
         )
     markdown = neardup_markdown(result)
     _write_outputs(args, result, markdown)

@@ -1,12 +1,17 @@
-"""Near-duplicate retrieval: do transformed copies find their original?
+"""Near-duplicate retrieval: do transformed copies find their original, and do clips that
+copy nothing in the database stay unmatched?
 
     items --split_of(group)--> test side (the default), train side
-    originals  = one clip per test group (the first by path), `limit` groups at most
-    database   = every test-side clip + `distractors` train-side clips
-    queries    = each original through each transformation family (transforms.py)
-    all files decoded once, every embedder on the same clips (data.embed_files)
-    video vectors (normalised mean of 4-s segment vectors), exact inner-product search
-      -> per family and embedder: recall@1, recall@10, mAP
+    non-copies = one clip of each of `non_copies` side groups held out of the database whole
+    originals  = one clip per other side group (the first by path), `limit` groups at most
+    database   = the side's clips outside the held-out groups + `distractors` other-side clips
+    queries    = each original and non-copy through each transformation family (transforms.py)
+    all files decoded once, every clip embedder on the same clips (data.embed_files);
+    anchors (anchors.py) hash the same files themselves
+    scores (nq, nb): inner products of video vectors, or an anchor's own pair score
+      -> per family and embedder: recall@1, recall@10, mAP over the copy queries;
+         micro-AP over all queries (copy_metrics.py), and precision / recall at the
+         embedder's copy threshold when it declares one
 
 Relevance: a query's one relevant item is its original. The other clips of the original's
 group (same camera, often adjacent or overlapping moments) are "junk": left out of that
@@ -33,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from sora_encoder.eval.anchors import hash_files
+from sora_encoder.eval.copy_metrics import at_threshold, micro_average_precision, top_predictions
 from sora_encoder.eval.data import DEFAULT_SEGMENT_S, Item, embed_files
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
 from sora_encoder.eval.transforms import (
@@ -49,6 +56,8 @@ __all__ = [
     "NeardupResult",
     "NeardupSetup",
     "average_precision",
+    "default_non_copies",
+    "ranking_metrics",
     "relevant_ranks",
     "retrieval_metrics",
     "run_neardup",
@@ -108,25 +117,39 @@ def retrieval_metrics(
     *,
     ks: Sequence[int] = DEFAULT_KS,
 ) -> dict[str, float]:
-    """Exact inner-product search of xq (nq, d) in xb (nb, d) and its scores.
+    """Exact inner-product search of xq (nq, d) in xb (nb, d), scored by `ranking_metrics`.
 
-    relevant, junk: (nq, nb) bool. Returns {"recall@k": mean over queries of the share of
-    relevant items ranked <= k, ..., "mAP": mean AP, "queries": nq}. A row of xq holding
-    NaN stands for a failed query: its scores are NaN and it is a miss. ValueError for a
-    query with no relevant item.
+    A row of xq holding NaN stands for a failed query: its scores are NaN and it is a miss.
     """
     xq, xb = np.asarray(xq, np.float64), np.asarray(xb, np.float64)
     if xq.ndim != 2 or xb.ndim != 2 or xq.shape[1] != xb.shape[1]:
         raise ValueError(f"xq {xq.shape} and xb {xb.shape} must be (n, d) with the same d")
+    return ranking_metrics(xq @ xb.T, relevant, junk, ks=ks)  # (nq, nb) similarities
+
+
+def ranking_metrics(
+    D: np.ndarray,
+    relevant: np.ndarray,
+    junk: np.ndarray | None = None,
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, float]:
+    """recall@k and mAP of the scores D (nq, nb), larger is closer, whatever computed them
+    (an inner product, or an anchor's own matching rule).
+
+    relevant, junk: (nq, nb) bool. Returns {"recall@k": mean over queries of the share of
+    relevant items ranked <= k, ..., "mAP": mean AP, "queries": nq}. A row of D holding
+    NaN is a failed query: a miss. ValueError for a query with no relevant item.
+    """
+    D = np.asarray(D, np.float64)
     relevant = np.asarray(relevant, dtype=bool)
-    if relevant.shape != (len(xq), len(xb)):
-        raise ValueError(f"relevant must be {(len(xq), len(xb))}, got {relevant.shape}")
+    if D.ndim != 2 or relevant.shape != D.shape:
+        raise ValueError(f"relevant must be {D.shape}, got {relevant.shape}")
     if junk is not None and np.asarray(junk).shape != relevant.shape:
         raise ValueError(f"junk must be {relevant.shape}, got {np.asarray(junk).shape}")
-    D = xq @ xb.T  # (nq, nb) similarities
     recall = {k: [] for k in ks}
     aps = []
-    for i in range(len(xq)):
+    for i in range(len(D)):
         r = relevant_ranks(D[i], relevant[i], None if junk is None else junk[i])
         if r.size == 0:
             raise ValueError(f"query {i} has no relevant item outside the junk")
@@ -137,7 +160,7 @@ def retrieval_metrics(
         f"recall@{k}": float(np.mean(v)) if v else 0.0 for k, v in recall.items()
     }
     out["mAP"] = float(np.mean(aps)) if aps else 0.0
-    out["queries"] = len(xq)
+    out["queries"] = len(D)
     return out
 
 
@@ -151,10 +174,19 @@ def _order(key: str, salt: str) -> str:
 
 @dataclass(frozen=True)
 class NeardupSetup:
-    originals: list[Item]  # one per evaluated group
-    database: list[Item]  # side clips + distractors; contains every original
+    originals: list[Item]  # one per evaluated group; each is in `database`
+    database: list[Item]  # side clips + distractors, less the non-copies' groups
     distractors: int  # how many of `database` come from the other side
     side: str  # "test", "train" or "all"
+    # one clip per held-out group: no clip of its group is in `database`, so its
+    # transformed copies are non-copy queries (any hit is a false positive)
+    non_copies: list[Item] = field(default_factory=list)
+
+
+def default_non_copies(n_groups: int) -> int:
+    """A quarter of the side's groups (rounded down): 3 of the 14 test groups of the shared
+    clips. Enough non-copy queries to see false positives, most groups still copies."""
+    return n_groups // 4
 
 
 def select(
@@ -163,14 +195,18 @@ def select(
     side: str = "test",
     limit: int | None = None,
     distractors: int | None = None,
+    non_copies: int | None = 0,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     salt: str = DEFAULT_SALT,
 ) -> NeardupSetup:
-    """Originals and database for the protocol (module docstring); deterministic.
+    """Originals, non-copies and database for the protocol (module docstring); deterministic.
 
     `side`: "test" (default), "train", or "all" (every group; no distractors then).
-    `limit`: at most this many originals (groups in a stable hashed order). `distractors`:
-    at most this many clips of the other side (None: all of them).
+    `non_copies`: this many of the side's groups are held out of the database whole, one
+    clip of each becoming a non-copy original (None: `default_non_copies`); chosen in a
+    stable hashed order of their own, so `limit` does not move them. `limit`: at most this
+    many copy originals (groups in a stable hashed order). `distractors`: at most this many
+    clips of the other side (None: all of them).
     """
     if side not in ("test", "train", "all"):
         raise ValueError(f"side must be test, train or all, got {side!r}")
@@ -178,6 +214,8 @@ def select(
         raise ValueError(f"limit must be >= 1, got {limit}")
     if distractors is not None and distractors < 0:
         raise ValueError(f"distractors must be >= 0, got {distractors}")
+    if non_copies is not None and non_copies < 0:
+        raise ValueError(f"non_copies must be >= 0, got {non_copies}")
 
     def on_side(it: Item) -> bool:
         return side == "all" or split_of(it.group, test_fraction=test_fraction, salt=salt) == side
@@ -187,32 +225,43 @@ def select(
     first: dict[str, Item] = {}
     for it in mine:
         first.setdefault(it.group, it)
-    groups = sorted(first, key=lambda g: _order(g, salt))[:limit]
-    if not groups:
+    if not first:
         raise ValueError(f"no group on the {side} side (test_fraction {test_fraction})")
+    n_held = default_non_copies(len(first)) if non_copies is None else non_copies
+    if n_held >= len(first):
+        raise ValueError(
+            f"non_copies={n_held} would hold out all {len(first)} groups of the {side} side: "
+            "no copy queries would be left"
+        )
+    held = set(sorted(first, key=lambda g: _order(g, f"{salt}/non-copy"))[:n_held])
+    groups = [g for g in sorted(first, key=lambda g: _order(g, salt)) if g not in held][:limit]
     extra = sorted(other, key=lambda it: _order(str(it.path), salt))[:distractors]
     return NeardupSetup(
         originals=[first[g] for g in groups],
-        database=mine + extra,
+        database=[it for it in mine if it.group not in held] + extra,
         distractors=len(extra),
         side=side,
+        non_copies=[first[g] for g in sorted(held, key=lambda g: str(first[g].path))],
     )
 
 
 @dataclass
 class NeardupResult:
-    embedders: list[dict[str, Any]]  # name, key, dim
+    embedders: list[dict[str, Any]]  # name, key, dim, copy_threshold
     families: list[dict[str, str]]  # name, description, note
-    metrics: dict[str, dict[str, dict[str, float]]]  # embedder -> family (and "all") -> scores
+    # embedder -> family (and "all") -> scores (None: undefined, e.g. precision of nothing)
+    metrics: dict[str, dict[str, dict[str, float | None]]]
     setup: dict[str, Any]
     failed: dict[str, str] = field(default_factory=dict)  # file -> reason
     timings: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # embedder -> why it did not run
 
     def to_json(self) -> dict[str, Any]:
         return {
             "command": "neardup",
             "setup": self.setup,
             "embedders": self.embedders,
+            "skipped_embedders": self.skipped,
             "families": self.families,
             "metrics": self.metrics,
             "failed": self.failed,
@@ -267,6 +316,64 @@ def make_queries(
     return out, failed
 
 
+def _is_anchor(e: Any) -> bool:
+    """File matchers (anchors.FileMatcher) read files; clip embedders take decoded clips."""
+    return hasattr(e, "score_matrix") and not hasattr(e, "embed_clips")
+
+
+def _anchor_scores(
+    anchor: Any,
+    q_paths: Sequence[Path | None],
+    db_paths: Sequence[Path],
+    failed: dict[str, str],
+    timings: dict[str, float],
+    progress: Callable[[int, int], None] | None,
+) -> np.ndarray:
+    """(nq, nb) scores of an anchor; NaN where the query or the database file could not be
+    hashed (a failed query is a miss; a database file it cannot hash is never found)."""
+    todo = list(db_paths) + [p for p in q_paths if p is not None]
+    hashes, bad, seconds = hash_files(todo, anchor, progress=progress)
+    failed.update({f"{p} [{anchor.name}]": why for p, why in bad.items()})
+    timings[f"embed_{anchor.name}_s"] = seconds
+    by_path = dict(zip(todo, hashes, strict=True))
+    db_ok = [j for j, p in enumerate(db_paths) if by_path[p] is not None]
+    q_ok = [i for i, p in enumerate(q_paths) if p is not None and by_path[p] is not None]
+    D = np.full((len(q_paths), len(db_paths)), np.nan)
+    if db_ok and q_ok:
+        t0 = time.perf_counter()
+        scores = anchor.score_matrix(
+            [by_path[q_paths[i]] for i in q_ok], [by_path[db_paths[j]] for j in db_ok]
+        )  # (len(q_ok), len(db_ok))
+        timings[f"score_{anchor.name}_s"] = time.perf_counter() - t0
+        D[np.ix_(q_ok, db_ok)] = scores
+    spent = seconds + timings.get(f"score_{anchor.name}_s", 0.0)
+    timings[f"{anchor.name}_s_per_file"] = spent / max(1, len(todo))  # hashing + scoring
+    return D
+
+
+def _copy_metrics(
+    D: np.ndarray, source: np.ndarray, J: np.ndarray, threshold: float | None
+) -> dict[str, float | None]:
+    """micro-AP of the rows' top hits and, for an embedder that declares a copy threshold,
+    precision and recall of "the top hit is a copy" at it."""
+    p = top_predictions(D, source, J)
+    out: dict[str, float | None] = {
+        "micro_AP": micro_average_precision(p),
+        "non_copy_queries": int((source < 0).sum()),
+    }
+    if threshold is not None:
+        t = at_threshold(p, threshold)
+        out.update(
+            {
+                "threshold": t.threshold,
+                "predicted@threshold": t.predicted,
+                "precision@threshold": t.precision,
+                "recall@threshold": t.recall,
+            }
+        )
+    return out
+
+
 def run_neardup(
     setup: NeardupSetup,
     embedders: Sequence,
@@ -276,63 +383,101 @@ def run_neardup(
     ks: Sequence[int] = DEFAULT_KS,
     progress: Callable[[str, int, int], None] | None = None,
     extra_setup: dict[str, Any] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> NeardupResult:
-    """Make the queries, embed database and queries once for all embedders, score them."""
+    """Make the queries, embed database and queries once for all embedders, score them.
+
+    `embedders` mixes clip embedders (baselines: decoded once, video vectors, inner
+    product) and file matchers (anchors: each hashes the files itself and scores pairs
+    with its own rule). `skipped` ({name: reason}) is carried into the result.
+    """
     t0 = time.perf_counter()
     step = (lambda name: lambda n, t: progress(name, n, t)) if progress else (lambda name: None)
-    queries, failed = make_queries(setup.originals, families, work_dir, progress=step("transform"))
+    sources = list(setup.originals) + list(setup.non_copies)  # copies first, then non-copies
+    n_copy = len(setup.originals)
+    queries, failed = make_queries(sources, families, work_dir, progress=step("transform"))
     t_transform = time.perf_counter() - t0
-    made = [q for q in queries if q[2] is not None]
-    files = [it.path for it in setup.database] + [q[2] for q in made]
-    vec = embed_files(files, embedders, progress=step("embed"))
-    failed.update({str(p): f"decode: {why}" for p, why in vec.failed.items()})
+    q_path = {(q[0], q[1]): q[2] for q in queries}  # (source index, family) -> file or None
+    made = [q[2] for q in queries if q[2] is not None]
+    db_paths = [it.path for it in setup.database]
 
-    db_ok = [i for i in range(len(setup.database)) if files[i] not in vec.failed]
+    clip_embedders = [e for e in embedders if not _is_anchor(e)]
+    timings: dict[str, float] = {"transform_s": t_transform}
+    vec = None
+    if clip_embedders:
+        vec = embed_files(db_paths + made, clip_embedders, progress=step("embed"))
+        failed.update({str(p): f"decode: {why}" for p, why in vec.failed.items()})
+        timings.update(vec.timings)
+    # a database file our decoder cannot read is left out for every embedder alike
+    db_ok = [i for i, p in enumerate(db_paths) if vec is None or p not in vec.failed]
     db_items = [setup.database[i] for i in db_ok]
     db_pos = {it.path: k for k, it in enumerate(db_items)}
     groups = np.array([it.group for it in db_items])
-    q_file = {(q[0], q[1]): len(setup.database) + k for k, q in enumerate(made)}
+    vec_index = {p: k for k, p in enumerate(db_paths + made)}
 
-    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    # the query rows, in a fixed order: every usable source through every family
+    rows: list[tuple[int, str]] = [
+        (i, f.name)
+        for i, it in enumerate(sources)
+        if i >= n_copy or it.path in db_pos  # an original we could not decode: nothing to find
+        for f in families
+    ]
+    row_paths = [q_path.get(r) for r in rows]
+    source = np.array([db_pos[sources[i].path] if i < n_copy else -1 for i, _ in rows], np.int64)
+    J = np.stack([groups == sources[i].group for i, _ in rows]) if rows else np.zeros((0, 0))
+    J[np.arange(len(rows))[source >= 0], source[source >= 0]] = False  # the source is no junk
+    fam_of = np.array([f for _, f in rows])
+
+    metrics: dict[str, dict[str, dict[str, float | None]]] = {}
     for e in embedders:
-        xb = vec.videos(e.name, idx=db_ok)  # (nb, D)
-        per_family: dict[str, dict[str, float]] = {}
-        pooled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for fam in [f.name for f in families]:
-            rows, rel, junk = [], [], []
-            for i, orig in enumerate(setup.originals):
-                if orig.path not in db_pos:
-                    continue  # the original itself could not be decoded: nothing to find
-                k = q_file.get((i, fam))
-                ok = k is not None and files[k] not in vec.failed
-                rows.append(vec.videos(e.name, idx=[k])[0] if ok else np.full(xb.shape[1], np.nan))
-                r = np.zeros(len(db_items), bool)
-                r[db_pos[orig.path]] = True
-                rel.append(r)
-                junk.append((groups == orig.group) & ~r)
-            if not rows:
+        if _is_anchor(e):
+            D = _anchor_scores(
+                e, row_paths, [p.path for p in db_items], failed, timings, step(e.name)
+            )
+        else:
+            xb = vec.videos(e.name, idx=db_ok)  # (nb, d)
+            ok = [p is not None and p not in vec.failed for p in row_paths]
+            xq = np.full((len(rows), xb.shape[1]), np.nan)  # (nq, d); NaN: a failed query
+            if any(ok):
+                idx = [vec_index[p] for p, o in zip(row_paths, ok, strict=True) if o]
+                xq[ok] = vec.videos(e.name, idx=idx)
+            with np.errstate(invalid="ignore"):
+                D = xq @ xb.T  # (nq, nb)
+        threshold = getattr(e, "copy_threshold", None)
+        per_family: dict[str, dict[str, float | None]] = {}
+        for fam in [*(f.name for f in families), ALL]:
+            sel = np.ones(len(rows), bool) if fam == ALL else fam_of == fam
+            copy = sel & (source >= 0)
+            if not copy.any():
                 continue
-            xq, R, J = np.stack(rows), np.stack(rel), np.stack(junk)
-            per_family[fam] = retrieval_metrics(xq, xb, R, J, ks=ks)
-            pooled.append((xq, R, J))
-        if pooled:
-            xq, R, J = (np.concatenate(a) for a in zip(*pooled, strict=True))
-            per_family[ALL] = retrieval_metrics(xq, xb, R, J, ks=ks)
+            R = np.zeros((int(copy.sum()), len(db_items)), bool)
+            R[np.arange(len(R)), source[copy]] = True
+            m: dict[str, float | None] = dict(ranking_metrics(D[copy], R, J[copy], ks=ks))
+            m.update(_copy_metrics(D[sel], source[sel], J[sel], threshold))
+            per_family[fam] = m
         metrics[e.name] = per_family
 
     setup_json = {
         "side": setup.side,
         "originals": len(setup.originals),
+        "non_copies": len(setup.non_copies),
+        "non_copy_groups": sorted(it.group for it in setup.non_copies),
         "database": len(db_items),
         "distractors": setup.distractors,
-        "queries_per_embedder": sum(1 for _ in queries),
+        "queries_per_embedder": len(queries),
         "segment_s": DEFAULT_SEGMENT_S,
         **(extra_setup or {}),
     }
-    timings = {"transform_s": t_transform, **vec.timings, "total_s": time.perf_counter() - t0}
+    timings["total_s"] = time.perf_counter() - t0
     return NeardupResult(
         embedders=[
-            {"name": e.name, "key": e.key, "dim": int(getattr(e, "dim", 0))} for e in embedders
+            {
+                "name": e.name,
+                "key": e.key,
+                "dim": int(getattr(e, "dim", 0)),
+                "copy_threshold": getattr(e, "copy_threshold", None),
+            }
+            for e in embedders
         ],
         families=[
             {"name": f.name, "description": f.description, "note": family_note(f)} for f in families
@@ -341,4 +486,5 @@ def run_neardup(
         setup=setup_json,
         failed=failed,
         timings=timings,
+        skipped=dict(skipped or {}),
     )

@@ -1,7 +1,9 @@
 """Reports of the evaluations: Markdown tables, JSON, and the confusion-matrix PNG.
 
-neardup_markdown(result)  one table per metric (recall@1, recall@10, mAP):
-                          rows = transformation families + "all", columns = embedders
+neardup_markdown(result)  one table per metric (recall@1, recall@10, mAP over the copy
+                          queries; micro-AP over copies and non-copies): rows =
+                          transformation families + "all", columns = embedders; then
+                          precision / recall at each embedder's declared copy threshold
 classify_markdown(result) rows = tasks, columns = embedders, "accuracy / macro-F1"
 confusion_image(result)   a grid of panels, rows = tasks, columns = embedders; each
                           panel: rows true labels, columns predicted, shade = row share
@@ -45,8 +47,15 @@ def _embedder_legend(embedders: list[dict[str, Any]]) -> str:
     for e in embedders:
         same = f" (same weights as `{seen[e['key']]}`)" if e["key"] in seen else ""
         seen.setdefault(e["key"], e["name"])
-        parts.append(f"`{e['name']}` = {e['key']}, {e['dim']}-d{same}")
+        kind = f"{e['dim']}-d" if e.get("dim") else "its own matching rule"
+        t = e.get("copy_threshold")
+        thr = f", copy threshold {t:g}" if t is not None else ""
+        parts.append(f"`{e['name']}` = {e['key']}, {kind}{thr}{same}")
     return "Embedders: " + "; ".join(parts) + "."
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 def neardup_markdown(result: Any) -> str:
@@ -59,13 +68,24 @@ def neardup_markdown(result: Any) -> str:
         ["all"] if "all" in any_metrics else []
     )
     s = r["setup"]
+    n_non = s.get("non_copies", 0)
+    held = (
+        f", {n_non} non-copy originals (groups {', '.join(s.get('non_copy_groups', []))} held "
+        "out of the database whole: their copies are queries with nothing to find)"
+        if n_non
+        else ""
+    )
     out = [
         f"Near-duplicate retrieval: {s['originals']} originals ({s['side']} side, one clip per "
-        f"group), database of {s['database']} videos ({s['distractors']} distractors from the "
-        f"other side), {len(families)} families; video vectors, exact search.",
+        f"group){held}, database of {s['database']} videos ({s['distractors']} distractors "
+        f"from the other side), {len(families)} families; video vectors, exact search "
+        "(anchors: their own hashes and matching rule).",
         "",
         _embedder_legend(r["embedders"]),
     ]
+    if r.get("skipped_embedders"):
+        why = "; ".join(f"`{k}`: {v}" for k, v in r["skipped_embedders"].items())
+        out += ["", f"Not run: {why}."]
     for key, title in NEARDUP_METRICS:
         rows = []
         for fam in rows_order:
@@ -75,6 +95,7 @@ def neardup_markdown(result: Any) -> str:
             q = any_metrics[fam]["queries"]
             rows.append([f"**{fam}**" if fam == "all" else fam, str(q), *cells])
         out += ["", f"**{title}**", "", _table(["family", "queries", *names], rows)]
+    out += _micro_ap_tables(r, names, rows_order, any_metrics)
     notes = [f"`{f['name']}`: {f['note']}" for f in r["families"] if f.get("note")]
     if notes:
         out += ["", "Notes: " + "; ".join(notes) + "."]
@@ -82,6 +103,52 @@ def neardup_markdown(result: Any) -> str:
         out += ["", f"Failed ({len(r['failed'])}), counted as misses:"]
         out += [f"- {k}: {v}" for k, v in sorted(r["failed"].items())]
     return "\n".join(out) + "\n"
+
+
+def _micro_ap_tables(
+    r: dict[str, Any], names: list[str], rows_order: list[str], any_metrics: dict[str, Any]
+) -> list[str]:
+    """The micro-AP table and, for embedders with a copy threshold, precision / recall."""
+    if not rows_order or "micro_AP" not in any_metrics[rows_order[0]]:
+        return []  # a result written before micro-AP existed
+    rows = []
+    for fam in rows_order:
+        m0 = any_metrics[fam]
+        cells = [
+            _ratio(r["metrics"][n][fam]["micro_AP"]) if fam in r["metrics"][n] else "-"
+            for n in names
+        ]
+        q = f"{m0['queries']} + {m0['non_copy_queries']}"
+        rows.append([f"**{fam}**" if fam == "all" else fam, q, *cells])
+    out = [
+        "",
+        "**micro-AP** (one prediction per query, its top hit and score, ranked over all "
+        "queries; queries = copies + non-copies, and a non-copy's hit is always wrong)",
+        "",
+        _table(["family", "queries", *names], rows),
+    ]
+    with_t = [e["name"] for e in r["embedders"] if e.get("copy_threshold") is not None]
+    if with_t and "all" in any_metrics:
+        rows = []
+        for n in with_t:
+            m = r["metrics"][n]["all"]
+            rows.append(
+                [
+                    n,
+                    f"{m['threshold']:g}",
+                    str(m["predicted@threshold"]),
+                    _ratio(m["precision@threshold"]),
+                    _ratio(m["recall@threshold"]),
+                ]
+            )
+        out += [
+            "",
+            "**at the embedder's copy threshold** (all families: a top hit scoring at least "
+            "the threshold is called a copy)",
+            "",
+            _table(["embedder", "threshold", "called copies", "precision", "recall"], rows),
+        ]
+    return out
 
 
 def classify_markdown(result: Any) -> str:
