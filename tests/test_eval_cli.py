@@ -142,6 +142,43 @@ def test_neardup_non_copies_and_anchors(dataset: Path, tmp_path: Path, capsys) -
         assert "**at the embedder's copy threshold**" in md
 
 
+def test_neardup_scores_sora_by_its_copy_calibration_and_a_candidate_beside_it(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """`sora` with a calibration is scored by copy scores (same rankings, a threshold and
+    precision/recall at it); `--candidate` runs a second checkpoint in the same run."""
+    from sora_encoder.checkpoint import save_checkpoint
+    from sora_encoder.copy_score import build_calibration
+    from sora_encoder.factory import create_model
+    from sora_encoder.registry import get_model_config
+
+    config = get_model_config("sora-t")
+    model = create_model(config)
+    calibrated, plain = tmp_path / "calibrated", tmp_path / "plain"
+    version = save_checkpoint(model, config, calibrated)
+    save_checkpoint(model, config, plain)
+    rng = np.random.default_rng(0)
+    bg = rng.normal(size=(12, config.projection.out_dim)).astype(np.float32)
+    bg /= np.linalg.norm(bg, axis=1, keepdims=True)
+    cal = build_calibration(version, bg, [b[None] for b in bg], [str(i) for i in range(12)])
+    cal.save(calibrated)
+    out_json = tmp_path / "n.json"
+    rc = main(["eval", "neardup", str(dataset), "--checkpoint", str(calibrated),
+               "--candidate", str(plain), "--embedders", "sora,tiny_image",
+               "--families", "reencode,flip", "--non-copies", "1",
+               "--json", str(out_json), "--quiet"])  # fmt: skip
+    assert rc == 0
+    r = json.loads(out_json.read_text())
+    names = {e["name"]: e for e in r["embedders"]}
+    assert list(names) == ["sora", "candidate", "tiny_image"]
+    assert names["sora"]["copy_threshold"] == pytest.approx(cal.threshold)
+    assert names["candidate"]["copy_threshold"] is None  # no calibration in its folder
+    sora, cand = r["metrics"]["sora"]["all"], r["metrics"]["candidate"]["all"]
+    for k in ("recall@1", "recall@10", "mAP"):  # per-query shifts keep every ranking
+        assert sora[k] == pytest.approx(cand[k]), k
+    assert "recall@threshold" in sora and "recall@threshold" not in cand
+
+
 def test_classify_end_to_end(dataset: Path, tmp_path: Path) -> None:
     out_json, out_png = tmp_path / "c.json", tmp_path / "c.png"
     rc = main(["eval", "classify", str(dataset), "--manifest", str(dataset / "MANIFEST.csv"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from services.api.errors import FailedPrecondition, InvalidArgument
 from services.api.index_keeper import IndexKeeper
 from services.api.search_service import MAX_TOP_K, SearchOptions, SearchService
+from services.search.copy_verdict import CalibrationSource
 from services.store import open_store, register_video
 from sora_encoder import VideoEmbedder
 from sora_encoder.eval.anchors import AnchorError
@@ -63,12 +65,24 @@ class ServiceSearchMatcher:
     the API's MAX_TOP_K), so recall@10 and mAP see as deep a ranking as the service gives.
     """
 
-    def __init__(self, embedder: VideoEmbedder, *, name: str = "sora@service") -> None:
+    def __init__(
+        self,
+        embedder: VideoEmbedder,
+        *,
+        name: str = "sora@service",
+        checkpoint: str | os.PathLike | None = None,
+        regions: bool = False,
+    ) -> None:
         self.embedder = embedder
         self.name = name
-        self.key = f"service:{embedder.model_version}:video+align"
+        self.regions = regions
+        self.key = f"service:{embedder.model_version}:video+align" + ("+regions" if regions else "")
         self.dim = 0
-        self.copy_threshold: float | None = None  # the calibrated one is another change
+        # The service's copy verdicts: hits are scored by their copy score and the eval
+        # reports precision/recall at its threshold (None: the model has no calibration).
+        self.calibration = CalibrationSource(checkpoint)
+        cal = self.calibration(embedder.model_version)
+        self.copy_threshold: float | None = cal.threshold if cal is not None else None
         self.timings: dict[str, float] = {}
 
     def hash_file(self, path: Path) -> Path:
@@ -91,9 +105,12 @@ class ServiceSearchMatcher:
                 clip_dir = root / "clips"
                 clip_dir.mkdir()
                 svc = SearchService(
-                    store, keeper, embedder=lambda: self.embedder, clip_dir=clip_dir
+                    store, keeper, embedder=lambda: self.embedder, clip_dir=clip_dir,
+                    calibration=self.calibration,
+                )  # fmt: skip
+                opts = SearchOptions(
+                    level="video", top_k=max(1, min(MAX_TOP_K, len(column))), regions=self.regions
                 )
-                opts = SearchOptions(level="video", top_k=max(1, min(MAX_TOP_K, len(column))))
                 for i, q in enumerate(xq):
                     try:
                         result = svc.search_clip(_chunks(q), opts)
@@ -102,8 +119,9 @@ class ServiceSearchMatcher:
                         D[i] = np.nan
                         continue
                     for hit in result.hits:
+                        score = hit.copy_score if hit.copy_score is not None else hit.score
                         for j in column.get(hit.video.id, ()):
-                            D[i, j] = hit.score
+                            D[i, j] = score
             finally:
                 store.dispose()
         return D

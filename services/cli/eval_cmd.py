@@ -35,6 +35,8 @@ from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION
 from sora_encoder.eval.transforms import FAMILIES, families_from
 
 SERVICE = "sora@service"  # the service's own search path (workers.eval_search), on request
+SERVICE_REGIONS = "sora@service+regions"  # the same, clip queries with query_regions on
+CANDIDATE = "candidate"  # --candidate CKPT: a second Sora checkpoint in the same run
 
 
 def add_parser(sub: Any) -> None:
@@ -85,9 +87,15 @@ def add_parser(sub: Any) -> None:
         help="keep the transformed copies here and reuse them on the next run "
         "(default: a temporary folder, removed)",
     )
+    n.add_argument(
+        "--candidate",
+        metavar="CKPT",
+        help="also evaluate this checkpoint (as `candidate`, with its own copy calibration) "
+        "in the same run: the gate before it replaces the shipped one",
+    )
     n.add_argument("--json", metavar="OUT", help="write the results as JSON")
     n.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
-    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=(*ANCHOR_NAMES, SERVICE))
+    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=(*ANCHOR_NAMES, SERVICE, SERVICE_REGIONS))
     n.set_defaults(func=run_neardup)
 
     c = ev.add_parser(
@@ -185,20 +193,33 @@ def _neardup_embedders(args: argparse.Namespace) -> tuple[list[Any], dict[str, s
     """The asked-for embedders in the order asked: clip embedders (baselines), anchors
     whose packages are installed, `sora@service`; and {anchor: why it was skipped}."""
     names = _split_names(args.embedders)
-    known = EMBEDDER_NAMES + ANCHOR_NAMES + (SERVICE,)
+    if getattr(args, "candidate", None) and CANDIDATE not in names:
+        names.insert(names.index("sora") + 1 if "sora" in names else 0, CANDIDATE)
+    known = EMBEDDER_NAMES + ANCHOR_NAMES + (SERVICE, SERVICE_REGIONS, CANDIDATE)
     unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(f"unknown embedders {unknown}; known: {list(known)}")
     anchors, skipped = build_anchors([n for n in names if n in ANCHOR_NAMES])
-    if SERVICE in names:
-        from sora_encoder import load_embedder
-        from workers.eval_search import ServiceSearchMatcher
+    for service in (SERVICE, SERVICE_REGIONS):
+        if service in names:
+            from sora_encoder import load_embedder
+            from workers.eval_search import ServiceSearchMatcher
 
-        anchors.append(
-            ServiceSearchMatcher(
-                load_embedder(args.checkpoint, variant=args.variant, device=args.device)
+            embedder = load_embedder(args.checkpoint, variant=args.variant, device=args.device)
+            anchors.append(
+                ServiceSearchMatcher(
+                    embedder,
+                    name=service,
+                    checkpoint=args.checkpoint,
+                    regions=service == SERVICE_REGIONS,
+                )  # fmt: skip
             )
-        )
+    if CANDIDATE in names:
+        if not getattr(args, "candidate", None):
+            raise ValueError("the candidate embedder needs --candidate CKPT")
+        [candidate] = build_embedders(["sora"], checkpoint=args.candidate, device=args.device)
+        candidate.name = CANDIDATE
+        anchors.append(candidate)
     for name, why in skipped.items():
         print(f"sora eval neardup: skipping {name}: {why}", file=sys.stderr)
     clip_names = [n for n in names if n in EMBEDDER_NAMES]

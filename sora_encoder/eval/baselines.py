@@ -22,7 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sora_encoder import load_runtime
+from sora_encoder import default_checkpoint, load_runtime
+from sora_encoder.copy_score import CopyCalibration, load_calibration
 from sora_encoder.runtime import EncoderRuntime, InputSpec
 from sora_encoder.transforms import clips_to_frames
 
@@ -62,12 +63,22 @@ def check_clips(clips: np.ndarray, spec: InputSpec | None = None) -> np.ndarray:
 class SoraEmbedder:
     """The full model: `EncoderRuntime.encode_clips`."""
 
-    def __init__(self, runtime: EncoderRuntime, *, name: str = "sora") -> None:
+    def __init__(
+        self,
+        runtime: EncoderRuntime,
+        *,
+        name: str = "sora",
+        calibration: CopyCalibration | None = None,
+    ) -> None:
         self.runtime = runtime
         self.name = name
         self.key = runtime.model_version
         self.input_spec = runtime.input_spec
         self.dim = runtime.dim
+        # The service's copy scores (sora_encoder.copy_score): the eval scores with them and
+        # reports precision/recall at their threshold, as a hit's `is_copy` would say.
+        self.copy_calibration = calibration
+        self.copy_threshold = calibration.threshold if calibration is not None else None
 
     def embed_clips(self, clips: np.ndarray) -> np.ndarray:
         return self.runtime.encode_clips(check_clips(clips, self.input_spec))
@@ -161,10 +172,12 @@ def build_embedders(
     if unknown:
         raise ValueError(f"unknown embedders {unknown}; known: {list(EMBEDDER_NAMES)}")
     runtime = load_runtime(checkpoint, variant=variant, device=device, precision=precision)
+    folder = checkpoint if checkpoint else (None if variant else default_checkpoint())
     out: list[ClipEmbedder] = []
     for name in names:
         if name == "sora":
-            out.append(SoraEmbedder(runtime, name="sora"))
+            cal = load_calibration(folder, runtime.model_version)
+            out.append(SoraEmbedder(runtime, name="sora", calibration=cal))
         elif name == "untrained":
             untrained = EncoderRuntime.untrained(
                 runtime.config,

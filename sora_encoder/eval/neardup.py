@@ -443,6 +443,9 @@ def run_neardup(
                 xq[ok] = vec.videos(e.name, idx=idx)
             with np.errstate(invalid="ignore"):
                 D = xq @ xb.T  # (nq, nb)
+                cal = getattr(e, "copy_calibration", None)
+                if cal is not None:  # the service's copy score: same ranking per query
+                    D = D - cal.reference(np.nan_to_num(xq).astype(np.float32))[:, None]
         threshold = getattr(e, "copy_threshold", None)
         per_family: dict[str, dict[str, float | None]] = {}
         for fam in [*(f.name for f in families), ALL]:
