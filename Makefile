@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 CLIPS     ?= ../shared/data/clips
 TRAIN_DIR ?= runs
 
-.PHONY: setup anchors anchors-apt test lint format bench demo clean proto train-default
+.PHONY: setup anchors anchors-apt test chaos lint format bench demo clean proto train-default
 
 setup: $(BIN)/sora
 
@@ -36,6 +36,69 @@ anchors-apt:
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault and attack cases of docs/RELIABILITY.md (issue #9), a subset of `make test`:
+# killed workers and servers, a broker that loses its queue, bad snapshots, database faults,
+# hostile media and clients, degenerate libraries. Add a case here and to the doc together.
+CHAOS_TESTS := \
+	tests/test_workers_ingest.py \
+	tests/test_serve_embedded.py \
+	tests/test_index_snapshot.py::test_unusable_snapshot_is_rebuilt_from_source \
+	tests/test_index_snapshot.py::test_snapshot_of_another_model_version_is_not_used \
+	tests/test_index_snapshot.py::test_misaligned_after_catch_up_is_rebuilt \
+	tests/test_index_snapshot.py::test_crash_mid_write_leaves_previous_snapshot \
+	tests/test_index_snapshot.py::test_a_snapshot_of_another_store_with_the_same_count_is_rebuilt \
+	tests/test_index_snapshot.py::test_a_restored_store_that_reused_ids_is_rebuilt \
+	tests/test_index_vector_index.py::test_inconsistent_source_raises_rather_than_serving \
+	tests/test_index_vector_index.py::test_empty_collection \
+	tests/test_api_services.py::test_a_snapshot_folder_of_another_database_is_not_served \
+	tests/test_api_services.py::test_status_codes_are_mapped_in_one_place \
+	tests/test_api_services.py::test_url_allow_list_matches_scheme_host_port_and_path \
+	tests/test_api_services.py::test_url_ingest_downloads_into_uploads_with_a_cap \
+	tests/test_api_services.py::test_a_cancelled_stream_leaves_no_file \
+	tests/test_api_services.py::test_watch_stops_when_the_client_goes_away \
+	tests/test_api_services.py::test_the_first_ready_video_is_searchable_before_the_keepers_next_sync \
+	tests/test_api_services.py::test_a_search_of_a_video_not_ready_yet_does_not_sync \
+	tests/test_workers_units.py::test_reconciler_resends_lost_and_abandoned_jobs \
+	tests/test_workers_units.py::test_database_down_is_retried_up_to_the_cap \
+	tests/test_store_jobs.py::test_claim_refuses_a_live_lease_of_another_owner_and_grants_after_expiry \
+	tests/test_store_jobs.py::test_duplicate_delivery_writes_one_set_of_segments \
+	tests/test_store_jobs.py::test_fail_job_transient_requeues_and_permanent_fails_the_video \
+	tests/test_store_jobs.py::test_late_failure_after_success_is_ignored \
+	tests/test_store_jobs.py::test_reconciler_finds_expired_leases_and_requeues_them \
+	tests/test_store_jobs.py::test_a_job_that_keeps_losing_its_worker_fails_after_max_attempts \
+	tests/test_store_jobs.py::test_completion_for_a_deleted_video_is_refused_and_writes_nothing \
+	tests/test_store_jobs.py::test_concurrent_claims_grant_the_job_once \
+	tests/test_store_videos.py::test_concurrent_registrations_of_the_same_bytes_make_one_video \
+	tests/test_store_videos.py::test_a_registration_waits_for_a_concurrent_one_and_returns_its_row \
+	tests/test_store_videos.py::test_insert_race_rolls_back_to_a_savepoint_and_returns_the_winner \
+	tests/test_store_migrations.py::test_concurrent_migrations_from_two_processes_starting_at_once \
+	tests/test_media_hostile.py \
+	tests/test_media_probe.py::test_duration_limit \
+	tests/test_media_probe.py::test_resolution_limits \
+	tests/test_media_probe.py::test_resolution_limit_applies_to_the_rotated_size \
+	tests/test_media_probe.py::test_file_size_is_checked_before_ffmpeg_runs \
+	tests/test_media_probe.py::test_format_outside_the_allow_list \
+	tests/test_media_probe.py::test_frame_over_the_pixel_cap_is_named_when_the_header_has_no_size \
+	tests/test_media_decode.py::test_decode_timeout_kills_ffmpeg \
+	tests/test_media_decode.py::test_file_changed_since_probe \
+	tests/test_api_hostile.py \
+	tests/test_api_server.py::test_every_method_requires_the_bearer_token \
+	tests/test_api_server.py::test_without_a_token_only_loopback_is_served \
+	tests/test_api_server.py::test_not_found_invalid_argument_and_failed_precondition \
+	tests/test_api_server.py::test_database_down_is_unavailable \
+	tests/test_api_server.py::test_calls_beyond_the_concurrency_cap_are_resource_exhausted \
+	tests/test_api_server.py::test_messages_over_the_size_limit_are_refused \
+	tests/test_api_server.py::test_paths_outside_the_roots_are_refused_before_anything_runs \
+	tests/test_api_server.py::test_path_ingest_without_roots_says_how_to_allow \
+	tests/test_api_server.py::test_upload_over_the_cap_is_refused_and_leaves_no_file \
+	tests/test_api_server.py::test_health_is_not_serving_until_the_index_is_loaded \
+	tests/test_api_server.py::test_search_with_nothing_indexed_is_empty \
+	tests/test_api_server.py::test_search_in_a_one_video_library_by_its_id_and_by_a_clip_of_it \
+	tests/test_alignment.py::test_adaptive_threshold_of_a_library_that_is_all_the_query_still_aligns_a_copy
+
+chaos: setup
+	$(BIN)/python -m pytest $(CHAOS_TESTS) $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
