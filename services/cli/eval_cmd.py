@@ -218,7 +218,7 @@ def _neardup_embedders(args: argparse.Namespace) -> tuple[list[Any], dict[str, s
         if not getattr(args, "candidate", None):
             raise ValueError("the candidate embedder needs --candidate CKPT")
         [candidate] = build_embedders(["sora"], checkpoint=args.candidate, device=args.device)
-        candidate.name = CANDIDATE
+        candidate.name = CANDIDATE  # listed under its model version (the table's name)
         anchors.append(candidate)
     for name, why in skipped.items():
         print(f"sora eval neardup: skipping {name}: {why}", file=sys.stderr)
