@@ -130,15 +130,23 @@ proto: setup
 	sed -i 's/^from sora\.v1 import/from services.api.gen.sora.v1 import/' \
 		$(PROTO_OUT)/sora/v1/sora_pb2_grpc.py
 
-# Reproduces the shipped encoder, sora_encoder/checkpoints/sora-s, in one command:
-# synthetic videos, the sora-s default recipe on the train split of CLIPS plus them, then
-# a fp16 export (<= 25 MB, vectors checked against the fp32 run) over the shipped folder.
+# Reproduces the shipped encoder, sora_encoder/checkpoints/sora-s, in one command, in two
+# stages (docs/TRAINING.md, docs/MODEL.md): synthetic videos; the sora-s default recipe on
+# the train split of CLIPS plus them; the sora-s-continue recipe (KoLeo, stronger photometric
+# views) from that run's fp16 export; a fp16 export (<= 25 MB, vectors checked against the
+# fp32 run) over the shipped folder; its copy calibration on the train split.
 train-default: setup
 	$(BIN)/python -m sora_encoder.train.synthetic $(TRAIN_DIR)/synthetic --count 28 --seed 0
 	$(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
 		--also $(TRAIN_DIR)/synthetic --config sora_encoder/train/recipes/sora-s-default.json \
 		--out $(TRAIN_DIR)/sora-s-default --cache $(TRAIN_DIR)/cache
-	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-default sora_encoder/checkpoints/sora-s --force
+	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-default $(TRAIN_DIR)/sora-s-stage1 --force
+	$(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
+		--also $(TRAIN_DIR)/synthetic --config sora_encoder/train/recipes/sora-s-continue.json \
+		--init-from $(TRAIN_DIR)/sora-s-stage1 --out $(TRAIN_DIR)/sora-s-continue \
+		--cache $(TRAIN_DIR)/cache
+	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-continue sora_encoder/checkpoints/sora-s --force
+	$(BIN)/sora checkpoint calibrate sora_encoder/checkpoints/sora-s --manifest $(CLIPS)/MANIFEST.csv
 
 clean:
 	rm -rf $(VENV) .sora-demo .pytest_cache .ruff_cache bench/results

@@ -40,6 +40,7 @@ _CONFIG_OPTIONS = {
     "view_size": "view_size",
     "arrow_weight": "arrow_weight",
     "bn_windows": "bn_windows",
+    "init_from": "init_from",
 }
 
 
@@ -104,6 +105,11 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
     e.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     e.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    e.add_argument(
+        "--init-from",
+        metavar="CKPT",
+        help="start from this checkpoint's weights (same variant) instead of the seed's",
+    )
     e.add_argument("--max-clips", type=int, metavar="N", help="use only the first N files")
     e.add_argument(
         "--cache", metavar="DIR", help=f"decoded-window cache (default {default_cache_dir()})"
