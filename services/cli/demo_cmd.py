@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(2.0)  # the index keeper syncs every second
             res = client.search_by_clip(query, top_k=5)
             print(f"== 5. search by that clip: {len(res.hits)} hit(s), model {res.model_version}")
+            if res.HasField("copy_threshold"):
+                print(f"   (COPY: copy score >= {res.copy_threshold:.3f}, the model's threshold)")
             for n, h in enumerate(res.hits, 1):
                 match = (
                     (
@@ -115,7 +117,12 @@ def run(args: argparse.Namespace) -> int:
                     if h.aligned
                     else ""
                 )
-                print(f"   {n}. {h.score:.4f}  {h.video.title}{match}")  # fmt: skip
+                verdict = (
+                    f"{'COPY' if h.is_copy else 'no':>4} {h.copy_score:+.3f}  "
+                    if h.HasField("copy_score")
+                    else ""
+                )
+                print(f"   {n}. {h.score:.4f}  {verdict}{h.video.title}{match}")  # fmt: skip
         print("== done; try: sora serve --embedded, then sora ingest / sora search (see README)")
         return 0
     finally:
