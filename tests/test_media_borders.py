@@ -66,6 +66,13 @@ def test_a_box_that_would_keep_too_little_is_refused():
     assert content_box_of_frames(f).is_full
 
 
+def test_a_thin_stripe_inside_thick_borders_keeps_the_full_frame():
+    # Borders and their margins leave nothing: "unsure", not a ValueError from ContentBox.
+    f = np.zeros((3, 144, 256), np.uint8)
+    f[:, 70:75] = _frames(3, 5, 256)
+    assert content_box_of_frames(f).is_full
+
+
 def test_box_text_round_trip_and_validation():
     box = ContentBox(0.1, 0.2, 0.8, 0.6)
     assert ContentBox.from_text(box.to_text()) == box

@@ -343,7 +343,11 @@ class SearchService:
         hits = hits[: opts.top_k]
         cal = self._calibration(version)
         if cal is not None and cal.dim == index.dim:
+            # the segment rows the score is made of: the rows searched (segment level), or
+            # every query segment when alignment mixed segment similarities in (video level)
             query_rows = xq if opts.level == "segment" and sequence else None
+            if opts.level == "video" and rerank:
+                query_rows = query.segments
             annotate_copies(
                 hits, cal, level=opts.level, query_vector=query.vector, query_rows=query_rows
             )

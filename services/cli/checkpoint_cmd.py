@@ -72,7 +72,12 @@ def add_parser(sub: Any) -> None:
         "folder (copy_calibration.npz). See sora_encoder/copy_score.py.",
     )
     c.add_argument("path", metavar="CHECKPOINT", help="a checkpoint folder")
-    c.add_argument("videos", nargs="*", metavar="DIR", help="background videos (one group each)")
+    c.add_argument(
+        "videos",
+        nargs="*",
+        metavar="DIR",
+        help="background videos, each file its own group (clips of one recording: a manifest)",
+    )
     c.add_argument("--manifest", metavar="CSV", help="a MANIFEST.csv (path,label,group,...)")
     c.add_argument(
         "--split", choices=("train", "test", "all"), default="train",

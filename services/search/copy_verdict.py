@@ -9,6 +9,12 @@
         segment level                     reference_segment   (segment cosines)
     hit.is_copy       = copy_score >= the calibration's threshold
 
+One threshold serves all three: it is picked on video-vector scores (copy_score.py), and
+segment-level and aligned scores have somewhat different spreads, so `is_copy` is best
+calibrated at video level (what the eval measures); a threshold per level is a follow-up.
+A missing calibration is remembered per version: restart the API after `sora checkpoint
+calibrate` for a model it already serves.
+
 The calibration is the serving model version's (`copy_calibration.npz` in its checkpoint
 folder); without one, hits carry no copy score and the API says so (no verdict is better
 than one against the wrong vectors).

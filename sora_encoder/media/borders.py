@@ -155,11 +155,11 @@ def content_box_of_frames(
         return FULL
     y0, y1 = _cut(top, H, min_border, margin), H - _cut(bottom, H, min_border, margin)
     x0, x1 = _cut(left, W, min_border, margin), W - _cut(right, W, min_border, margin)
-    box = ContentBox(x0 / W, y0 / H, (x1 - x0) / W, (y1 - y0) / H)
-    if box.w * box.h < min_area:
-        log.debug("content box %s keeps under %.0f%% of the frame: not cropping", box, min_area)
+    # The margins can eat a thin stripe of picture whole: too little left is "unsure".
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) < min_area * W * H:
+        log.debug("content box keeps under %.0f%% of the frame: not cropping", 100 * min_area)
         return FULL
-    return box
+    return ContentBox(x0 / W, y0 / H, (x1 - x0) / W, (y1 - y0) / H)
 
 
 def _border_lines(f: np.ndarray, *, axis: int, flat_tol: float, steady_tol: float) -> np.ndarray:
