@@ -135,16 +135,16 @@ proto: setup
 # the train split of CLIPS plus them; the sora-s-continue recipe (KoLeo, stronger photometric
 # views) from that run's fp16 export; a fp16 export (<= 25 MB, vectors checked against the
 # fp32 run) over the shipped folder; its copy calibration on the train split.
+# Both stages train on the same files and share one decoded-window cache.
+TRAIN_ENCODER = $(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
+	--also $(TRAIN_DIR)/synthetic --cache $(TRAIN_DIR)/cache
 train-default: setup
 	$(BIN)/python -m sora_encoder.train.synthetic $(TRAIN_DIR)/synthetic --count 28 --seed 0
-	$(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
-		--also $(TRAIN_DIR)/synthetic --config sora_encoder/train/recipes/sora-s-default.json \
-		--out $(TRAIN_DIR)/sora-s-default --cache $(TRAIN_DIR)/cache
+	$(TRAIN_ENCODER) --config sora_encoder/train/recipes/sora-s-default.json \
+		--out $(TRAIN_DIR)/sora-s-default
 	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-default $(TRAIN_DIR)/sora-s-stage1 --force
-	$(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
-		--also $(TRAIN_DIR)/synthetic --config sora_encoder/train/recipes/sora-s-continue.json \
-		--init-from $(TRAIN_DIR)/sora-s-stage1 --out $(TRAIN_DIR)/sora-s-continue \
-		--cache $(TRAIN_DIR)/cache
+	$(TRAIN_ENCODER) --config sora_encoder/train/recipes/sora-s-continue.json \
+		--init-from $(TRAIN_DIR)/sora-s-stage1 --out $(TRAIN_DIR)/sora-s-continue
 	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-continue sora_encoder/checkpoints/sora-s --force
 	$(BIN)/sora checkpoint calibrate sora_encoder/checkpoints/sora-s --manifest $(CLIPS)/MANIFEST.csv
 

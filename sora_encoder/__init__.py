@@ -28,6 +28,7 @@ __all__ = [
     "VideoEmbedding",
     "cache_dir",
     "create_model",
+    "checkpoint_folder",
     "default_checkpoint",
     "get_model_config",
     "list_models",
@@ -62,6 +63,14 @@ def _calibration_cache() -> Path:
     return cache_dir() / "precision-calibration.json"
 
 
+def checkpoint_folder(
+    checkpoint: str | os.PathLike | None = None, *, variant: str | None = None
+) -> Path | None:
+    """The checkpoint folder `load_runtime` reads: `checkpoint`, else (no `variant` asked
+    for) the default one; None for a seed-initialised variant."""
+    return Path(checkpoint) if checkpoint else (None if variant else default_checkpoint())
+
+
 def load_runtime(
     checkpoint: str | os.PathLike | None = None,
     *,
@@ -71,7 +80,7 @@ def load_runtime(
 ) -> EncoderRuntime:
     """An inference runtime for the configured weights (see the module docstring)."""
     runtime_kwargs.setdefault("calibration_cache", _calibration_cache())
-    path = Path(checkpoint) if checkpoint else (None if variant else default_checkpoint())
+    path = checkpoint_folder(checkpoint, variant=variant)
     if path is not None:
         if not path.exists():
             raise FileNotFoundError(f"checkpoint not found: {path}")

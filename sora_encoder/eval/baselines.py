@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sora_encoder import default_checkpoint, load_runtime
+from sora_encoder import checkpoint_folder, load_runtime
 from sora_encoder.copy_score import CopyCalibration, load_calibration
 from sora_encoder.runtime import EncoderRuntime, InputSpec
 from sora_encoder.transforms import clips_to_frames
@@ -172,7 +172,7 @@ def build_embedders(
     if unknown:
         raise ValueError(f"unknown embedders {unknown}; known: {list(EMBEDDER_NAMES)}")
     runtime = load_runtime(checkpoint, variant=variant, device=device, precision=precision)
-    folder = checkpoint if checkpoint else (None if variant else default_checkpoint())
+    folder = checkpoint_folder(checkpoint, variant=variant)  # its copy calibration
     out: list[ClipEmbedder] = []
     for name in names:
         if name == "sora":
