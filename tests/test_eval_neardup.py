@@ -10,6 +10,7 @@ import pytest
 from sora_encoder.eval import data
 from sora_encoder.eval.data import Item, embed_files, read_manifest, scan_folder
 from sora_encoder.eval.neardup import (
+    _boundary_metrics,
     average_precision,
     default_non_copies,
     ranking_metrics,
@@ -18,6 +19,7 @@ from sora_encoder.eval.neardup import (
     select,
 )
 from sora_encoder.eval.splits import split_of
+from sora_encoder.eval.transforms import get_family
 from sora_encoder.runtime import InputSpec
 
 
@@ -190,3 +192,28 @@ def test_each_file_is_decoded_once_for_all_embedders_and_views(monkeypatch) -> N
         (2, 3),
     ]
     assert vec.videos("t").shape == (3, 3)
+
+
+def test_a_cut_family_knows_which_seconds_of_its_source_it_shows() -> None:
+    assert get_family("trim").source_span(20.0) == pytest.approx((4.0, 16.0))
+    assert get_family("trim+speed+letterbox").source_span(10.0) == pytest.approx((2.0, 8.0))
+    assert get_family("speed").source_span(10.0) is None  # shows the whole source
+
+
+def test_boundary_metrics_pool_both_ends_of_correct_top_hits() -> None:
+    fams = {f: get_family(f) for f in ("trim", "grey")}
+    db = [Item(Path("/a.mp4"), "", "g0", 20.0), Item(Path("/b.mp4"), "", "g1", 10.0)]
+    source = np.array([0, 1, 1, 0, -1])
+    fam_of = np.array(["trim", "trim", "trim", "grey", "trim"])
+    ranges = {
+        0: (0, 4.5, 15.0),  # truth 4-16: errors 0.5 and 1.0
+        1: (0, 2.0, 8.0),  # top hit is not its source: not counted
+        2: (1, 2.0, 8.0),  # truth 2-8: exact
+        3: (0, 0.0, 20.0),  # grey does not cut: not counted
+        4: (1, 0.0, 1.0),  # a non-copy query: no truth
+    }
+    m = _boundary_metrics(ranges, source >= 0, source, fam_of, fams, db)
+    assert m["boundaries"] == 4
+    assert m["boundary_error_median_s"] == pytest.approx(0.25)
+    assert m["boundary_within_1s"] == 1.0
+    assert _boundary_metrics({}, source >= 0, source, fam_of, fams, db) == {}

@@ -35,4 +35,7 @@ def test_service_search_finds_the_copy_and_never_the_broken_file(tmp_path: Path)
     assert np.isnan(D[:, 2]).all()  # the worker failed it: never found
     assert np.argmax(D[0, :2]) == 0 and np.argmax(D[1, :2]) == 1  # each finds its own
     assert np.isfinite(D[:, :2]).all()  # top_k covers the whole database
+    # each query's top hit says where it matched: its own source, inside its 4 s
+    assert [t[0] for t in m.top_ranges] == [0, 1]
+    assert all(0.0 <= t[1] < t[2] <= 4.0 + 1e-6 for t in m.top_ranges)
     assert set(tmp_root.glob("sora-eval-service-*")) <= before  # the store is removed

@@ -84,6 +84,9 @@ class ServiceSearchMatcher:
         cal = self.calibration(embedder.model_version)
         self.copy_threshold: float | None = cal.threshold if cal is not None else None
         self.timings: dict[str, float] = {}
+        # per query of the last score_matrix: (database column, start_s, end_s) of its top
+        # hit's matched range, or None (no hit, a failed query): the eval's boundary error
+        self.top_ranges: list[tuple[int, float, float] | None] = []
 
     def hash_file(self, path: Path) -> Path:
         path = Path(path)
@@ -93,6 +96,7 @@ class ServiceSearchMatcher:
 
     def score_matrix(self, xq: Sequence[Path], xb: Sequence[Path]) -> np.ndarray:
         D = np.full((len(xq), len(xb)), -np.inf)  # (nq, nb)
+        self.top_ranges = [None] * len(xq)
         with tempfile.TemporaryDirectory(prefix="sora-eval-service-") as tmp:
             root = Path(tmp)
             store = open_store(f"sqlite:///{root / 'eval.db'}")
@@ -122,6 +126,9 @@ class ServiceSearchMatcher:
                         score = hit.copy_score if hit.copy_score is not None else hit.score
                         for j in column.get(hit.video.id, ()):
                             D[i, j] = score
+                    top = result.hits[0] if result.hits else None
+                    if top is not None and top.target and column.get(top.video.id):
+                        self.top_ranges[i] = (column[top.video.id][0], *top.target)
             finally:
                 store.dispose()
         return D

@@ -19,6 +19,10 @@ stage 2 (a video id or a clip, alignment on) the first clamp(2 * top_k, 20, 200)
 hits    video level: one per video with its best-matching segment (the aligned range,
         else the single most similar segment); segment level: one per segment.
         Times are seconds, from the segments' start/end.
+stage 3 (a clip, alignment on) the first REFINE_TOP aligned hits: their ranges placed to a
+        fraction of a second by the clip's and the library file's frames
+        (services.search.moments), when the library file is on this machine and its
+        frames single out one offset; otherwise the segment-level range stays.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from sqlalchemy.orm import Session
 from services.index import VectorIndex
 from services.search.alignment import Alignment, adaptive_threshold, align
 from services.search.copy_verdict import annotate_copies
+from services.search.moments import refine_targets
 from services.store import (
     Segment,
     Store,
@@ -50,6 +55,7 @@ from services.store import (
 )
 from services.vector_source import Level
 from sora_encoder.copy_score import CopyCalibration
+from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 
 from .call import Call
 from .errors import FailedPrecondition, InvalidArgument
@@ -250,6 +256,8 @@ class SearchService:
         )
         try:
             embs = self._embed(received.path, call, regions=opts.regions)
+            # the frames that place aligned matches to a fraction of a second (moments.py)
+            thumbs = _query_thumbnails(received.path, embs[0]) if opts.alignment else None
         finally:
             received.path.unlink(missing_ok=True)
         for emb in embs:
@@ -260,9 +268,13 @@ class SearchService:
         if index is None:
             return SearchResult([], version, 0)
         results = [self._search(_clip_query(emb), opts, version, index, call) for emb in embs]
-        if len(results) == 1:
-            return results[0]
-        return merge_variant_hits(results, opts.top_k, opts.level)
+        result = (
+            results[0] if len(results) == 1 else merge_variant_hits(results, opts.top_k, opts.level)
+        )
+        if thumbs is not None:
+            call.check()
+            refine_targets(result.hits, thumbs)
+        return result
 
     # ------------------------------------------------------------------ stages
     def _current(self) -> tuple[str | None, dict[Level, VectorIndex]]:
@@ -618,6 +630,22 @@ class SearchService:
                 raise InvalidArgument(f"the query clip cannot be used: {exc}") from None
         finally:
             self._embed_slot.release()
+
+
+def _query_thumbnails(path: Path, emb: Any) -> Thumbnails | None:
+    """The query clip's thumbnails inside its borders; None when they cannot be decoded
+    (the search then keeps segment-level ranges)."""
+    from sora_encoder.media import MediaError
+    from sora_encoder.media.borders import FULL
+
+    info = getattr(emb, "info", None)
+    if info is None:  # an embedder that does not say what it decoded
+        return None
+    try:
+        return decode_thumbnails(path, info, box=getattr(emb, "box", FULL))
+    except (MediaError, OSError) as exc:
+        logger.info("no query thumbnails for moment refinement: %s", exc)
+        return None
 
 
 def _clip_query(emb: Any) -> Query:

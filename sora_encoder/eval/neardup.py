@@ -328,9 +328,12 @@ def _anchor_scores(
     failed: dict[str, str],
     timings: dict[str, float],
     progress: Callable[[int, int], None] | None,
+    ranges: dict[int, tuple[int, float, float]],
 ) -> np.ndarray:
     """(nq, nb) scores of an anchor; NaN where the query or the database file could not be
-    hashed (a failed query is a miss; a database file it cannot hash is never found)."""
+    hashed (a failed query is a miss; a database file it cannot hash is never found).
+    `ranges` gets {query row: (database index, start_s, end_s)} of a matcher's top hits
+    when it reports them."""
     todo = list(db_paths) + [p for p in q_paths if p is not None]
     hashes, bad, seconds = hash_files(todo, anchor, progress=progress)
     failed.update({f"{p} [{anchor.name}]": why for p, why in bad.items()})
@@ -346,6 +349,10 @@ def _anchor_scores(
         )  # (len(q_ok), len(db_ok))
         timings[f"score_{anchor.name}_s"] = time.perf_counter() - t0
         D[np.ix_(q_ok, db_ok)] = scores
+        # a matcher that says where its top hit matched (the service: its hit's range)
+        for i, top in zip(q_ok, getattr(anchor, "top_ranges", None) or [], strict=False):
+            if top is not None:
+                ranges[i] = (db_ok[top[0]], top[1], top[2])
     spent = seconds + timings.get(f"score_{anchor.name}_s", 0.0)
     timings[f"{anchor.name}_s_per_file"] = spent / max(1, len(todo))  # hashing + scoring
     return D
@@ -372,6 +379,40 @@ def _copy_metrics(
             }
         )
     return out
+
+
+def _boundary_metrics(
+    ranges: dict[int, tuple[int, float, float]],
+    rows: np.ndarray,
+    source: np.ndarray,
+    fam_of: np.ndarray,
+    families: dict[str, Family],
+    db_items: Sequence[Item],
+) -> dict[str, float | None]:
+    """How far the top hit's matched range is from the truth, over the selected copy rows
+    of families that cut (the other rows show the whole source): both boundaries of every
+    row whose top hit is its source, pooled. Median in seconds and the share within 1 s."""
+    errors: list[float] = []
+    for i in np.flatnonzero(rows):
+        top = ranges.get(int(i))
+        item = db_items[source[i]]
+        if top is None or top[0] != source[i]:
+            continue
+        try:
+            duration = item.duration_s or probe(item.path).duration_s
+        except MediaError:
+            continue
+        truth = families[str(fam_of[i])].source_span(duration)
+        if truth is not None:
+            errors += [abs(top[1] - truth[0]), abs(top[2] - truth[1])]
+    if not errors:
+        return {}
+    e = np.asarray(errors)
+    return {
+        "boundary_error_median_s": float(np.median(e)),
+        "boundary_within_1s": float((e <= 1.0).mean()),
+        "boundaries": int(e.size),
+    }
 
 
 def run_neardup(
@@ -427,12 +468,14 @@ def run_neardup(
     J = np.stack([groups == sources[i].group for i, _ in rows]) if rows else np.zeros((0, 0))
     J[np.arange(len(rows))[source >= 0], source[source >= 0]] = False  # the source is no junk
     fam_of = np.array([f for _, f in rows])
+    by_name = {f.name: f for f in families}
 
     metrics: dict[str, dict[str, dict[str, float | None]]] = {}
     for e in embedders:
+        ranges: dict[int, tuple[int, float, float]] = {}
         if _is_anchor(e):
             D = _anchor_scores(
-                e, row_paths, [p.path for p in db_items], failed, timings, step(e.name)
+                e, row_paths, [p.path for p in db_items], failed, timings, step(e.name), ranges
             )
         else:
             xb = vec.videos(e.name, idx=db_ok)  # (nb, d)
@@ -457,6 +500,8 @@ def run_neardup(
             R[np.arange(len(R)), source[copy]] = True
             m: dict[str, float | None] = dict(ranking_metrics(D[copy], R, J[copy], ks=ks))
             m.update(_copy_metrics(D[sel], source[sel], J[sel], threshold))
+            if ranges:
+                m.update(_boundary_metrics(ranges, copy, source, fam_of, by_name, db_items))
             per_family[fam] = m
         metrics[e.name] = per_family
 

@@ -96,6 +96,7 @@ def neardup_markdown(result: Any) -> str:
             rows.append([f"**{fam}**" if fam == "all" else fam, str(q), *cells])
         out += ["", f"**{title}**", "", _table(["family", "queries", *names], rows)]
     out += _micro_ap_tables(r, names, rows_order, any_metrics)
+    out += _boundary_table(r, rows_order)
     notes = [f"`{f['name']}`: {f['note']}" for f in r["families"] if f.get("note")]
     if notes:
         out += ["", "Notes: " + "; ".join(notes) + "."]
@@ -103,6 +104,28 @@ def neardup_markdown(result: Any) -> str:
         out += ["", f"Failed ({len(r['failed'])}), counted as misses:"]
         out += [f"- {k}: {v}" for k, v in sorted(r["failed"].items())]
     return "\n".join(out) + "\n"
+
+
+def _boundary_table(r: dict[str, Any], rows_order: list[str]) -> list[str]:
+    """Matched-range error of the embedders that report ranges (the service), on the
+    families that cut."""
+    rows = []
+    for n, per_family in r["metrics"].items():
+        for fam in rows_order:
+            m = per_family.get(fam, {})
+            if "boundaries" in m:
+                rows.append([n, fam, str(m["boundaries"]),
+                             f"{m['boundary_error_median_s']:.2f}",
+                             _ratio(m["boundary_within_1s"])])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "",
+        "**matched range vs the truth** (families that cut; both boundaries of each query "
+        "whose top hit is its source)",
+        "",
+        _table(["embedder", "family", "boundaries", "median error s", "within 1 s"], rows),
+    ]
 
 
 def _micro_ap_tables(

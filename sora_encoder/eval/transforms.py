@@ -90,6 +90,8 @@ class Step:
     graph: Callable[[Geometry, str, str], tuple[str, Geometry]]
     encoder: tuple[str, ...] = ()
     note: str = ""
+    # A cut: the part of its input's time it keeps, (start, length) as fractions.
+    keeps: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,17 @@ class Family:
     name: str
     description: str
     steps: tuple[Step, ...]
+
+    def source_span(self, duration_s: float) -> tuple[float, float] | None:
+        """Seconds of the source a copy of this family shows, for a family that cuts
+        (the truth its matched range is measured against); None for one that does not."""
+        cuts = [s.keeps for s in self.steps if s.keeps is not None]
+        if not cuts:
+            return None
+        start, length = 0.0, duration_s
+        for frac_start, frac_len in cuts:
+            start, length = start + frac_start * length, frac_len * length
+        return start, start + length
 
 
 @dataclass(frozen=True)
@@ -150,7 +163,7 @@ def _trim(start: float, keep: float) -> Step:
         chain = f"trim=start={t0:.3f}:duration={dur:.3f},setpts=PTS-STARTPTS"
         return f"[{i}]{chain}[{o}]", replace(g, duration_s=dur)
 
-    return Step(f"trim to {keep:.0%} from {start:.0%}", graph)
+    return Step(f"trim to {keep:.0%} from {start:.0%}", graph, keeps=(start, keep))
 
 
 def _speed(factor: float) -> Step:

@@ -1,0 +1,127 @@
+"""Frame-level placement of matches (sora_encoder/moments.py, media/thumbnails.py) and the
+search stage that uses it (services/search/moments.py, SearchByClip)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from services.search.moments import refine_targets
+from sora_encoder.media import probe
+from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
+from sora_encoder.moments import place
+from tests.media_factory import ffmpeg_run, make_video
+
+
+def _footage(n: int, seed: int = 0) -> np.ndarray:
+    """(n, 16, 16) uint8 frames that change smoothly over time, like real footage."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, 16, 16))
+    x[0] = rng.normal(size=(16, 16))
+    for t in range(1, n):  # AR(1): neighbours alike, frames 2 s (8 frames) apart unrelated
+        x[t] = 0.7 * x[t - 1] + 0.71 * rng.normal(size=(16, 16))
+    return np.clip(128 + 40 * x, 0, 255).astype(np.uint8)
+
+
+def test_place_finds_a_trimmed_part_to_the_frame():
+    target = Thumbnails(10.0, 4.0, _footage(160))
+    query = Thumbnails(0.0, 4.0, target.frames[46:110])
+    p = place(query, target)
+    assert p is not None and p.rate == 1.0
+    assert p.start_s == pytest.approx(10.0 + 46 / 4) and p.end_s == pytest.approx(10.0 + 110 / 4)
+    assert p.score > 0.99 and p.margin > 0.3
+
+
+def test_place_finds_the_playback_rate():
+    target = Thumbnails(0.0, 4.0, _footage(200, seed=1))
+    picked = np.rint(20 + 1.25 * np.arange(100)).astype(int)  # played 1.25x faster
+    query = Thumbnails(0.0, 4.0, target.frames[picked])
+    p = place(query, target)
+    assert p is not None and p.rate == 1.25
+    assert abs(p.start_s - 5.0) <= 0.25 and abs(p.end_s - (20 + 125) / 4) <= 0.25
+
+
+def test_place_survives_brightness_and_contrast_changes():
+    target = Thumbnails(0.0, 4.0, _footage(120, seed=2))
+    graded = np.clip(target.frames[30:90].astype(np.float32) * 0.6 + 60, 0, 255)
+    p = place(Thumbnails(0.0, 4.0, graded.astype(np.uint8)), target)
+    assert p is not None and p.start_s == pytest.approx(7.5)
+
+
+def test_static_footage_is_not_placed():
+    """Every offset matches a still scene alike: no placement, the caller keeps its range."""
+    rng = np.random.default_rng(3)
+    still = np.repeat(rng.integers(0, 255, size=(1, 16, 16)), 80, axis=0)
+    noisy = np.clip(still + rng.normal(0, 2, size=still.shape), 0, 255).astype(np.uint8)
+    assert place(Thumbnails(0.0, 4.0, noisy[10:40]), Thumbnails(0.0, 4.0, noisy)) is None
+
+
+def test_place_refuses_mixed_rates_and_ignores_tiny_queries():
+    t = Thumbnails(0.0, 4.0, _footage(40))
+    with pytest.raises(ValueError, match="fps"):
+        place(Thumbnails(0.0, 8.0, t.frames[:10]), t)
+    assert place(Thumbnails(0.0, 4.0, t.frames[:3]), t) is None
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """24 s of a continuously zooming Mandelbrot: every quarter second looks different."""
+    d = tmp_path_factory.mktemp("moments")
+    return make_video(d / "long.mp4", duration_s=24, size=(160, 120), fps=20, source="mandelbrot")
+
+
+def _cut(src, dst, start_s: float, duration_s: float, vf: str = "null"):
+    ffmpeg_run(["-ss", f"{start_s}", "-t", f"{duration_s}", "-i", str(src), "-vf", vf,
+                    "-an", "-c:v", "libx264", "-crf", "28", str(dst)])  # fmt: skip
+    return dst
+
+
+def test_decode_thumbnails_seeks_to_the_second(long_video, tmp_path):
+    info = probe(long_video)
+    whole = decode_thumbnails(long_video, info)
+    assert abs(len(whole) - 24 * 4) <= 1 and whole.frames.shape[1:] == (16, 16)
+    part = decode_thumbnails(long_video, info, start_s=9.0, duration_s=4.0)
+    assert abs(len(part) - 16) <= 1 and part.start_s == 9.0
+    p = place(part, whole)
+    assert p is not None and abs(p.start_s - 9.0) <= 0.25
+
+
+def test_refine_targets_narrows_an_aligned_hit_and_leaves_others(long_video, tmp_path):
+    clip = _cut(long_video, tmp_path / "clip.mp4", 6.3, 7.8, vf="eq=brightness=0.1")
+    query = decode_thumbnails(clip, probe(clip))
+    video = SimpleNamespace(id=1, uri=str(long_video))
+    aligned = SimpleNamespace(video=video, target=(4.0, 16.0), query=(0.0, 7.8),
+                              alignment_score=0.9)  # fmt: skip
+    unaligned = SimpleNamespace(video=video, target=(0.0, 4.0), query=None, alignment_score=None)
+    gone = SimpleNamespace(video=SimpleNamespace(id=2, uri=str(tmp_path / "deleted.mp4")),
+                           target=(0.0, 8.0), query=None, alignment_score=0.9)  # fmt: skip
+    url = SimpleNamespace(video=SimpleNamespace(id=3, uri="https://example.com/v.mp4"),
+                          target=(0.0, 8.0), query=None, alignment_score=0.9)  # fmt: skip
+    assert refine_targets([aligned, unaligned, gone, url], query) == 1
+    assert abs(aligned.target[0] - 6.3) <= 0.3 and abs(aligned.target[1] - 14.1) <= 0.3
+    assert unaligned.target == (0.0, 4.0) and gone.target == url.target == (0.0, 8.0)
+
+
+def test_search_by_clip_reports_the_moment_to_a_fraction_of_a_second(db, tmp_path, long_video):
+    """The whole path: worker-written vectors of a 24-s video, an uploaded 7.8-s cut of it
+    (brightened, re-encoded), SearchByClip: the hit's range is the cut's, not its segments'."""
+    from sora_encoder import load_embedder
+    from tests.test_api_harness import make_api
+    from tests.test_api_server import _worker_writes
+
+    a = make_api(db, tmp_path, embedder=lambda: load_embedder(variant="sora-t", precision="fp32"))
+    try:
+        embedder = a.server.services.search._get_embedder()
+        host_id = _worker_writes(db, embedder, long_video, 1)
+        other = make_video(tmp_path / "other.mp4", duration_s=8, size=(160, 120), fps=20)
+        _worker_writes(db, embedder, other, 2)
+        a.sync()
+        clip = _cut(long_video, tmp_path / "clip.mp4", 6.3, 7.8, vf="eq=brightness=0.1")
+        top = a.client.search_by_clip(clip, top_k=2).hits[0]
+        assert top.video.id == host_id and top.aligned
+        assert abs(top.target.start_s - 6.3) <= 0.3 and abs(top.target.end_s - 14.1) <= 0.3
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
