@@ -76,6 +76,12 @@ class FusionConfig:
 class ProjectionConfig:
     # Size of the Sora vector. 256 float32 = 1 KiB per segment in SQL and in FAISS.
     out_dim: int = 256
+    # A learned affine map after the unit vector, then unit length again: PCA whitening fitted
+    # on training vectors (`sora checkpoint whiten`), which spreads the directions unrelated
+    # clips share and so separates copies from look-alikes (docs/MODEL.md). Off: the unit
+    # projection output is the Sora vector. Left out of to_dict() when off, so the configs
+    # (and model versions) written before it existed are unchanged.
+    whiten: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,10 @@ class SoraConfig:
         return _merge(base if base is not None else cls(), overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        d = _to_jsonable(dataclasses.asdict(self))
+        if not self.projection.whiten:  # a field added later: absent means off
+            del d["projection"]["whiten"]
+        return d
 
     def canonical_json(self) -> str:
         """Sorted keys, no spaces: the exact text that the model version hashes."""

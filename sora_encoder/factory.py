@@ -1,7 +1,7 @@
 """`create_model`: config (or variant name) -> SoraModel, initialised from the config's seed.
 
     config -> build_frame_cnn -> build_temporal_rnn -> build_fusion -> build_projection
-           -> build_heads -> SoraModel(parts)
+           -> build_heads -> build_whitening (config.projection.whiten) -> SoraModel(parts)
 
 Each builder owns its part's layers and initialisation; this function only wires the sizes
 between parts. The same seed gives the same weights in any process, on any machine.
@@ -19,6 +19,7 @@ from sora_encoder.model import (
     build_heads,
     build_projection,
     build_temporal_rnn,
+    build_whitening,
 )
 from sora_encoder.registry import get_model_config
 
@@ -45,4 +46,5 @@ def create_model(config_or_name: SoraConfig | str, *, init_seed: int | None = No
         )
         projection = build_projection(cfg=cfg.projection, in_dim=cfg.fusion.dim)
         heads = build_heads(heads=cfg.heads, in_dim=cfg.projection.out_dim)
-    return SoraModel(frame_cnn, temporal_rnn, fusion, projection, heads)
+        whitening = build_whitening(dim=cfg.projection.out_dim) if cfg.projection.whiten else None
+    return SoraModel(frame_cnn, temporal_rnn, fusion, projection, heads, whitening)

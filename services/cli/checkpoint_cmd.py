@@ -90,6 +90,28 @@ def add_parser(sub: Any) -> None:
         help="share of non-copy queries kept below the threshold (0.99)",
     )  # fmt: skip
     c.set_defaults(func=run_calibrate)
+    w = what.add_parser(
+        "whiten",
+        help="write a whitened copy of a checkpoint, with its copy calibration",
+        description="Embed background videos (as calibrate does), fit PCA whitening on their "
+        "segment vectors, write SRC's weights with the whitening layer on to DST (a new model "
+        "version) and DST's copy calibration from the same vectors. See "
+        "sora_encoder/whitening.py.",
+    )
+    w.add_argument("src", metavar="SRC", help="a checkpoint folder (not whitened)")
+    w.add_argument("path", metavar="DST", help="the folder to write (created)")
+    w.add_argument("videos", nargs="*", metavar="DIR", help="background videos (own group)")
+    w.add_argument("--manifest", metavar="CSV", help="a MANIFEST.csv (path,label,group,...)")
+    w.add_argument(
+        "--split", choices=("train", "test", "all"), default="train",
+        help="with --manifest: which side of the evaluation split (train)",
+    )  # fmt: skip
+    w.add_argument("--also", nargs="*", default=[], metavar="DIR", help="more videos (own group)")
+    w.add_argument("--dtype", choices=DTYPES, default="fp16", help="storage dtype (fp16)")
+    w.add_argument("--force", action="store_true", help="replace the checkpoint in DST")
+    w.add_argument("--k", type=int, default=10, help="background neighbours averaged (10)")
+    w.add_argument("--quantile", type=float, default=0.99, help="as for calibrate (0.99)")
+    w.set_defaults(func=run_whiten)
 
 
 def _refuse(what: str, msg: str) -> int:
@@ -261,32 +283,50 @@ def _background_files(args: argparse.Namespace) -> list[tuple[Path, str]]:
     return files
 
 
-def run_calibrate(args: argparse.Namespace) -> int:
-    from sora_encoder import load_embedder
-    from sora_encoder.copy_score import build_calibration, embed_background
+def _on_background_file(done: int, total: int, path: Any, error: Exception | None) -> None:
+    if error is not None:
+        print(f"  skipped {path}: {error}", file=sys.stderr)
+    if done == total or done % 25 == 0:
+        print(f"  {done}/{total} videos embedded", file=sys.stderr)
 
-    folder = Path(args.path)
-    if not folder.is_dir():
-        return _refuse("calibrate", f"{folder} is not a checkpoint folder")
+
+def _embedded_background(what: str, args: argparse.Namespace, folder: Path) -> Any:
+    """(video vectors, segment vectors, groups) of the background by `folder`'s model, or
+    an exit code after a refusal."""
+    from sora_encoder import load_embedder
+    from sora_encoder.copy_score import embed_background
+
     try:
         files = _background_files(args)
     except (OSError, ValueError) as exc:
-        return _refuse("calibrate", str(exc))
+        return _refuse(what, str(exc))
     if not files:
-        return _refuse("calibrate", "no background videos: give --manifest and/or folders")
+        return _refuse(what, "no background videos: give --manifest and/or folders")
     embedder = load_embedder(folder)
+    try:
+        return embedder.model_version, *embed_background(
+            embedder, files, on_file=_on_background_file
+        )
+    except ValueError as exc:
+        return _refuse(what, str(exc))
 
-    def on_file(done: int, total: int, path: Any, error: Exception | None) -> None:
-        if error is not None:
-            print(f"  skipped {path}: {error}", file=sys.stderr)
-        if done == total or done % 25 == 0:
-            print(f"  {done}/{total} videos embedded", file=sys.stderr)
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    folder = Path(args.path)
+    if not folder.is_dir():
+        return _refuse("calibrate", f"{folder} is not a checkpoint folder")
+    embedded = _embedded_background("calibrate", args, folder)
+    if isinstance(embedded, int):
+        return embedded
+    return _calibrate(folder, args, *embedded)
+
+
+def _calibrate(folder: Path, args: argparse.Namespace, version, videos, segments, groups) -> int:
+    from sora_encoder.copy_score import build_calibration
 
     try:
-        videos, segments, groups = embed_background(embedder, files, on_file=on_file)
         cal = build_calibration(
-            embedder.model_version, videos, segments, groups, k=args.k,
-            quantile=args.quantile,
+            version, videos, segments, groups, k=args.k, quantile=args.quantile,
             meta={"source": args.manifest or ",".join(map(str, args.videos)),
                   "split": args.split if args.manifest else "all"},
         )  # fmt: skip
@@ -300,3 +340,47 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"(non-copy best score: median {best['median']:.4f}, max {best['max']:.4f})"
     )
     return 0
+
+
+def run_whiten(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from sora_encoder.checkpoint import load_checkpoint, save_checkpoint, weights_path
+    from sora_encoder.video_embedder import mean_vector
+    from sora_encoder.whitening import apply_whitening, fit_whitening, whitened_model
+
+    src, dst = Path(args.src), Path(args.path)
+    if dst.exists() and not dst.is_dir():
+        return _refuse("whiten", f"{dst} exists and is not a folder")
+    if dst.is_dir() and any(dst.iterdir()) and not args.force:
+        return _refuse("whiten", f"{dst} is not empty; add --force to replace its checkpoint")
+    try:
+        model, config, src_version = load_checkpoint(src)
+    except (OSError, ValueError, TypeError) as exc:
+        return _refuse("whiten", f"{src} is not a usable checkpoint: {exc}")
+    if config.projection.whiten:
+        return _refuse("whiten", f"{src} is whitened already: whiten the one it came from")
+    embedded = _embedded_background("whiten", args, weights_path(src).parent)
+    if isinstance(embedded, int):
+        return embedded
+    _, videos, segments, groups = embedded
+    try:
+        weight, bias = fit_whitening(np.concatenate(segments))
+    except ValueError as exc:
+        return _refuse("whiten", f"{exc} (add background videos)")
+    new, cfg = whitened_model(model, config, weight, bias)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+    dst.mkdir(parents=True, exist_ok=True)
+    version = save_checkpoint(new, cfg, dst, dtype=dtype, metadata={"whitened_from": src_version})
+    # The background through the stored (cast) layer, exactly as the new model computes it:
+    # the unwhitened unit vectors are what that layer takes, so nothing is embedded twice.
+    stored, _, loaded = load_checkpoint(dst)
+    assert loaded == version and stored.whitening is not None
+    w = stored.whitening.weight.detach().numpy()
+    b = stored.whitening.bias.detach().numpy()
+    white = [apply_whitening(s, w, b) for s in segments]
+    print(f"{dst}: {version}, whitened from {src_version} on "
+          f"{sum(len(s) for s in segments)} segment vectors of {len(segments)} videos")  # fmt: skip
+    del videos  # the whitened video vector is the mean of the whitened segments
+    return _calibrate(dst, args, version, np.stack([mean_vector(s) for s in white]), white, groups)

@@ -2,7 +2,13 @@
 
 from sora_encoder.model.frame_cnn import FrameCNN, build_frame_cnn
 from sora_encoder.model.fusion import FusionTransformer, build_fusion
-from sora_encoder.model.sora import ClassifierHead, SoraModel, build_heads, build_projection
+from sora_encoder.model.sora import (
+    ClassifierHead,
+    SoraModel,
+    build_heads,
+    build_projection,
+    build_whitening,
+)
 from sora_encoder.model.temporal_rnn import TemporalRNN, build_temporal_rnn
 
 __all__ = [
@@ -16,4 +22,5 @@ __all__ = [
     "build_heads",
     "build_projection",
     "build_temporal_rnn",
+    "build_whitening",
 ]

@@ -5,6 +5,7 @@
       -> temporal_rnn on (B, T, C)     temporal tokens (B, T, 2H)
       -> fusion(spatial, temporal)     [CLS] (B, Df)
       -> projection                    (B, D) -> L2-normalised = the Sora vector
+      -> whitening (optional)          (B, D) affine, L2-normalised again (config.projection)
       -> heads (optional)              {name: logits (B, K)} from the vector
 
 Pure PyTorch: tensors in, tensors out. Build it with `sora_encoder.factory.create_model`, or
@@ -41,6 +42,7 @@ class SoraModel(nn.Module):
         fusion: nn.Module,
         projection: nn.Module,
         heads: nn.ModuleDict | None = None,
+        whitening: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.frame_cnn = frame_cnn
@@ -48,6 +50,7 @@ class SoraModel(nn.Module):
         self.fusion = fusion
         self.projection = projection
         self.heads = heads if heads is not None else nn.ModuleDict()
+        self.whitening = whitening
 
     def encode_video(self, frames: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(B, T, 3, S, S) normalised frames -> (B, D) Sora vectors (unit length if normalize)."""
@@ -61,6 +64,9 @@ class SoraModel(nn.Module):
         temporal = self.temporal_rnn(frame_vec)  # (B, T, 2H)
         cls = self.fusion(spatial, temporal)  # (B, Df)
         vec = self.projection(cls).float()  # (B, D)
+        if self.whitening is not None:  # fitted on unit vectors: (x - mean) @ W
+            vec = self.whitening(F.normalize(vec, dim=-1).to(self.whitening.weight.dtype))
+            vec = vec.float()
         return F.normalize(vec, dim=-1) if normalize else vec
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -75,6 +81,15 @@ def build_projection(*, cfg: ProjectionConfig, in_dim: int) -> nn.Linear:
     proj = nn.Linear(in_dim, cfg.out_dim, bias=False)
     nn.init.trunc_normal_(proj.weight, std=in_dim**-0.5)
     return proj
+
+
+def build_whitening(*, dim: int) -> nn.Linear:
+    """The identity until `sora checkpoint whiten` sets it (sora_encoder/whitening.py)."""
+    lin = nn.Linear(dim, dim, bias=True)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(dim))
+        lin.bias.zero_()
+    return lin
 
 
 def build_heads(*, heads: dict[str, int], in_dim: int) -> nn.ModuleDict:
