@@ -125,3 +125,35 @@ def test_search_by_clip_reports_the_moment_to_a_fraction_of_a_second(db, tmp_pat
     finally:
         a.client.close()
         a.server.stop(0).wait(10)
+
+
+def test_ingest_stores_the_content_box_and_refinement_uses_it(
+    db, tmp_path, long_video, monkeypatch
+):
+    """The worker records the picture inside the borders on the video; refining a hit on
+    that video reads it instead of detecting the borders again."""
+    import services.search.moments as moments
+    from services.store import get_video, register_video
+    from sora_encoder import load_embedder
+    from workers.ingest_job import run_ingest_job
+
+    boxed = _cut(long_video, tmp_path / "boxed.mp4", 0, 24, vf="pad=160:200:0:40:black")
+    with db.Session.begin() as s:
+        video, job, _ = register_video(s, uri=str(boxed), content_sha256="b" * 64, size_bytes=1)
+        video_id, job_id = video.id, job.id
+    embedder = load_embedder(variant="sora-t", precision="fp32")
+    assert run_ingest_job(db, embedder, job_id, owner="t", lease_s=60).status == "succeeded"
+    with db.Session.begin() as s:
+        stored = get_video(s, video_id)
+        box = tuple(float(v) for v in stored.content_box.split(","))
+        row = SimpleNamespace(id=video_id, uri=stored.uri, content_box=stored.content_box)
+    assert box[0] == 0.0 and box[2] == 1.0 and 0.2 < box[1] < 0.25 and 0.55 < box[3] < 0.6
+
+    def no_detection(*a, **k):
+        raise AssertionError("the stored box should have been used")
+
+    monkeypatch.setattr(moments, "detect_content_box", no_detection)
+    clip = _cut(long_video, tmp_path / "clip.mp4", 9.0, 6.0)
+    hit = SimpleNamespace(video=row, target=(8.0, 16.0), query=(0.0, 6.0), alignment_score=0.9)
+    assert refine_targets([hit], decode_thumbnails(clip, probe(clip))) == 1
+    assert abs(hit.target[0] - 9.0) <= 0.3 and abs(hit.target[1] - 15.0) <= 0.3

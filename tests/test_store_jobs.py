@@ -98,7 +98,10 @@ def test_duplicate_delivery_writes_one_set_of_segments(queued):
                 model_version="m1",
                 segments=segments(5),
                 video_vector=unit(99),
-                probe=ProbeFacts(duration_s=20.0, fps=25.0, width=640, height=360, codec="h264"),
+                probe=ProbeFacts(
+                    duration_s=20.0, fps=25.0, width=640, height=360, codec="h264",
+                    content_box="0.0000,0.1250,1.0000,0.7500",
+                ),  # fmt: skip
                 timings={"decode_s": 1.5, "encode_s": 2.5, "write_s": 0.1},
             )
     source = db.vector_source()
@@ -108,6 +111,7 @@ def test_duplicate_delivery_writes_one_set_of_segments(queued):
         video = get_video(s, video_id)
         assert video.status is VideoStatus.READY
         assert (video.duration_s, video.width, video.codec) == (20.0, 640, "h264")
+        assert video.content_box == "0.0000,0.1250,1.0000,0.7500"
         job = get_job(s, job_id)
         assert job.status is JobStatus.SUCCEEDED and job.lease_owner is None
         assert (job.decode_s, job.encode_s, job.progress_done, job.progress_total) == (

@@ -90,6 +90,7 @@ def run_ingest_job(
                 height=info.height,
                 rotation=info.rotation,
                 codec=info.codec,
+                content_box=emb.box.to_text(),
             ),
             timings={
                 "decode_s": emb.timings["decode_wait_s"],

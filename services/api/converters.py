@@ -72,6 +72,7 @@ def video_to_pb(v: Video) -> pb.Video:
         height=v.height or 0,
         rotation=v.rotation or 0,
         codec=v.codec or "",
+        content_box=v.content_box or "",
         title=v.title or "",
         collection=v.collection or "",
         tags=v.tags,

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sora_encoder.media import MediaError, MediaLimits, detect_content_box, probe
+from sora_encoder.media import ContentBox, MediaError, MediaLimits, detect_content_box, probe
 from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 from sora_encoder.moments import place
 
@@ -42,6 +42,18 @@ def _local_file(uri: str) -> Path | None:
         return None
     path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
     return path if path.is_file() else None
+
+
+def _content_box(video: Any, path: Path, info: Any, limits: MediaLimits) -> ContentBox:
+    """The box ingest stored on the video; detected again for a video ingested before it was
+    stored (or an unreadable value)."""
+    text = getattr(video, "content_box", None)
+    if text:
+        try:
+            return ContentBox.from_text(text)
+        except ValueError:
+            log.warning("video %s has an unreadable content box %r", video.id, text)
+    return detect_content_box(path, info, limits)
 
 
 def _query_part(query: Thumbnails, span: tuple[float, float] | None) -> Thumbnails:
@@ -78,7 +90,7 @@ def refine_targets(
         t0, t1 = hit.target
         try:
             info = probe(path, limits)
-            box = detect_content_box(path, info, limits)
+            box = _content_box(hit.video, path, info, limits)
             target = decode_thumbnails(
                 path, info, start_s=t0 - before, duration_s=(t1 - t0) + before + after,
                 fps=query.fps, side=query.frames.shape[1], box=box, limits=limits,

@@ -47,6 +47,7 @@ class ProbeFacts:
     height: int | None = None
     rotation: int | None = None  # degrees
     codec: str | None = None
+    content_box: str | None = None  # "x,y,w,h" inside the borders (ContentBox.to_text)
 
 
 def _now(now: datetime | None) -> datetime:
@@ -327,7 +328,7 @@ def complete_ingest(
         now=now,
     )
     if probe is not None:
-        for field in ("duration_s", "fps", "width", "height", "rotation", "codec"):
+        for field in ("duration_s", "fps", "width", "height", "rotation", "codec", "content_box"):
             setattr(video, field, getattr(probe, field))
     video.status, video.error = VideoStatus.READY, None
     job.status, job.error, job.finished_at = JobStatus.SUCCEEDED, None, now

@@ -159,6 +159,9 @@ class Video(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     rotation: Mapped[int | None] = mapped_column(Integer)  # degrees, from the stream's metadata
     codec: Mapped[str | None] = mapped_column(String(32))
+    # The picture inside letterbox / frame borders that was embedded, "x,y,w,h" as fractions
+    # of the upright frame (sora_encoder.media.ContentBox.to_text); NULL: not known.
+    content_box: Mapped[str | None] = mapped_column(String(64))
     title: Mapped[str | None] = mapped_column(Text)
     collection: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -45,7 +45,7 @@ SEARCH_LEVEL_VIDEO: SearchLevel
 SEARCH_LEVEL_SEGMENT: SearchLevel
 
 class Video(_message.Message):
-    __slots__ = ("id", "uri", "content_sha256", "size_bytes", "status", "error", "duration_s", "fps", "width", "height", "rotation", "codec", "title", "collection", "tags", "created_at")
+    __slots__ = ("id", "uri", "content_sha256", "size_bytes", "status", "error", "duration_s", "fps", "width", "height", "rotation", "codec", "title", "collection", "tags", "created_at", "content_box")
     ID_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class Video(_message.Message):
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_BOX_FIELD_NUMBER: _ClassVar[int]
     id: int
     uri: str
     content_sha256: str
@@ -78,7 +79,8 @@ class Video(_message.Message):
     collection: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     created_at: str
-    def __init__(self, id: _Optional[int] = ..., uri: _Optional[str] = ..., content_sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., error: _Optional[str] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., codec: _Optional[str] = ..., title: _Optional[str] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_at: _Optional[str] = ...) -> None: ...
+    content_box: str
+    def __init__(self, id: _Optional[int] = ..., uri: _Optional[str] = ..., content_sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., error: _Optional[str] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., codec: _Optional[str] = ..., title: _Optional[str] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_at: _Optional[str] = ..., content_box: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "video_id", "kind", "status", "attempts", "error", "segments_done", "segments_total", "queued_at", "started_at", "finished_at")
