@@ -99,9 +99,13 @@ def test_duplicate_delivery_writes_one_set_of_segments(queued):
                 segments=segments(5),
                 video_vector=unit(99),
                 probe=ProbeFacts(
-                    duration_s=20.0, fps=25.0, width=640, height=360, codec="h264",
+                    duration_s=20.0,
+                    fps=25.0,
+                    width=640,
+                    height=360,
+                    codec="h264",
                     content_box="0.0000,0.1250,1.0000,0.7500",
-                ),  # fmt: skip
+                ),
                 timings={"decode_s": 1.5, "encode_s": 2.5, "write_s": 0.1},
             )
     source = db.vector_source()
