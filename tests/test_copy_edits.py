@@ -74,3 +74,25 @@ def test_edit_study_metrics_on_a_hand_made_case():
 def test_edit_study_metrics_need_matching_sources():
     with pytest.raises(ValueError):
         edit_study_metrics(np.eye(3), ["a", "b", "c"], np.eye(3)[:2], [0])
+
+
+def test_run_edit_study_reports_each_embedder_on_the_same_edits(tmp_path):
+    from sora_encoder import load_embedder
+    from sora_encoder.eval.edit_study import run_edit_study
+
+    sources = ["testsrc2", "mandelbrot", "smptebars"]
+    items = [
+        Item(make_video(tmp_path / f"{s}.mp4", duration_s=3, fps=8, source=s), "", s)
+        for s in sources
+    ]
+    tiny = load_embedder(variant="sora-t", precision="fp32")
+    seen = []
+    out = run_edit_study(
+        items, {"a": tiny, "b": tiny}, tmp_path / "work", per_group=1,
+        progress=lambda what, n, total: seen.append(what),
+    )  # fmt: skip
+    assert out["setup"]["queries"] == 3 and sum(out["setup"]["edits"].values()) >= 6
+    assert out["metrics"]["a"] == out["metrics"]["b"]  # same model, same edits, same figures
+    m = out["metrics"]["a"]
+    assert m["queries"] == 3 and m["model_version"] == tiny.model_version
+    assert {"a library", "a queries", "b library", "b queries"} <= set(seen)
