@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sora_encoder.eval import data
-from sora_encoder.eval.data import Item, embed_files, read_manifest, scan_folder
+from sora_encoder.eval.data import embed_files, read_manifest, scan_folder
 from sora_encoder.eval.neardup import (
     average_precision,
     default_non_copies,
@@ -18,6 +18,7 @@ from sora_encoder.eval.neardup import (
     select,
 )
 from sora_encoder.eval.splits import split_of
+from sora_encoder.files import LabelledVideo
 from sora_encoder.runtime import InputSpec
 
 
@@ -69,9 +70,9 @@ def test_retrieval_metrics_on_a_hand_made_case() -> None:
         retrieval_metrics(xq[:1], xb, np.zeros((1, 12), bool))
 
 
-def _items(n_groups: int, per_group: int) -> list[Item]:
+def _items(n_groups: int, per_group: int) -> list[LabelledVideo]:
     return [
-        Item(Path(f"/v/g{g}_{k}.mp4"), "x", f"g{g}")
+        LabelledVideo(Path(f"/v/g{g}_{k}.mp4"), "x", f"g{g}")
         for g in range(n_groups)
         for k in range(per_group)
     ]
@@ -124,7 +125,7 @@ def test_read_manifest(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"x")
     (tmp_path / "m.csv").write_text("path,label,group,duration_s\na.mp4,cat,7,2.5\n")
     (item,) = read_manifest(tmp_path / "m.csv")
-    assert item == Item((tmp_path / "a.mp4").resolve(), "cat", "7", 2.5)
+    assert item == LabelledVideo((tmp_path / "a.mp4").resolve(), "cat", "7", 2.5)
     (tmp_path / "bad.csv").write_text("path,label\na.mp4,cat\n")
     with pytest.raises(ValueError, match="group"):
         read_manifest(tmp_path / "bad.csv")

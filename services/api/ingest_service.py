@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from services.ingest import VIDEO_EXTENSIONS
 from services.settings import Settings
 from services.store import Store, VideoStatus, get_video, register_video
+from sora_encoder.files import VIDEO_SUFFIXES
 
 from .call import Call
 from .errors import (
@@ -61,7 +61,7 @@ MAX_BULK_ITEMS = 10_000
 
 
 class JobSender(Protocol):
-    """What ingest needs of `workers.dispatch.Dispatcher`."""
+    """What ingest needs of `services.jobs.Dispatcher`."""
 
     def send(self, job_ids: Iterable[int]) -> list[int]: ...
 
@@ -177,7 +177,7 @@ def sweep_partial_files(
 
 def _suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
-    return suffix if suffix in VIDEO_EXTENSIONS else ""
+    return suffix if suffix in VIDEO_SUFFIXES else ""
 
 
 def _url_path_is_under(path: str, prefix_path: str) -> bool:

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from services.classifiers.dataset import Example, groups_of
+from services.classifiers.dataset import groups_of
 from services.classifiers.heads import DEFAULT_HOLDOUT_FRACTION, DEFAULT_L2, TrainedHead, train_head
 from sora_encoder import VideoEmbedder
+from sora_encoder.files import LabelledVideo
 from sora_encoder.media import MediaError
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,11 @@ T = TypeVar("T")
 
 
 def per_file(
-    examples: Sequence[Example], read: Callable[[Path], T], on_file: OnFile | None = None
-) -> tuple[list[Example], list[T], list[tuple[Path, str]]]:
+    examples: Sequence[LabelledVideo], read: Callable[[Path], T], on_file: OnFile | None = None
+) -> tuple[list[LabelledVideo], list[T], list[tuple[Path, str]]]:
     """read(example.path) for each example -> (examples read, their results, (file, reason)
     of those skipped): a file that cannot be decoded is logged and skipped, not fatal."""
-    kept: list[Example] = []
+    kept: list[LabelledVideo] = []
     results: list[T] = []
     failed: list[tuple[Path, str]] = []
     for done, e in enumerate(examples, start=1):
@@ -57,14 +58,14 @@ def per_file(
 
 @dataclass(frozen=True)
 class EmbeddedExamples:
-    examples: list[Example]  # those embedded, in input order
+    examples: list[LabelledVideo]  # those embedded, in input order
     xb: np.ndarray  # (n, D) float32 unit video vectors, row i of examples[i]
     model_version: str
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason) skipped
 
 
 def embed_examples(
-    examples: Sequence[Example], embedder: VideoEmbedder, *, on_file: OnFile | None = None
+    examples: Sequence[LabelledVideo], embedder: VideoEmbedder, *, on_file: OnFile | None = None
 ) -> EmbeddedExamples:
     """The video vector of each example's file (the normalised mean of its 4-s segment
     vectors, as ingest stores it). Files that cannot be decoded are skipped and listed."""
@@ -75,7 +76,7 @@ def embed_examples(
 
 
 def fit_head(
-    examples: Sequence[Example],
+    examples: Sequence[LabelledVideo],
     xb: np.ndarray,
     *,
     model_version: str,

@@ -248,7 +248,7 @@ def _background_files(args: argparse.Namespace) -> list[tuple[Path, str]]:
     """(path, group) of the background videos: a manifest's split side, then folders."""
     from sora_encoder.eval.data import read_manifest
     from sora_encoder.eval.splits import split_of
-    from sora_encoder.train.data import find_videos
+    from sora_encoder.files import find_videos
 
     files: list[tuple[Path, str]] = []
     if args.manifest:

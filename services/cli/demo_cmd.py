@@ -48,13 +48,13 @@ def make_query_clip(source: Path, out: Path, duration_s: float) -> tuple[float, 
 
 def run(args: argparse.Namespace) -> int:
     from services.api.client import SoraClient
-    from services.ingest import iter_video_files
     from services.samples import make_samples
+    from sora_encoder.files import find_videos
 
     data = Path(args.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     if args.videos:
-        videos = list(iter_video_files([args.videos]))[: args.limit]
+        videos = find_videos([args.videos])[: args.limit]
         print(f"== 1. {len(videos)} video(s) from {args.videos}")
     else:
         videos = make_samples(data.parent / "videos")

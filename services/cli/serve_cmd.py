@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         return proc
 
     if args.embedded:
-        from workers.celery_app import declare_queue, make_celery
+        from services.jobs import declare_queue, make_celery
 
         declare_queue(make_celery(settings))  # before two processes race to create it
         worker = start_worker()

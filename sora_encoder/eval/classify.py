@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sora_encoder.eval.data import FORWARD, REVERSED, Item, embed_files
+from sora_encoder.eval.data import FORWARD, REVERSED, embed_files
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
+from sora_encoder.files import LabelledVideo
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -73,7 +74,9 @@ class Classifiers(Protocol):
     ) -> np.ndarray: ...
 
 
-def tasks_for(items: Sequence[Item], label_sets: Sequence[Sequence[str]] | None) -> list[Task]:
+def tasks_for(
+    items: Sequence[LabelledVideo], label_sets: Sequence[Sequence[str]] | None
+) -> list[Task]:
     """Tasks from explicit label sets, else the DEFAULT_TASKS whose labels the items all
     have, else one task over every label. ValueError for a label no item has."""
     present = {it.label for it in items if it.label}
@@ -96,14 +99,14 @@ def tasks_for(items: Sequence[Item], label_sets: Sequence[Sequence[str]] | None)
     return [Task("_vs_".join(sorted(present)), tuple(sorted(present)))]
 
 
-def limit_per_label(items: Sequence[Item], limit: int | None, *, salt: str = DEFAULT_SALT):
+def limit_per_label(items: Sequence[LabelledVideo], limit: int | None, *, salt: str = DEFAULT_SALT):
     """At most `limit` items per label, picked in a stable hashed order (not by name)."""
     if limit is None:
         return list(items)
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
 
-    def order(it: Item) -> str:
+    def order(it: LabelledVideo) -> str:
         return hashlib.sha256(f"{salt}\0order\0{it.path}".encode()).hexdigest()
 
     kept: Counter[str] = Counter()
@@ -164,7 +167,7 @@ class ClassifyResult:
 
 
 def run_classify(
-    items: Sequence[Item],
+    items: Sequence[LabelledVideo],
     embedders: Sequence,
     tasks: Sequence[Task],
     *,

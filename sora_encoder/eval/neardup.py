@@ -40,7 +40,7 @@ import numpy as np
 
 from sora_encoder.eval.anchors import hash_files
 from sora_encoder.eval.copy_metrics import at_threshold, micro_average_precision, top_predictions
-from sora_encoder.eval.data import DEFAULT_SEGMENT_S, Item, embed_files
+from sora_encoder.eval.data import DEFAULT_SEGMENT_S, embed_files
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
 from sora_encoder.eval.transforms import (
     Family,
@@ -49,6 +49,7 @@ from sora_encoder.eval.transforms import (
     family_note,
     plan,
 )
+from sora_encoder.files import LabelledVideo as Item
 from sora_encoder.media import MediaError, probe
 
 __all__ = [
