@@ -31,8 +31,7 @@ from services.api.index_keeper import IndexKeeper
 from services.api.ingest_service import IngestService, NewVideo, receive_file
 from services.api.search_service import SearchOptions, SearchService
 from services.api.video_service import JobService
-from services.index import IndexNotReadyError
-from services.indexes import IndexSet
+from services.index import IndexNotReadyError, IndexSet
 from services.store import (
     ConflictError,
     InvalidArgumentError,
@@ -44,6 +43,7 @@ from services.store import (
     get_video,
     open_store,
     register_video,
+    vector_source,
 )
 from tests.test_api_harness import *  # noqa: F403 - fixtures
 from tests.test_api_harness import DIM, MODEL, RecordingDispatcher, add_video, unit
@@ -316,8 +316,8 @@ def test_a_snapshot_folder_of_another_database_is_not_served(db, empty_db_url, t
     IndexSet(db, MODEL, folder).sync()
     other = open_store(empty_db_url)
     try:
-        assert other.vector_source().identity() != db.vector_source().identity()
-        assert other.vector_source().identity() == other.vector_source().identity()
+        assert vector_source(other).identity() != vector_source(db).identity()
+        assert vector_source(other).identity() == vector_source(other).identity()
         mine = [add_video(other, rng.normal(size=(2, DIM))) for _ in range(3)]
         keeper = IndexKeeper(other, folder, configured_version=MODEL)
         keeper.sync_once()

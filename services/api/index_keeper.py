@@ -28,10 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.index import VectorIndex
-from services.indexes import IndexSet
-from services.store import Store, serving_model_version
-from services.vector_source import Level
+from services.index import IndexSet, VectorIndex
+from services.store import Level, Store, serving_model_version
 
 from .errors import Unavailable
 

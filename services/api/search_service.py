@@ -38,6 +38,7 @@ from services.index import VectorIndex
 from services.search.alignment import Alignment, adaptive_threshold, align
 from services.search.copy_verdict import annotate_copies
 from services.store import (
+    Level,
     Segment,
     Store,
     Video,
@@ -48,7 +49,6 @@ from services.store import (
     get_video,
     get_video_embedding,
 )
-from services.vector_source import Level
 from sora_encoder.copy_score import CopyCalibration
 
 from .call import Call

@@ -109,7 +109,7 @@ def wait_for_jobs(client, jobs: dict[int, str], timeout: float) -> list[tuple[st
 def run_direct(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from services.indexes import IndexSet
+    from services.index import IndexSet
     from services.jobs import Dispatcher, make_celery, register_files
     from services.settings import Settings
     from services.store import Segment, Video, VideoStatus, open_store

@@ -16,7 +16,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.indexes import IndexSet
+    from services.index import IndexSet
     from services.jobs import Dispatcher, enqueue_reindex, make_celery
     from services.settings import Settings
     from services.store import open_store, serving_model_version, videos_missing_version

@@ -3,7 +3,7 @@
     store = open_store(url)                          # one per process; migrates to head
     with store.Session.begin() as session:           # the caller owns the transaction
         video, job, created = register_video(session, uri=..., content_sha256=..., size_bytes=...)
-    index_source = store.vector_source()             # services.vector_source.VectorSource
+    index_source = vector_source(store)              # services.index.source.VectorSource
 
 Functions take a Session and never commit. Domain errors are in `errors`.
 """
@@ -69,7 +69,7 @@ from .segments import (
     segments_by_ids,
     video_embeddings_by_ids,
 )
-from .vector_source import SqlVectorSource
+from .vector_source import LEVELS, Level, SqlVectorSource, Tombstones, VectorBatch, vector_source
 from .versions import coverage, serving_model_version, videos_missing_version
 from .videos import (
     decode_page_token,
@@ -83,6 +83,11 @@ from .videos import (
 )
 
 __all__ = [
+    "LEVELS",
+    "Level",
+    "Tombstones",
+    "VectorBatch",
+    "vector_source",
     "coverage",
     "serving_model_version",
     "videos_missing_version",

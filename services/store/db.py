@@ -22,14 +22,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
-
-if TYPE_CHECKING:
-    from .vector_source import SqlVectorSource
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +196,6 @@ class Store:
     engine: Engine
     Session: sessionmaker[Session]
     ReadSession: sessionmaker[Session]
-
-    def vector_source(self) -> SqlVectorSource:
-        """A `services.vector_source.VectorSource` over this database."""
-        from .vector_source import SqlVectorSource
-
-        return SqlVectorSource(self.ReadSession, self.Session)
 
     def dispose(self) -> None:
         self.engine.dispose()
