@@ -116,7 +116,7 @@ def run_end_to_end(files: list[Path], env: dict, home: Path) -> dict:
     dispatcher = Dispatcher(app, store)
     log = open(home / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "worker", "--loglevel", "WARNING"],
+        [sys.executable, "-m", "sora_cli.main", "worker", "--loglevel", "WARNING"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     final = (VideoStatus.READY, VideoStatus.FAILED)

@@ -15,7 +15,7 @@
     finetune.py   end-to-end fine-tuning of an encoder with a classifier head
     recipes/    TrainConfig JSONs (`--config`); sora-s-default.json makes the shipped model
 
-`sora train encoder DIR...` (services/cli/train_cmd.py) drives it; docs/TRAINING.md says how.
+`sora train encoder DIR...` (sora_cli/train_cmd.py) drives it; docs/TRAINING.md says how.
 """
 
 from sora_encoder.train.config import AugmentConfig, TrainConfig

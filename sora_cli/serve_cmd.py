@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     def start_worker() -> subprocess.Popen:
         worker_cmd = ["worker", "--loglevel", "INFO", "--exit-with-parent", str(os.getpid())]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", *worker_cmd],
+            [sys.executable, "-m", "sora_cli.main", *worker_cmd],
             env=dict(os.environ),
             stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,

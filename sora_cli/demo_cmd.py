@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"== 2. starting the embedded service (data in {data})")
     server = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "serve", "--embedded", "--port", "0",
+        [sys.executable, "-m", "sora_cli.main", "serve", "--embedded", "--port", "0",
          "--data-dir", str(data)],
         stdout=subprocess.PIPE, stderr=open(data / "server.log", "ab"), text=True,  # noqa: SIM115
     )  # fmt: skip
