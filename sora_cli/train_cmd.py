@@ -497,14 +497,14 @@ def _finetuned(args: argparse.Namespace, examples: list, settings: Any) -> tuple
 
 def _save(args: argparse.Namespace, head: Any, version: str, settings: Any) -> int:
     from services.classifiers.offline import store_head, write_head_file
-    from services.store import StoreError
+    from services.errors import ServiceError
 
     if args.out:
         print(f"wrote {write_head_file(args.out, head)} (model {version})")
     if args.store:
         try:
             stored = store_head(settings.database_url, args.store.strip(), head)
-        except StoreError as exc:
+        except ServiceError as exc:
             _say(f"sora train classifier: cannot store the classifier: {exc}")
             return 2
         print(f"stored classifier {stored.name!r} (id {stored.classifier_id}) for model {version}")

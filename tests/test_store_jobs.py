@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from services.errors import ConflictError, InvalidArgumentError, LeaseLostError
 from services.store import (
-    ConflictError,
-    InvalidArgumentError,
     JobKind,
     JobStatus,
-    LeaseLostError,
     ProbeFacts,
     Segment,
     VideoEmbedding,

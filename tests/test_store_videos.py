@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 import services.store.videos as videos_module
+from services.errors import InvalidArgumentError, NotFoundError
 from services.store import (
-    InvalidArgumentError,
     Job,
     JobStatus,
-    NotFoundError,
     SegmentVector,
     Video,
     VideoStatus,

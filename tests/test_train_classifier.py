@@ -158,7 +158,7 @@ def test_frozen_head_separates_the_labels_and_csv_gives_the_same_head(data, tmp_
 
 def test_store_makes_the_classifier_visible_to_the_api(data, empty_db_url, monkeypatch, capsys):
     from services.api.classifier_service import ClassifierService
-    from services.api.errors import FailedPrecondition
+    from services.errors import ConflictError
     from services.store import get_classifier, open_store
 
     monkeypatch.setenv("SORA_DATABASE_URL", empty_db_url)
@@ -185,7 +185,7 @@ def test_store_makes_the_classifier_visible_to_the_api(data, empty_db_url, monke
         assert used == version and scores[0][0] == "fractal"
         # ...and refuses it under another model version.
         other = ClassifierService(store, SimpleNamespace(model_version=VARIANT + "-0"))
-        with pytest.raises(FailedPrecondition, match="retrain"):
+        with pytest.raises(ConflictError, match="retrain"):
             other.classify_vector("synthetic", x)
     finally:
         store.dispose()

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.api.errors import FailedPrecondition, InvalidArgument
 from services.api.index_keeper import IndexKeeper
 from services.api.search_service import MAX_TOP_K, SearchOptions, SearchService
+from services.errors import ConflictError, InvalidArgumentError
 from services.search.copy_verdict import CalibrationSource
 from services.store import open_store, register_video
 from sora_encoder import VideoEmbedder
@@ -114,7 +114,7 @@ class ServiceSearchMatcher:
                 for i, q in enumerate(xq):
                     try:
                         result = svc.search_clip(_chunks(q), opts)
-                    except (MediaError, InvalidArgument, FailedPrecondition) as exc:
+                    except (MediaError, InvalidArgumentError, ConflictError) as exc:
                         log.warning("%s: query %s failed: %s", self.name, q, exc)
                         D[i] = np.nan
                         continue

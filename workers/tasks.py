@@ -11,8 +11,8 @@ from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from services.errors import LeaseLostError
 from services.jobs import INGEST_TASK
-from services.store import LeaseLostError
 
 from . import resources
 from .ingest_job import run_ingest_job

@@ -5,7 +5,7 @@
         video, job, created = register_video(session, uri=..., content_sha256=..., size_bytes=...)
     index_source = vector_source(store)              # services.index.source.VectorSource
 
-Functions take a Session and never commit. Domain errors are in `errors`.
+Functions take a Session and never commit. They raise the domain errors of `services.errors`.
 """
 
 from .classifiers import delete_classifier, get_classifier, list_classifiers, save_classifier
@@ -21,13 +21,6 @@ from .db import (
     make_sessionmaker,
     migrate,
     open_store,
-)
-from .errors import (
-    ConflictError,
-    InvalidArgumentError,
-    LeaseLostError,
-    NotFoundError,
-    StoreError,
 )
 from .identity import database_id
 from .jobs import (
@@ -95,20 +88,15 @@ __all__ = [
     "READ_ONLY",
     "Base",
     "Classifier",
-    "ConflictError",
-    "InvalidArgumentError",
     "Job",
     "JobKind",
     "JobStatus",
-    "LeaseLostError",
-    "NotFoundError",
     "ProbeFacts",
     "Segment",
     "SegmentVector",
     "SqlVectorSource",
     "Store",
     "StoreIdentity",
-    "StoreError",
     "VectorLevel",
     "VectorTombstone",
     "Video",

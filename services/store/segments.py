@@ -16,8 +16,9 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, defer
 
+from services.errors import InvalidArgumentError
+
 from .db import lock_vector_log
-from .errors import InvalidArgumentError
 from .models import (
     MODEL_VERSION_LEN,
     Segment,
