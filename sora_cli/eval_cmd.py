@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import services.classifiers as classifiers
 from sora_encoder.eval import classify, neardup
 from sora_encoder.eval.anchors import ANCHOR_NAMES, DEFAULT_ANCHORS, build_anchors
 from sora_encoder.eval.baselines import EMBEDDER_NAMES, build_embedders
@@ -101,7 +100,7 @@ def add_parser(sub: Any) -> None:
     c = ev.add_parser(
         "classify",
         help="accuracy, macro-F1 and confusion of heads on frozen vectors, group split",
-        description="Heads (services.classifiers.train_head) fitted on the train-side groups, "
+        description="Heads (sora_encoder.heads.train_head) fitted on the train-side groups, "
         "scored on the test-side groups; plus telling clips from their time-reversed copies.",
     )
     c.add_argument("dir", metavar="DIR", help="folder of videos (paths in the CSV are under it)")
@@ -300,7 +299,6 @@ def run_classify(args: argparse.Namespace) -> int:
         items,
         embedders,
         tasks,
-        classifiers=classifiers,
         time_reversal=not args.no_time_reversal,
         test_fraction=args.test_fraction,
         salt=args.salt,

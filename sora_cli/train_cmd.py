@@ -292,7 +292,7 @@ class _Refused(Exception):
 
 
 def _examples(args: argparse.Namespace) -> list:
-    from services.classifiers.dataset import pick_labels, read_csv, read_folder
+    from sora_encoder.heads.dataset import pick_labels, read_csv, read_folder
 
     if bool(args.dir) == bool(args.csv):
         raise _Refused(
@@ -357,7 +357,7 @@ def _print_metrics(head: Any) -> None:
 
 
 def run_classifier(args: argparse.Namespace) -> int:
-    from services.classifiers.dataset import DatasetError, check_trainable
+    from sora_encoder.heads.dataset import DatasetError, check_trainable
 
     try:
         _check_options(args)
@@ -377,7 +377,7 @@ def run_classifier(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if args.store:
-        from services.classifiers.offline import open_classifier_store
+        from .classifier_store import open_classifier_store
 
         try:  # fail now, not after the training
             open_classifier_store(settings.database_url).dispose()
@@ -408,9 +408,9 @@ def _encoder(args: argparse.Namespace, settings: Any) -> tuple[str | None, str |
 
 
 def _frozen(args: argparse.Namespace, examples: list, settings: Any) -> tuple[Any, str]:
-    from services.classifiers.dataset import check_trainable
-    from services.classifiers.offline import embed_examples, fit_head
     from sora_encoder import load_embedder
+    from sora_encoder.heads.dataset import check_trainable
+    from sora_encoder.heads.offline import embed_examples, fit_head
 
     checkpoint, variant = _encoder(args, settings)
     embedder = load_embedder(
@@ -439,8 +439,8 @@ def _frozen(args: argparse.Namespace, examples: list, settings: Any) -> tuple[An
 
 
 def _finetuned(args: argparse.Namespace, examples: list, settings: Any) -> tuple[Any, str]:
-    from services.classifiers.dataset import check_trainable
-    from services.classifiers.finetuned import HEAD_NAME, decode_examples, finetune_classifier
+    from sora_encoder.heads.dataset import check_trainable
+    from sora_encoder.heads.finetuned import HEAD_NAME, decode_examples, finetune_classifier
     from sora_encoder.runtime import InputSpec
     from sora_encoder.train.finetune import FinetuneConfig, load_model
 
@@ -496,8 +496,10 @@ def _finetuned(args: argparse.Namespace, examples: list, settings: Any) -> tuple
 
 
 def _save(args: argparse.Namespace, head: Any, version: str, settings: Any) -> int:
-    from services.classifiers.offline import store_head, write_head_file
     from services.errors import ServiceError
+    from sora_encoder.heads.offline import write_head_file
+
+    from .classifier_store import store_head
 
     if args.out:
         print(f"wrote {write_head_file(args.out, head)} (model {version})")

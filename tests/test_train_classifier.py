@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from services.classifiers.dataset import holdout_split, read_csv, read_folder
-from services.classifiers.heads import TrainedHead, train_head
-from services.classifiers.offline import read_head_file
 from sora_cli.main import main
+from sora_encoder.heads.dataset import holdout_split, read_csv, read_folder
+from sora_encoder.heads.offline import read_head_file
+from sora_encoder.heads.softmax import TrainedHead, train_head
 from tests.media_factory import make_video
 
 VARIANT = "sora-t"  # 4 frames of 32 px: cheap, and the pipeline is the same for every variant

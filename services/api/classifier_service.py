@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from services.classifiers.heads import TrainedHead, train_head
 from services.errors import ConflictError, InvalidArgumentError, NotFoundError
 from services.store import (
     Classifier,
@@ -36,6 +35,7 @@ from services.store import (
 )
 from services.store.models import VectorLevel
 from services.store.segments import stored_dim
+from sora_encoder.heads.softmax import TrainedHead, train_head
 
 from .call import Call
 from .index_keeper import IndexKeeper

@@ -32,17 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-from services.classifiers.dataset import holdout_split
-from services.classifiers.heads import (
+from sora_encoder.config import SoraConfig
+from sora_encoder.eval.data import decode_file
+from sora_encoder.files import LabelledVideo
+from sora_encoder.heads.dataset import holdout_split
+from sora_encoder.heads.offline import OnFile, fit_head, per_file, write_head_file
+from sora_encoder.heads.softmax import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_L2,
     TrainedHead,
     fit_softmax,
 )
-from services.classifiers.offline import OnFile, fit_head, per_file, write_head_file
-from sora_encoder.config import SoraConfig
-from sora_encoder.eval.data import decode_file
-from sora_encoder.files import LabelledVideo
 from sora_encoder.model.sora import SoraModel
 from sora_encoder.runtime import EncoderRuntime, InputSpec
 from sora_encoder.train.finetune import EpochStats, FinetuneConfig, finetune

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from services.classifiers.heads import MIN_EXAMPLES_PER_LABEL, stratified_split
 from sora_encoder.files import LabelledVideo, find_videos
+from sora_encoder.heads.softmax import MIN_EXAMPLES_PER_LABEL, stratified_split
 
 REQUIRED_COLUMNS = ("path", "label")
 SHOWN = 5  # problems listed before "and N more"
