@@ -33,6 +33,8 @@ from sora_encoder.eval.report import (
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION
 from sora_encoder.eval.transforms import FAMILIES, families_from
 
+from .encoder_options import add_encoder_options
+
 SERVICE = "sora@service"  # the service's own search path (workers.eval_search), on request
 SERVICE_REGIONS = "sora@service+regions"  # the same, clip queries with query_regions on
 CANDIDATE = "candidate"  # --candidate CKPT: a second Sora checkpoint in the same run
@@ -124,13 +126,7 @@ def add_parser(sub: Any) -> None:
 def _common(
     p: argparse.ArgumentParser, embedders: tuple[str, ...], *, also: tuple[str, ...] = ()
 ) -> None:
-    p.add_argument(
-        "--checkpoint",
-        metavar="PATH",
-        help="checkpoint folder (default: $SORA_CHECKPOINT, else the shipped one, else a "
-        "seed-initialised --variant)",
-    )
-    p.add_argument("--variant", help="model variant without a checkpoint (default sora-s)")
+    add_encoder_options(p, precision=False)
     p.add_argument(
         "--embedders",
         metavar="A,B",
@@ -138,7 +134,6 @@ def _common(
         help=f"which embedders (default: {','.join(embedders)}"
         + (f"; also: {','.join(n for n in also if n not in embedders)})" if also else ")"),
     )
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument(
         "--test-fraction",
         type=float,

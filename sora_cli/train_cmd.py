@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .encoder_options import add_encoder_options, encoder_choice
+
 # Options that map onto TrainConfig fields; None means "the config's default" (or, with
 # --resume, the saved run's value).
 _CONFIG_OPTIONS = {
@@ -78,7 +80,6 @@ def add_parser(sub: Any) -> None:
     e.add_argument(
         "--test-fraction", type=float, default=0.2, help="share of groups held out (0.2)"
     )
-    e.add_argument("--variant", help="model variant (default sora-s)")
     e.add_argument("--out", metavar="DIR", help="output folder (default ./sora-train/VARIANT)")
     e.add_argument("--epochs", type=int, help="passes over the windows (default 10)")
     e.add_argument("--batch-size", type=int, help="windows per step (default 16)")
@@ -102,8 +103,7 @@ def add_parser(sub: Any) -> None:
         type=int,
         help="clean windows to re-estimate BatchNorm on for each saved checkpoint (default 0)",
     )
-    e.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="default auto")
-    e.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    add_encoder_options(e, checkpoint=False)  # unset: the recipe's (default sora-s, auto)
     e.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     e.add_argument(
         "--init-from",
@@ -261,8 +261,7 @@ def _add_classifier_parser(what: Any) -> None:
     c.add_argument("dir", nargs="?", metavar="DIR", help="a folder with one sub-folder per label")
     c.add_argument("--csv", metavar="FILE", help="a CSV with columns path,label[,group]")
     c.add_argument("--labels", metavar="A,B", help="use only these labels (comma-separated)")
-    c.add_argument("--checkpoint", metavar="DIR", help="encoder (default: the service's)")
-    c.add_argument("--variant", help="with no checkpoint: a seed-initialised model of this variant")
+    add_encoder_options(c)
     c.add_argument("--out", metavar="FILE", help="write the head (safetensors) to FILE")
     c.add_argument("--store", metavar="NAME", help="save as classifier NAME in the service's store")
     c.add_argument(
@@ -270,7 +269,6 @@ def _add_classifier_parser(what: Any) -> None:
     )
     c.add_argument("--seed", type=int, default=0, help="seed of the split and fine-tuning (0)")
     c.add_argument("--l2", type=float, help="L2 penalty of the head (default 1e-3)")
-    c.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     f = c.add_argument_group("fine-tuning (--finetune)")
     f.add_argument(
         "--finetune",
@@ -399,25 +397,17 @@ def run_classifier(args: argparse.Namespace) -> int:
     return _save(args, head, version, settings)
 
 
-def _encoder(args: argparse.Namespace, settings: Any) -> tuple[str | None, str | None]:
-    """(checkpoint, variant): the options, else the service's (SORA_CHECKPOINT, SORA_VARIANT);
-    a --variant alone means that variant, seed-initialised, whatever SORA_CHECKPOINT says."""
-    if args.checkpoint or args.variant:
-        return args.checkpoint, args.variant
-    return settings.checkpoint, settings.variant
-
-
 def _frozen(args: argparse.Namespace, examples: list, settings: Any) -> tuple[Any, str]:
     from sora_encoder import load_embedder
     from sora_encoder.heads.dataset import check_trainable
     from sora_encoder.heads.offline import embed_examples, fit_head
 
-    checkpoint, variant = _encoder(args, settings)
+    enc = encoder_choice(args, settings)
     embedder = load_embedder(
-        checkpoint,
-        variant=variant,
-        device=args.device,
-        precision=settings.precision,
+        enc.checkpoint,
+        variant=enc.variant,
+        device=enc.device,
+        precision=enc.precision,
         segment_s=settings.segment_s,
     )
     print(f"embedding with model {embedder.model_version} on {embedder.runtime.device}")
@@ -448,8 +438,8 @@ def _finetuned(args: argparse.Namespace, examples: list, settings: Any) -> tuple
         k: getattr(args, k) for k in ("epochs", "batch_size", "lr") if getattr(args, k) is not None
     }
     cfg = FinetuneConfig(**given)
-    checkpoint, variant = _encoder(args, settings)
-    model, config, start = load_model(checkpoint, variant=variant)
+    enc = encoder_choice(args, settings)
+    model, config, start = load_model(enc.checkpoint, variant=enc.variant)
     spec = InputSpec(frames=config.input.num_frames, size=config.input.image_size)
     print(f"decoding {len(examples)} videos for {start}")
     decoded = decode_examples(
@@ -474,8 +464,8 @@ def _finetuned(args: argparse.Namespace, examples: list, settings: Any) -> tuple
         cfg=cfg,
         holdout_fraction=args.holdout,
         seed=args.seed,
-        device=args.device,
-        precision=settings.precision,
+        device=enc.device,
+        precision=enc.precision,
         on_epoch=lambda stats: print(stats.line(), flush=True),
         **kwargs,
     )
