@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sora_encoder.config import InputConfig, _merge, _to_jsonable
+from sora_encoder.config import InputConfig, merge_dataclass, to_jsonable
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -172,11 +172,11 @@ class TrainConfig:
 
     # -- JSON ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, overrides: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-        return _merge(base if base is not None else cls(), overrides)
+        return merge_dataclass(base if base is not None else cls(), overrides)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
