@@ -42,29 +42,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"sora embed: {path}: {exc}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps(to_json(path, emb)))
+            print(json.dumps(emb.to_json(path)))
         else:
             print_human(path, emb)
     return 1 if failures else 0
-
-
-def to_json(path: str, emb: VideoEmbedding) -> dict[str, Any]:
-    return {
-        "file": path,
-        "model_version": emb.model_version,
-        "duration_s": round(emb.info.duration_s, 3),
-        "dim": int(emb.vector.shape[0]),
-        "vector": [round(float(x), 6) for x in emb.vector],
-        "segments": [
-            {
-                "index": s.index,
-                "start_s": round(s.start_s, 3),
-                "end_s": round(s.end_s, 3),
-                "vector": [round(float(x), 6) for x in s.vector],
-            }
-            for s in emb.segments
-        ],
-    }
 
 
 def print_human(path: str, emb: VideoEmbedding) -> None:

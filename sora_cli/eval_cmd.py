@@ -21,7 +21,7 @@ from typing import Any
 from sora_encoder.eval import classify, neardup
 from sora_encoder.eval.anchors import ANCHOR_NAMES, DEFAULT_ANCHORS, build_anchors
 from sora_encoder.eval.baselines import EMBEDDER_NAMES, build_embedders
-from sora_encoder.eval.data import read_manifest, scan_folder
+from sora_encoder.eval.data import load_items, read_manifest
 from sora_encoder.eval.png import write_png
 from sora_encoder.eval.report import (
     classify_markdown,
@@ -240,11 +240,7 @@ def run_neardup(args: argparse.Namespace) -> int:
     if args.dir is None:
         raise ValueError("DIR is required")
     root = Path(args.dir)
-    manifest = Path(args.manifest) if args.manifest else root / "MANIFEST.csv"
-    if args.manifest or manifest.is_file():
-        items = read_manifest(manifest, root=root)
-    else:
-        items = scan_folder(root)
+    items = load_items(root, args.manifest)
     families = families_from(_split_names(args.families))
     setup = neardup.select(
         items,

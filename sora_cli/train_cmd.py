@@ -19,7 +19,6 @@ docs/CLASSIFIERS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -138,36 +137,24 @@ def run_encoder(args: argparse.Namespace) -> int:
         select_files,
         train_encoder,
     )
-    from sora_encoder.train.loop import CONFIG_NAME
+    from sora_encoder.train.config import read_recipe, resolve_config
 
     given = {
         field: getattr(args, opt)
         for opt, field in _CONFIG_OPTIONS.items()
         if getattr(args, opt) is not None
     }
-    # --config: a JSON subset of TrainConfig, applied over the defaults (or, with --resume,
-    # over the saved run's config, so the same command line resumes); options override it.
-    config: dict[str, Any] = {}
-    if args.config:
-        try:
-            config = json.loads(Path(args.config).read_text("utf-8"))
-            TrainConfig.from_dict(config)  # a clear message for a bad field, here
-        except (OSError, ValueError, TypeError) as exc:
-            _say(f"sora train encoder: cannot use --config {args.config}: {exc}")
-            return 2
-    variant = given.get("variant") or config.get("variant") or TrainConfig().variant
-    out = Path(args.out or Path("sora-train") / str(variant))
-    base = TrainConfig()
-    if args.resume:
-        saved = out / CONFIG_NAME
-        if not saved.is_file():
-            _say(f"sora train encoder: nothing to resume in {out} (no {CONFIG_NAME})")
-            return 2
-        base = TrainConfig.from_json(saved.read_text("utf-8"))
     try:
-        cfg = TrainConfig.from_dict(given, base=TrainConfig.from_dict(config, base=base))
+        recipe = read_recipe(args.config) if args.config else {}
+    except ValueError as exc:
+        _say(f"sora train encoder: cannot use --config {exc}")
+        return 2
+    try:
+        variant = given.get("variant") or recipe.get("variant") or TrainConfig().variant
+        out = Path(args.out or Path("sora-train") / str(variant))
+        cfg = resolve_config(given, recipe=recipe, resume_dir=out if args.resume else None)
         spec = decode_spec(cfg)  # an unknown variant raises here
-    except (ValueError, TypeError) as exc:  # e.g. --view-size 8, --variant sora-x
+    except (ValueError, TypeError, FileNotFoundError) as exc:  # --view-size 8, --variant sora-x
         _say(f"sora train encoder: {exc}")
         return 2
 
@@ -289,23 +276,6 @@ class _Refused(Exception):
     """Arguments or data that cannot be trained on: exit 2 with the message."""
 
 
-def _examples(args: argparse.Namespace) -> list:
-    from sora_encoder.heads.dataset import pick_labels, read_csv, read_folder
-
-    if bool(args.dir) == bool(args.csv):
-        raise _Refused(
-            "give either DIR (one sub-folder of videos per label) or --csv FILE "
-            "(columns path,label[,group]), not both" if args.dir else
-            "give DIR (one sub-folder of videos per label) or --csv FILE "
-            "(columns path,label[,group])"
-        )  # fmt: skip
-    examples = read_csv(args.csv) if args.csv else read_folder(args.dir)
-    if args.labels:
-        wanted = [y.strip() for y in args.labels.split(",") if y.strip()]
-        examples = pick_labels(examples, wanted)
-    return examples
-
-
 def _check_options(args: argparse.Namespace) -> None:
     if not args.finetune:
         given = [o for o in _FINETUNE_OPTIONS if getattr(args, o) is not None]
@@ -355,11 +325,12 @@ def _print_metrics(head: Any) -> None:
 
 
 def run_classifier(args: argparse.Namespace) -> int:
-    from sora_encoder.heads.dataset import DatasetError, check_trainable
+    from sora_encoder.heads.dataset import DatasetError, check_trainable, read_examples
 
     try:
         _check_options(args)
-        examples = _examples(args)
+        labels = [y.strip() for y in (args.labels or "").split(",") if y.strip()]
+        examples = read_examples(args.dir or None, csv=args.csv or None, labels=labels)
         counts = check_trainable(examples)
     except (_Refused, DatasetError) as exc:
         _say(f"sora train classifier: {exc}")

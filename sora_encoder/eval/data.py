@@ -44,6 +44,7 @@ __all__ = [
     "Vectors",
     "decode_file",
     "embed_files",
+    "load_items",
     "read_manifest",
     "reverse_time",
     "scan_folder",
@@ -102,6 +103,18 @@ def scan_folder(root: str | os.PathLike) -> list[LabelledVideo]:
         raise FileNotFoundError(f"not a folder: {root}")
     base = root.resolve()
     return [LabelledVideo(p, "", p.relative_to(base).as_posix()) for p in find_videos([root])]
+
+
+def load_items(
+    root: str | os.PathLike, manifest: str | os.PathLike | None = None
+) -> list[LabelledVideo]:
+    """The videos of an evaluation folder: `manifest`'s rows if given, else those of
+    root/MANIFEST.csv if present, else every video file under `root` (`scan_folder`)."""
+    root = Path(root)
+    found = Path(manifest) if manifest is not None else root / "MANIFEST.csv"
+    if manifest is not None or found.is_file():
+        return read_manifest(found, root=root)
+    return scan_folder(root)
 
 
 def decode_file(

@@ -172,3 +172,22 @@ def holdout_split(
             "span at least 2 groups; add videos from other sources or drop the group column"
         )
     return train, holdout
+
+
+def read_examples(
+    folder: str | os.PathLike | None = None,
+    *,
+    csv: str | os.PathLike | None = None,
+    labels: Sequence[str] = (),
+) -> list[LabelledVideo]:
+    """The labelled videos of `folder` (one sub-folder per label) or of a `csv`
+    (path,label[,group]), exactly one of the two; with `labels`, only those."""
+    if (folder is None) == (csv is None):
+        raise DatasetError(
+            "give either DIR (one sub-folder of videos per label) or --csv FILE "
+            "(columns path,label[,group]), not both" if folder is not None else
+            "give DIR (one sub-folder of videos per label) or --csv FILE "
+            "(columns path,label[,group])"
+        )  # fmt: skip
+    examples = read_csv(csv) if csv is not None else read_folder(folder)
+    return pick_labels(examples, labels) if labels else examples
