@@ -48,8 +48,8 @@ def make_query_clip(source: Path, out: Path, duration_s: float) -> tuple[float, 
 
 def run(args: argparse.Namespace) -> int:
     from services.api.client import SoraClient
-    from services.samples import make_samples
     from sora_encoder.files import find_videos
+    from sora_encoder.media.samples import make_samples
 
     data = Path(args.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
