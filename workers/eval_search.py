@@ -11,8 +11,10 @@ Why: the eval's `sora` column is exact search over mean video vectors; users get
 API returns. This runs the same model through the code the service runs, so the two
 columns side by side show what segment vectors, the index and re-ranking add or cost.
 
-It lives in `workers` because it drives the worker's ingest (`services` never imports
-`workers`; the CLI imports this lazily, as it does the Celery app).
+It lives in `workers` because it needs both halves: the worker's ingest and the API's
+search. `workers` is the lowest package that may import both (`services` never imports
+`workers`, `sora_encoder` never imports either; docs/ARCHITECTURE.md); the CLI imports it
+only when `--embedders` asks for it.
 """
 
 from __future__ import annotations
