@@ -70,3 +70,45 @@ def test_a_bad_import_breaks_the_contract(tmp_path, module, bad_import, contract
     assert run.returncode != 0, run.stdout
     broken = [line for line in run.stdout.splitlines() if line.endswith("BROKEN")]
     assert any(contract in line for line in broken), run.stdout
+
+
+def _cycles(*packages: str) -> list[list[str]]:
+    """The import circles among the packages' modules (strongly connected components of
+    more than one module; lazy and TYPE_CHECKING imports count)."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph(*packages, cache_dir=None)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan, recursive: the graph is a few hundred modules
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    assert _cycles(*PACKAGES) == []
