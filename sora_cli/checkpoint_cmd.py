@@ -148,32 +148,18 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _background_files(args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """(path, group) of the background videos: a manifest's split side, then folders."""
-    from sora_encoder.eval.data import read_manifest
-    from sora_encoder.eval.splits import split_of
-    from sora_encoder.files import find_videos
-
-    files: list[tuple[Path, str]] = []
-    if args.manifest:
-        files += [
-            (item.path, item.group)
-            for item in read_manifest(args.manifest)
-            if args.split == "all" or split_of(item.group) == args.split
-        ]
-    files += [(p, f"file:{p}") for p in find_videos([*args.videos, *args.also])]
-    return files
-
-
 def run_calibrate(args: argparse.Namespace) -> int:
     from sora_encoder import load_embedder
     from sora_encoder.copy_score import build_calibration, embed_background
+    from sora_encoder.eval.data import background_files
 
     folder = Path(args.path)
     if not folder.is_dir():
         return _refuse("calibrate", f"{folder} is not a checkpoint folder")
     try:
-        files = _background_files(args)
+        files = background_files(
+            args.manifest, split=args.split, folders=[*args.videos, *args.also]
+        )
     except (OSError, ValueError) as exc:
         return _refuse("calibrate", str(exc))
     if not files:

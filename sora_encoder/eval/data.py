@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sora_encoder.eval.splits import split_of
 from sora_encoder.files import LabelledVideo, find_videos
 from sora_encoder.media import (
     MediaError,
@@ -40,6 +41,7 @@ from sora_encoder.video_embedder import mean_vector
 
 __all__ = [
     "FORWARD",
+    "background_files",
     "REVERSED",
     "Vectors",
     "decode_file",
@@ -115,6 +117,26 @@ def load_items(
     if manifest is not None or found.is_file():
         return read_manifest(found, root=root)
     return scan_folder(root)
+
+
+def background_files(
+    manifest: str | os.PathLike | None,
+    *,
+    split: str = "train",
+    folders: Sequence[str | os.PathLike] = (),
+) -> list[tuple[Path, str]]:
+    """(path, group) of a copy calibration's background videos: the manifest's rows on
+    `split`'s side of the group split ("all": every row), then the videos under `folders`,
+    each its own group."""
+    files: list[tuple[Path, str]] = []
+    if manifest is not None:
+        files += [
+            (item.path, item.group)
+            for item in read_manifest(manifest)
+            if split == "all" or split_of(item.group) == split
+        ]
+    files += [(p, f"file:{p}") for p in find_videos(folders)]
+    return files
 
 
 def decode_file(
