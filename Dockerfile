@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY sora_encoder sora_encoder
 COPY services services
 COPY workers workers
+COPY sora_cli sora_cli
 RUN pip install --no-cache-dir "$TORCH" && pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 ENV SORA_HOME=/data
 VOLUME /data

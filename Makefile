@@ -100,9 +100,12 @@ CHAOS_TESTS := \
 chaos: setup
 	$(BIN)/python -m pytest $(CHAOS_TESTS) $(PYTEST_ARGS)
 
+# lint-imports: the layering contract ([tool.importlinter] in pyproject.toml,
+# docs/ARCHITECTURE.md); tests/test_layers.py also runs it, and shows that it fails.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: setup
 	$(BIN)/ruff format .

@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from sora_encoder.files import find_videos
 from sora_encoder.media import decode_clips, ffmpeg_exe, ffmpeg_version, plan_windows, probe
 from sora_encoder.media.decode import decode_command, default_threads
 from sora_encoder.media.limits import DEFAULT_LIMITS
@@ -35,13 +36,11 @@ from sora_encoder.media.sampling import scaled_size
 
 log = logging.getLogger("bench_decode")
 
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".ts", ".m4v"}
 
-
-def find_videos(folder: Path, limit: int | None) -> list[Path]:
-    """Video files under `folder`, sorted; with `limit`, evenly spread over the list so that
-    every sub-folder (class) is represented."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+def spread_videos(folder: Path, limit: int | None) -> list[Path]:
+    """Video files under `folder` (`find_videos`); with `limit`, evenly spread over the
+    sorted list so that every sub-folder (class) is represented."""
+    files = find_videos([folder])
     if limit is not None and limit < len(files):
         step = len(files) / limit
         files = [files[int(i * step)] for i in range(limit)]
@@ -114,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    files = find_videos(opts.folder, opts.limit)
+    files = spread_videos(opts.folder, opts.limit)
     if not files:
         print(f"no videos under {opts.folder}", file=sys.stderr)
         return 1

@@ -40,9 +40,9 @@ def main() -> int:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
 
-    from services.ingest import iter_video_files
+    from sora_encoder.files import find_videos
 
-    files = list(iter_video_files([args.folder]))
+    files = find_videos([args.folder])
     if args.limit:
         # Spread the sample over the folder's sub-folders (their videos differ in length).
         step = max(len(files) // args.limit, 1)
@@ -101,12 +101,10 @@ def main() -> int:
 def run_end_to_end(files: list[Path], env: dict, home: Path) -> dict:
     from sqlalchemy import delete, select
 
-    from services.ingest import register_files
+    from services.jobs import Dispatcher, make_celery, register_files
     from services.settings import Settings
     from services.store import Job, Video, VideoStatus, open_store
     from services.store.models import Base
-    from workers.celery_app import make_celery
-    from workers.dispatch import Dispatcher
 
     settings = Settings.from_env()
     store = open_store(settings.database_url)
@@ -118,7 +116,7 @@ def run_end_to_end(files: list[Path], env: dict, home: Path) -> dict:
     dispatcher = Dispatcher(app, store)
     log = open(home / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "worker", "--loglevel", "WARNING"],
+        [sys.executable, "-m", "sora_cli.main", "worker", "--loglevel", "WARNING"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     final = (VideoStatus.READY, VideoStatus.FAILED)

@@ -221,7 +221,7 @@ def _server_main(url: str, home: str, conn: Any, max_workers: int | None) -> Non
     from services.api.servicer import SoraIndexServicer
     from services.index import VectorIndex
     from services.settings import Settings
-    from services.store import open_store
+    from services.store import open_store, vector_source
 
     stages = _StageTimes()
     # Before create_server: gRPC binds the servicer's methods when it is registered.
@@ -258,7 +258,7 @@ def _server_main(url: str, home: str, conn: Any, max_workers: int | None) -> Non
             conn.send({"stages": stages.take(), "cpu_s": time.process_time()})
         elif cmd == "info":
             server.keeper.wait_ready(None)
-            source = store.vector_source()
+            source = vector_source(store)
             _, indexes = server.keeper.current()
             conn.send(
                 {

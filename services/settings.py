@@ -8,6 +8,7 @@ Production: set SORA_DATABASE_URL (PostgreSQL) and SORA_BROKER_URL (redis://...)
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,8 +16,13 @@ GIB = 1 << 30
 MIB = 1 << 20
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+def home_of(environ: Mapping[str, str]) -> Path:
+    """$SORA_HOME, else ~/.sora: the one place its default is written."""
+    return Path(environ.get("SORA_HOME") or Path.home() / ".sora")
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -25,8 +31,8 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"${name} must be a number of seconds, got {raw!r}") from exc
 
 
-def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
-    raw = os.environ.get(name)
+def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -38,15 +44,15 @@ def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     return value
 
 
-def _env_list(name: str, sep: str | None) -> tuple[str, ...]:
+def _env_list(env: Mapping[str, str], name: str, sep: str | None) -> tuple[str, ...]:
     """Items separated by `sep` (None: commas or white space)."""
-    raw = os.environ.get(name) or ""
+    raw = env.get(name) or ""
     items = raw.replace(",", " ").split() if sep is None else raw.split(sep)
     return tuple(item.strip() for item in items if item.strip())
 
 
-def _env_path(name: str) -> Path | None:
-    raw = os.environ.get(name)
+def _env_path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
     return Path(raw) if raw else None
 
 
@@ -113,36 +119,40 @@ class Settings:
         return self.home / "index"
 
     @classmethod
-    def from_env(cls) -> Settings:
-        home = Path(os.environ.get("SORA_HOME") or Path.home() / ".sora")
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings in `environ` (default: this process's environment). A caller that
+        starts a process with other settings builds that process's environment and reads
+        it here; nobody writes os.environ to pass settings on."""
+        env = os.environ if environ is None else environ
+        home = home_of(env)
         return cls(
             home=home,
-            database_url=os.environ.get("SORA_DATABASE_URL") or f"sqlite:///{home / 'sora.db'}",
-            broker_url=os.environ.get("SORA_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.db'}",
-            checkpoint=os.environ.get("SORA_CHECKPOINT") or None,
-            variant=os.environ.get("SORA_VARIANT") or None,
-            precision=os.environ.get("SORA_PRECISION") or "auto",
-            segment_s=_env_float("SORA_SEGMENT_SECONDS", 4.0),
-            task_time_limit_s=_env_float("SORA_TASK_TIME_LIMIT", 3600.0),
-            lease_s=_env_float("SORA_LEASE_SECONDS", 60.0),
-            dispatch_timeout_s=_env_float("SORA_DISPATCH_TIMEOUT", 600.0),
-            reconcile_interval_s=_env_float("SORA_RECONCILE_INTERVAL", 15.0),
-            api_address=os.environ.get("SORA_API_ADDRESS") or "127.0.0.1:50051",
-            allowed_roots=tuple(Path(p) for p in _env_list("SORA_ALLOWED_ROOTS", os.pathsep)),
-            allowed_url_prefixes=_env_list("SORA_ALLOWED_URL_PREFIXES", None),
-            max_upload_bytes=_env_int("SORA_MAX_UPLOAD_BYTES", 2 * GIB),
-            url_timeout_s=_env_float("SORA_URL_TIMEOUT", 60.0),
-            url_min_rate=_env_int("SORA_URL_MIN_RATE", 16 * 1024, minimum=0),
-            url_rate_window_s=_env_float("SORA_URL_RATE_WINDOW", 10.0),
-            max_workers=_env_int("SORA_API_WORKERS", 32),
-            max_concurrent_rpcs=_env_int("SORA_MAX_CONCURRENT_RPCS", 30),
-            stream_idle_s=_env_float("SORA_STREAM_IDLE_TIMEOUT", 30.0),
-            upload_time_limit_s=_env_float("SORA_UPLOAD_TIME_LIMIT", 3600.0),
-            max_message_bytes=_env_int("SORA_MAX_MESSAGE_BYTES", 16 * MIB, minimum=4096),
-            tls_cert=_env_path("SORA_TLS_CERT"),
-            tls_key=_env_path("SORA_TLS_KEY"),
-            api_token=os.environ.get("SORA_API_TOKEN") or None,
-            index_sync_interval_s=_env_float("SORA_INDEX_SYNC_INTERVAL", 1.0),
+            database_url=env.get("SORA_DATABASE_URL") or f"sqlite:///{home / 'sora.db'}",
+            broker_url=env.get("SORA_BROKER_URL") or f"sqla+sqlite:///{home / 'broker.db'}",
+            checkpoint=env.get("SORA_CHECKPOINT") or None,
+            variant=env.get("SORA_VARIANT") or None,
+            precision=env.get("SORA_PRECISION") or "auto",
+            segment_s=_env_float(env, "SORA_SEGMENT_SECONDS", 4.0),
+            task_time_limit_s=_env_float(env, "SORA_TASK_TIME_LIMIT", 3600.0),
+            lease_s=_env_float(env, "SORA_LEASE_SECONDS", 60.0),
+            dispatch_timeout_s=_env_float(env, "SORA_DISPATCH_TIMEOUT", 600.0),
+            reconcile_interval_s=_env_float(env, "SORA_RECONCILE_INTERVAL", 15.0),
+            api_address=env.get("SORA_API_ADDRESS") or "127.0.0.1:50051",
+            allowed_roots=tuple(Path(p) for p in _env_list(env, "SORA_ALLOWED_ROOTS", os.pathsep)),
+            allowed_url_prefixes=_env_list(env, "SORA_ALLOWED_URL_PREFIXES", None),
+            max_upload_bytes=_env_int(env, "SORA_MAX_UPLOAD_BYTES", 2 * GIB),
+            url_timeout_s=_env_float(env, "SORA_URL_TIMEOUT", 60.0),
+            url_min_rate=_env_int(env, "SORA_URL_MIN_RATE", 16 * 1024, minimum=0),
+            url_rate_window_s=_env_float(env, "SORA_URL_RATE_WINDOW", 10.0),
+            max_workers=_env_int(env, "SORA_API_WORKERS", 32),
+            max_concurrent_rpcs=_env_int(env, "SORA_MAX_CONCURRENT_RPCS", 30),
+            stream_idle_s=_env_float(env, "SORA_STREAM_IDLE_TIMEOUT", 30.0),
+            upload_time_limit_s=_env_float(env, "SORA_UPLOAD_TIME_LIMIT", 3600.0),
+            max_message_bytes=_env_int(env, "SORA_MAX_MESSAGE_BYTES", 16 * MIB, minimum=4096),
+            tls_cert=_env_path(env, "SORA_TLS_CERT"),
+            tls_key=_env_path(env, "SORA_TLS_KEY"),
+            api_token=env.get("SORA_API_TOKEN") or None,
+            index_sync_interval_s=_env_float(env, "SORA_INDEX_SYNC_INTERVAL", 1.0),
         )
 
     def ensure_home(self) -> None:

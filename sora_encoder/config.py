@@ -106,10 +106,10 @@ class SoraConfig:
     @classmethod
     def from_dict(cls, overrides: dict[str, Any], base: SoraConfig | None = None) -> SoraConfig:
         """`base` (default: the defaults) with `overrides` laid over it, part by part."""
-        return _merge(base if base is not None else cls(), overrides)
+        return merge_dataclass(base if base is not None else cls(), overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        d = _to_jsonable(dataclasses.asdict(self))
+        d = to_jsonable(dataclasses.asdict(self))
         if not self.projection.whiten:  # a field added later: absent means off
             del d["projection"]["whiten"]
         return d
@@ -123,8 +123,9 @@ class SoraConfig:
         return cls.from_dict(json.loads(text))
 
 
-def _merge(obj: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of dataclass `obj` with `overrides` applied; nested dicts recurse into parts."""
+def merge_dataclass(obj: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of dataclass `obj` with `overrides` applied; nested dicts recurse into parts.
+    Shared by every config dataclass (SoraConfig here, TrainConfig in sora_encoder.train)."""
     if not isinstance(overrides, dict):
         raise ValueError(f"expected a JSON object for {type(obj).__name__}, got {overrides!r}")
     names = {f.name: f for f in dataclasses.fields(obj)}
@@ -136,7 +137,7 @@ def _merge(obj: Any, overrides: dict[str, Any]) -> Any:
             )
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            changes[key] = _merge(current, value)
+            changes[key] = merge_dataclass(current, value)
         elif isinstance(current, tuple):
             changes[key] = tuple(value)
         elif isinstance(current, dict):
@@ -146,11 +147,12 @@ def _merge(obj: Any, overrides: dict[str, Any]) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
-def _to_jsonable(value: Any) -> Any:
+def to_jsonable(value: Any) -> Any:
+    """`dataclasses.asdict` output with tuples as lists, as JSON writes them."""
     if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
+        return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     return value
 
 

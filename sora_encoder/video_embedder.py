@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,26 @@ class VideoEmbedding:
     # Seconds: `encode_s` in the model; `decode_wait_s` the encoder waited for ffmpeg (the
     # decoding that overlap did not hide); `total_s` probe to last vector.
     timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self, file: str) -> dict[str, Any]:
+        """The JSON of `sora embed --json` (which `sora search --vector-file` reads back):
+        the video vector and each segment's, rounded to 6 decimals."""
+        return {
+            "file": file,
+            "model_version": self.model_version,
+            "duration_s": round(self.info.duration_s, 3),
+            "dim": int(self.vector.shape[0]),
+            "vector": [round(float(x), 6) for x in self.vector],
+            "segments": [
+                {
+                    "index": s.index,
+                    "start_s": round(s.start_s, 3),
+                    "end_s": round(s.end_s, 3),
+                    "vector": [round(float(x), 6) for x in s.vector],
+                }
+                for s in self.segments
+            ],
+        }
 
 
 class VideoEmbedder:

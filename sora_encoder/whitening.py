@@ -24,15 +24,25 @@ a new model version (its vectors are not comparable with the unwhitened ones).
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from sora_encoder.checkpoint import load_checkpoint, save_checkpoint
 from sora_encoder.config import SoraConfig
 from sora_encoder.factory import create_model
 from sora_encoder.model import SoraModel
 
-__all__ = ["DEFAULT_EPS_SHARE", "apply_whitening", "fit_whitening", "whitened_model"]
+__all__ = [
+    "DEFAULT_EPS_SHARE",
+    "WhitenedCheckpoint",
+    "apply_whitening",
+    "fit_whitening",
+    "whiten_checkpoint",
+    "whitened_model",
+]
 
 DEFAULT_EPS_SHARE = 0.01
 
@@ -89,3 +99,38 @@ def whitened_model(
         new.whitening.weight.copy_(torch.from_numpy(weight))
         new.whitening.bias.copy_(torch.from_numpy(bias))
     return new.eval(), cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class WhitenedCheckpoint:
+    source_version: str
+    version: str  # the whitened checkpoint's model version
+    videos: np.ndarray  # (N, D) the background's video vectors by the whitened model
+    segments: list[np.ndarray]  # N arrays (n_i, D): its segment vectors
+
+
+def whiten_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    segments: Sequence[np.ndarray],
+    *,
+    dtype: torch.dtype = torch.float16,
+) -> WhitenedCheckpoint:
+    """Fit whitening on `segments` (per video, (n_i, D) unit rows made by `src`'s model),
+    write `src` with it to `dst` (created), and return the new version with the same
+    videos' vectors as the new model computes them: through the stored (cast) layer, from
+    the unwhitened unit vectors it takes, so nothing is embedded twice. ValueError for a
+    whitened source or too few vectors."""
+    from sora_encoder.video_embedder import mean_vector
+
+    model, config, src_version = load_checkpoint(src)
+    weight, bias = fit_whitening(np.concatenate(list(segments)))
+    new, cfg = whitened_model(model, config, weight, bias)
+    version = save_checkpoint(new, cfg, dst, dtype=dtype, metadata={"whitened_from": src_version})
+    stored, _, loaded = load_checkpoint(dst)
+    assert loaded == version and stored.whitening is not None, (loaded, version)
+    w = stored.whitening.weight.detach().numpy()
+    b = stored.whitening.bias.detach().numpy()
+    white = [apply_whitening(s, w, b) for s in segments]
+    videos = np.stack([mean_vector(s) for s in white])  # a video vector: mean of its segments
+    return WhitenedCheckpoint(src_version, version, videos, white)

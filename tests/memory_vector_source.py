@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from services.vector_source import Level, Tombstones, VectorBatch
+from services.store import Level, Tombstones, VectorBatch
 
 
 class _Collection:

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 
 from services.api.classifier_service import ClassifierService
-from services.api.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.api.gen.sora.v1 import sora_pb2 as pb
+from services.errors import ConflictError, InvalidArgumentError, NotFoundError
 from services.store import (
     JobKind,
-    NotFoundError,
     VideoStatus,
     claim_job,
     complete_ingest,
@@ -158,11 +157,11 @@ def test_classifier_service_without_grpc(api: Api):
     assert labels[0][0] == "cat" and version == row.model_version
     with pytest.raises(NotFoundError):
         service.classify_video("nope", 1)
-    with pytest.raises(NotFound, match="no such video"):
+    with pytest.raises(NotFoundError, match="no such video"):
         service.train("x", [(999, "a"), *examples.items()])
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgumentError):
         service.classify_vector("plain", np.zeros(DIM))
-    with pytest.raises(FailedPrecondition):
+    with pytest.raises(ConflictError):
         ClassifierService(api.store, _NoVectors()).train("x", list(examples.items()))
 
 

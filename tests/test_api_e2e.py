@@ -76,7 +76,7 @@ class Service(IngestEnv):
     def start_server(self, *args: str) -> None:
         log = open(self.home / "server.log", "wb")  # noqa: SIM115
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "sora_cli.main", "serve", "--port", "0", *args],
             cwd=ROOT, env=self.environ(), stdout=subprocess.PIPE, stderr=log, text=True,
         )  # fmt: skip
         lines: list[str] = []
@@ -95,7 +95,7 @@ class Service(IngestEnv):
         if token:
             env["SORA_API_TOKEN"] = token
         return subprocess.run(
-            [sys.executable, "-m", "services.cli.main", *args, "--address", self.address],
+            [sys.executable, "-m", "sora_cli.main", *args, "--address", self.address],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
 
@@ -181,7 +181,7 @@ def test_search_by_id_and_by_vector(service, media, ingested, tmp_path):
     assert len(by_id) == 3
     vec = tmp_path / "copy.json"
     emb = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "embed", "--json", str(media["copy"])],
+        [sys.executable, "-m", "sora_cli.main", "embed", "--json", str(media["copy"])],
         cwd=ROOT, env=service.environ(), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert emb.returncode == 0, emb.stderr

@@ -24,10 +24,11 @@ import pytest
 
 from services.api.call import Call
 from services.api.client import search_options
-from services.api.errors import Cancelled, DeadlineExceeded, InvalidArgument, status_of
+from services.api.errors import status_of
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.api.gen.sora.v1 import sora_pb2_grpc
 from services.api.ingest_service import IngestService, NewVideo, receive_file
+from services.errors import CallCancelledError, DeadlineExceededError, InvalidArgumentError
 from services.settings import Settings
 from tests.test_api_harness import *  # noqa: F403 - fixtures
 from tests.test_api_harness import DIM, TOKEN, Api, RecordingDispatcher, make_api
@@ -211,7 +212,7 @@ def test_a_dripping_url_server_is_cut_off_at_the_deadline(db, tmp_path):
     with _drip_server() as base:
         svc = _ingest(db, tmp_path, base, url_timeout_s=1.5, url_min_rate=0)
         t0 = time.monotonic()
-        with pytest.raises(DeadlineExceeded, match="SORA_URL_TIMEOUT"):
+        with pytest.raises(DeadlineExceededError, match="SORA_URL_TIMEOUT"):
             svc.ingest_uri(NewVideo(f"{base}/drip.mp4"))
         assert time.monotonic() - t0 < 4.0  # 1.5 s, plus one drip interval and slack
     assert _no_files_left(tmp_path) and svc.dispatcher.sent == []
@@ -243,7 +244,7 @@ def test_a_download_notices_the_client_going_away(db, tmp_path):
 
         threading.Thread(target=cancel_after_two_drips, daemon=True).start()
         call = Call(is_active=lambda: not gone.is_set())
-        with pytest.raises(Cancelled):
+        with pytest.raises(CallCancelledError):
             svc.ingest_uri(NewVideo(f"{base}/drip.mp4"), call)
         assert gone.is_set()
         noticed = time.monotonic()
@@ -260,7 +261,7 @@ def test_control_characters_in_a_url_are_refused_before_fetching(db, tmp_path, b
     fetched = []
     svc = _ingest(db, tmp_path, "http://127.0.0.1:9")
     svc._download = lambda *a: fetched.append(a)  # noqa: SLF001 - must never be reached
-    with pytest.raises(InvalidArgument, match="control character") as e:
+    with pytest.raises(InvalidArgumentError, match="control character") as e:
         svc.ingest_uri(NewVideo(f"http://127.0.0.1:9/a{bad}.mp4"))
     assert status_of(e.value)[0] is grpc.StatusCode.INVALID_ARGUMENT
     assert fetched == []

@@ -17,33 +17,30 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from services.api.call import Call
-from services.api.errors import (
-    Cancelled,
-    DeadlineExceeded,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    status_of,
-)
+from services.api.errors import status_of
 from services.api.index_keeper import IndexKeeper
 from services.api.ingest_service import IngestService, NewVideo, receive_file
 from services.api.search_service import SearchOptions, SearchService
 from services.api.video_service import JobService
-from services.index import IndexNotReadyError
-from services.indexes import IndexSet
-from services.store import (
+from services.errors import (
+    CallCancelledError,
     ConflictError,
+    DeadlineExceededError,
     InvalidArgumentError,
-    JobKind,
     NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+)
+from services.index import IndexNotReadyError, IndexSet
+from services.store import (
+    JobKind,
     claim_job,
     complete_ingest,
     enqueue_job,
     get_video,
     open_store,
     register_video,
+    vector_source,
 )
 from tests.test_api_harness import *  # noqa: F403 - fixtures
 from tests.test_api_harness import DIM, MODEL, RecordingDispatcher, add_video, unit
@@ -56,15 +53,15 @@ def test_status_codes_are_mapped_in_one_place():
         (NotFoundError("video 3 not found"), grpc.StatusCode.NOT_FOUND, "video 3 not found"),
         (InvalidArgumentError("bad token"), grpc.StatusCode.INVALID_ARGUMENT, "bad token"),
         (ConflictError("was deleted"), grpc.StatusCode.FAILED_PRECONDITION, "was deleted"),
-        (PermissionDenied("outside"), grpc.StatusCode.PERMISSION_DENIED, "outside"),
-        (ResourceExhausted("cap"), grpc.StatusCode.RESOURCE_EXHAUSTED, "cap"),
+        (PermissionDeniedError("outside"), grpc.StatusCode.PERMISSION_DENIED, "outside"),
+        (ResourceExhaustedError("cap"), grpc.StatusCode.RESOURCE_EXHAUSTED, "cap"),
         (IndexNotReadyError("no index"), grpc.StatusCode.UNAVAILABLE, "retry"),
         (
             OperationalError("SELECT 1", {}, Exception("connection refused\nmore")),
             grpc.StatusCode.UNAVAILABLE,
             "database is unavailable (connection refused); retry later",
         ),
-        (DeadlineExceeded("late"), grpc.StatusCode.DEADLINE_EXCEEDED, "late"),
+        (DeadlineExceededError("late"), grpc.StatusCode.DEADLINE_EXCEEDED, "late"),
     ]
     for exc, code, needle in cases:
         got_code, message = status_of(exc)
@@ -101,11 +98,11 @@ def test_url_allow_list_matches_scheme_host_port_and_path(db, tmp_path):
         "http://h:8081/a.mp4",
     )
     for url in refused:
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(PermissionDeniedError):
             svc.check_url(url)
-    with pytest.raises(InvalidArgument, match="credentials"):
+    with pytest.raises(InvalidArgumentError, match="credentials"):
         svc.check_url("https://user:pw@media.example.com/videos/a.mp4")
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgumentError):
         svc.check_url("ftp://media.example.com/videos/a.mp4")
     with pytest.raises(ValueError):
         _ingest(db, tmp_path, allowed_url_prefixes=("media.example.com/videos",))
@@ -163,15 +160,15 @@ def test_url_ingest_downloads_into_uploads_with_a_cap(db, tmp_path):
             v = get_video(s, r.video_id)
             assert Path(v.uri).parent == tmp_path / "uploads" and Path(v.uri).suffix == ".mp4"
             assert Path(v.uri).read_bytes() == body and v.title == "clip"
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(PermissionDeniedError):
             svc.ingest_uri(NewVideo(f"{base}/secret/x.mp4"))
-        with pytest.raises(PermissionDenied):  # a redirect off the allow-list
+        with pytest.raises(PermissionDeniedError):  # a redirect off the allow-list
             svc.ingest_uri(NewVideo(f"{base}/ok/redirect.mp4"))
-        with pytest.raises(ResourceExhausted, match="cap of 5000"):
+        with pytest.raises(ResourceExhaustedError, match="cap of 5000"):
             svc.ingest_uri(NewVideo(f"{base}/ok/big.mp4"))
-        with pytest.raises(ResourceExhausted, match="so far"):
+        with pytest.raises(ResourceExhaustedError, match="so far"):
             svc.ingest_uri(NewVideo(f"{base}/ok/unsized.mp4"))
-        with pytest.raises(NotFound, match="404"):
+        with pytest.raises(NotFoundError, match="404"):
             svc.ingest_uri(NewVideo(f"{base}/ok/missing.mp4"))
     leftovers = [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
     assert leftovers == [Path(v.uri)]
@@ -190,11 +187,11 @@ def test_a_cancelled_stream_leaves_no_file(tmp_path):
         yield b"b" * 10
 
     call = Call(is_active=lambda: state["active"])
-    with pytest.raises(Cancelled):
+    with pytest.raises(CallCancelledError):
         receive_file(chunks(), tmp_path, cap=1000, call=call)
     assert list(tmp_path.iterdir()) == []
     late = Call(time_remaining=lambda: 0.0)
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceededError):
         receive_file(iter([b"x"]), tmp_path, cap=1000, call=late)
     assert list(tmp_path.iterdir()) == []
     got = receive_file(iter([b"ab", b"cd"]), tmp_path, cap=4, call=Call())
@@ -300,7 +297,7 @@ def test_a_search_of_a_video_not_ready_yet_does_not_sync(db, tmp_path):
         video, _, _ = register_video(s, uri="/late.mp4", content_sha256="e" * 64, size_bytes=1)
         pending = video.id
     syncs = keeper.syncs
-    with pytest.raises(FailedPrecondition, match="SUCCEEDED"):
+    with pytest.raises(ConflictError, match="SUCCEEDED"):
         SearchService(db, keeper).search_video(pending, SearchOptions())
     assert keeper.syncs == syncs  # a PENDING video costs no sync
 
@@ -316,8 +313,8 @@ def test_a_snapshot_folder_of_another_database_is_not_served(db, empty_db_url, t
     IndexSet(db, MODEL, folder).sync()
     other = open_store(empty_db_url)
     try:
-        assert other.vector_source().identity() != db.vector_source().identity()
-        assert other.vector_source().identity() == other.vector_source().identity()
+        assert vector_source(other).identity() != vector_source(db).identity()
+        assert vector_source(other).identity() == vector_source(other).identity()
         mine = [add_video(other, rng.normal(size=(2, DIM))) for _ in range(3)]
         keeper = IndexKeeper(other, folder, configured_version=MODEL)
         keeper.sync_once()
@@ -346,9 +343,9 @@ def test_search_service_without_grpc(db, tmp_path):
     assert [h.video.id for h in r.hits] == [a, a]
     r = svc.search_video(a, SearchOptions(exclude_query_video=True))
     assert [h.video.id for h in r.hits] == [b]
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgumentError):
         svc.search_vector(q, SearchOptions(top_k=0))
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(DeadlineExceededError):
         svc.search_vector(q, SearchOptions(), Call(time_remaining=lambda: 0.0))
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from services.classifiers import (
+from sora_encoder.heads import (
     TrainedHead,
     accuracy,
     confusion_matrix,

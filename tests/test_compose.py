@@ -36,11 +36,11 @@ def test_commands_are_the_ones_the_tests_run():
         # Each command exists and parses its options, as the tests start it.
         args = services[name]["command"][1:]
         res = subprocess.run(
-            [sys.executable, "-m", "services.cli.main", *args[:1], "--help"],
+            [sys.executable, "-m", "sora_cli.main", *args[:1], "--help"],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert res.returncode == 0, res.stderr
-        from services.cli.main import build_parser
+        from sora_cli.main import build_parser
 
         parsed = build_parser().parse_args(args)
         assert parsed.command == args[0]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from sora_encoder.copy_edits import EditError, apply_edit, random_edit
-from sora_encoder.eval.data import Item
 from sora_encoder.eval.edit_study import edit_queries, edit_study_metrics
+from sora_encoder.files import LabelledVideo
 from sora_encoder.media import probe
 from tests.media_factory import make_video
 
@@ -46,7 +46,7 @@ def test_an_unreadable_source_is_an_edit_error(tmp_path):
 
 def test_edit_queries_take_one_clip_per_group_and_reuse_their_files(tmp_path):
     items = [
-        Item(make_video(tmp_path / f"{n}.mp4", duration_s=2, fps=8), "", g)
+        LabelledVideo(make_video(tmp_path / f"{n}.mp4", duration_s=2, fps=8), "", g)
         for n, g in enumerate(["a", "a", "b"])
     ]
     q = edit_queries(items, tmp_path / "work", per_group=2, seed=3)
@@ -82,7 +82,7 @@ def test_run_edit_study_reports_each_embedder_on_the_same_edits(tmp_path):
 
     sources = ["testsrc2", "mandelbrot", "smptebars"]
     items = [
-        Item(make_video(tmp_path / f"{s}.mp4", duration_s=3, fps=8, source=s), "", s)
+        LabelledVideo(make_video(tmp_path / f"{s}.mp4", duration_s=3, fps=8, source=s), "", s)
         for s in sources
     ]
     tiny = load_embedder(variant="sora-t", precision="fp32")

@@ -22,7 +22,7 @@ VARIANT = "sora-t"
 
 def run_sora(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", *args],
+        [sys.executable, "-m", "sora_cli.main", *args],
         capture_output=True,
         text=True,
         timeout=120,

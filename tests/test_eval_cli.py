@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.cli.main import main
+from sora_cli.main import main
 from sora_encoder.eval.png import Canvas, encode_png
 from sora_encoder.eval.splits import split_of
 from tests.media_factory import make_video

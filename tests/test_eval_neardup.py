@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sora_encoder.eval import data
-from sora_encoder.eval.data import Item, embed_files, read_manifest, scan_folder
+from sora_encoder.eval.data import embed_files, read_manifest, scan_folder
 from sora_encoder.eval.neardup import (
     _boundary_metrics,
     average_precision,
@@ -20,6 +20,7 @@ from sora_encoder.eval.neardup import (
 )
 from sora_encoder.eval.splits import split_of
 from sora_encoder.eval.transforms import get_family
+from sora_encoder.files import LabelledVideo
 from sora_encoder.runtime import InputSpec
 
 
@@ -71,9 +72,9 @@ def test_retrieval_metrics_on_a_hand_made_case() -> None:
         retrieval_metrics(xq[:1], xb, np.zeros((1, 12), bool))
 
 
-def _items(n_groups: int, per_group: int) -> list[Item]:
+def _items(n_groups: int, per_group: int) -> list[LabelledVideo]:
     return [
-        Item(Path(f"/v/g{g}_{k}.mp4"), "x", f"g{g}")
+        LabelledVideo(Path(f"/v/g{g}_{k}.mp4"), "x", f"g{g}")
         for g in range(n_groups)
         for k in range(per_group)
     ]
@@ -126,7 +127,7 @@ def test_read_manifest(tmp_path: Path) -> None:
     (tmp_path / "a.mp4").write_bytes(b"x")
     (tmp_path / "m.csv").write_text("path,label,group,duration_s\na.mp4,cat,7,2.5\n")
     (item,) = read_manifest(tmp_path / "m.csv")
-    assert item == Item((tmp_path / "a.mp4").resolve(), "cat", "7", 2.5)
+    assert item == LabelledVideo((tmp_path / "a.mp4").resolve(), "cat", "7", 2.5)
     (tmp_path / "bad.csv").write_text("path,label\na.mp4,cat\n")
     with pytest.raises(ValueError, match="group"):
         read_manifest(tmp_path / "bad.csv")
@@ -202,7 +203,10 @@ def test_a_cut_family_knows_which_seconds_of_its_source_it_shows() -> None:
 
 def test_boundary_metrics_pool_both_ends_of_correct_top_hits() -> None:
     fams = {f: get_family(f) for f in ("trim", "grey")}
-    db = [Item(Path("/a.mp4"), "", "g0", 20.0), Item(Path("/b.mp4"), "", "g1", 10.0)]
+    db = [
+        LabelledVideo(Path("/a.mp4"), "", "g0", 20.0),
+        LabelledVideo(Path("/b.mp4"), "", "g1", 10.0),
+    ]
     source = np.array([0, 1, 1, 0, -1])
     fam_of = np.array(["trim", "trim", "trim", "grey", "trim"])
     ranges = {

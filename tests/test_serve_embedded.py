@@ -30,7 +30,7 @@ def test_the_worker_exits_when_serve_is_killed(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = IngestEnv(home, f"sqlite:///{home / 'sora.db'}", f"sqla+sqlite:///{home / 'broker.db'}")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "serve", "--embedded", "--port", "0",
+        [sys.executable, "-m", "sora_cli.main", "serve", "--embedded", "--port", "0",
          "--data-dir", str(home)],
         cwd=ROOT, env=env.environ(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.errors import InvalidArgumentError, NotFoundError
 from services.store import (
-    InvalidArgumentError,
-    NotFoundError,
     delete_classifier,
     get_classifier,
     list_classifiers,

@@ -10,12 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from services.errors import ConflictError, InvalidArgumentError, LeaseLostError
 from services.store import (
-    ConflictError,
-    InvalidArgumentError,
     JobKind,
     JobStatus,
-    LeaseLostError,
     ProbeFacts,
     Segment,
     VideoEmbedding,
@@ -32,6 +30,7 @@ from services.store import (
     register_video,
     renew_lease,
     requeue_job,
+    vector_source,
 )
 
 T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -108,7 +107,7 @@ def test_duplicate_delivery_writes_one_set_of_segments(queued):
                 ),
                 timings={"decode_s": 1.5, "encode_s": 2.5, "write_s": 0.1},
             )
-    source = db.vector_source()
+    source = vector_source(db)
     with db.Session.begin() as s:
         assert n_rows(s, Segment, video_id) == 5
         assert n_rows(s, VideoEmbedding, video_id) == 1
@@ -144,7 +143,7 @@ def test_a_second_job_for_the_same_model_version_replaces_and_tombstones(queued)
             reindex,
             False,
         )
-    source = db.vector_source()
+    source = vector_source(db)
     old_video_id = source.max_id("video", "m1")
     with db.Session.begin() as s:
         assert claim_job(s, reindex.id, "w", 60) is not None

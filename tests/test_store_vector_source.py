@@ -9,14 +9,15 @@ import time
 import numpy as np
 import pytest
 
+from services.index.source import VectorSource
 from services.store import (
     SqlVectorSource,
     complete_ingest,
     delete_video,
     get_segments,
     register_video,
+    vector_source,
 )
-from services.vector_source import VectorSource
 
 D = 32
 
@@ -55,7 +56,7 @@ def collect(source, level, model_version, **kw) -> tuple[np.ndarray, np.ndarray,
 
 
 def test_is_a_vector_source(db):
-    source: VectorSource = db.vector_source()
+    source: VectorSource = vector_source(db)
     assert isinstance(source, SqlVectorSource)
     assert source.count("segment", "m1") == 0 and source.max_id("segment", "m1") == 0
     assert list(source.iter_vectors("segment", "m1")) == []
@@ -70,7 +71,7 @@ def test_iter_vectors_after_id_returns_exactly_the_newer_rows_bit_for_bit(db):
     xa, xb_new = vectors(7, seed=1), vectors(5, seed=2)
     with db.Session.begin() as s:
         _, ids_a = ingest(s, "a", xa)
-    source = db.vector_source()
+    source = vector_source(db)
     watermark = source.max_id("segment", "m1")
     assert watermark == max(ids_a)
     with db.Session.begin() as s:
@@ -94,7 +95,7 @@ def test_count_and_max_id_per_level_and_model_version(db):
         _, ids_a = ingest(s, "a", vectors(3, seed=1), model_version="m1")
         _, ids_b = ingest(s, "b", vectors(4, seed=2), model_version="m1")
         _, ids_c = ingest(s, "c", vectors(6, seed=3, d=8), model_version="m2")
-    source = db.vector_source()
+    source = vector_source(db)
     assert source.count("segment", "m1") == 7 and source.count("segment", "m2") == 6
     assert source.count("video", "m1") == 2 and source.count("video", "m2") == 1
     assert source.max_id("segment", "m1") == max(ids_b)
@@ -111,7 +112,7 @@ def test_tombstones_after_seq(db):
         va, ids_a = ingest(s, "a", vectors(3, seed=1))
         vb, ids_b = ingest(s, "b", vectors(2, seed=2))
         vc, ids_c = ingest(s, "c", vectors(2, seed=3, d=8), model_version="m2")
-    source = db.vector_source()
+    source = vector_source(db)
     start = source.max_tombstone_seq()
     with db.Session.begin() as s:
         delete_video(s, va)
@@ -158,7 +159,7 @@ def test_vector_writers_commit_in_id_order(db):
         t.start()
         time.sleep(0.3)
         assert t.is_alive(), "the second writer must wait for the first to commit"
-        source = db.vector_source()
+        source = vector_source(db)
         assert source.max_id("segment", "m1") == 0  # readers are not blocked, see nothing yet
         first.commit()
         t.join(30)
@@ -173,7 +174,7 @@ def test_search_hits_map_back_to_segments_and_videos(db):
 
     with db.Session.begin() as s:
         video_id, ids = ingest(s, "a", vectors(3, seed=1))
-    source = db.vector_source()
+    source = vector_source(db)
     video_vector_id = source.max_id("video", "m1")
     with db.ReadSession() as s:
         hits = segments_by_ids(s, [ids[2], ids[0], 10**9])

@@ -11,11 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 import services.store.videos as videos_module
+from services.errors import InvalidArgumentError, NotFoundError
 from services.store import (
-    InvalidArgumentError,
     Job,
     JobStatus,
-    NotFoundError,
     SegmentVector,
     Video,
     VideoStatus,
@@ -27,6 +26,7 @@ from services.store import (
     list_videos,
     register_video,
     set_tags,
+    vector_source,
 )
 
 
@@ -203,7 +203,7 @@ def test_delete_video_tombstones_vectors_and_fails_active_jobs(db):
         )
         _, job2, _ = register_video(s, uri="/b.mp4", content_sha256=sha(60), size_bytes=1)
         video2_id = job2.video_id
-    source = db.vector_source()
+    source = vector_source(db)
     seg_ids = [b.ids for b in source.iter_vectors("segment", "m1")][0].tolist()
     vid_ids = [b.ids for b in source.iter_vectors("video", "m1")][0].tolist()
     before = source.max_tombstone_seq()

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from services.classifiers.dataset import holdout_split, read_csv, read_folder
-from services.classifiers.heads import TrainedHead, train_head
-from services.classifiers.offline import read_head_file
-from services.cli.main import main
+from sora_cli.main import main
+from sora_encoder.heads.dataset import holdout_split, read_csv, read_folder
+from sora_encoder.heads.offline import read_head_file
+from sora_encoder.heads.softmax import TrainedHead, train_head
 from tests.media_factory import make_video
 
 VARIANT = "sora-t"  # 4 frames of 32 px: cheap, and the pipeline is the same for every variant
@@ -158,7 +158,7 @@ def test_frozen_head_separates_the_labels_and_csv_gives_the_same_head(data, tmp_
 
 def test_store_makes_the_classifier_visible_to_the_api(data, empty_db_url, monkeypatch, capsys):
     from services.api.classifier_service import ClassifierService
-    from services.api.errors import FailedPrecondition
+    from services.errors import ConflictError
     from services.store import get_classifier, open_store
 
     monkeypatch.setenv("SORA_DATABASE_URL", empty_db_url)
@@ -185,7 +185,7 @@ def test_store_makes_the_classifier_visible_to_the_api(data, empty_db_url, monke
         assert used == version and scores[0][0] == "fractal"
         # ...and refuses it under another model version.
         other = ClassifierService(store, SimpleNamespace(model_version=VARIANT + "-0"))
-        with pytest.raises(FailedPrecondition, match="retrain"):
+        with pytest.raises(ConflictError, match="retrain"):
             other.classify_vector("synthetic", x)
     finally:
         store.dispose()

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from sora_encoder.files import find_videos
 from sora_encoder.train.data import (
     ClipCache,
     DecodeSpec,
     WindowDataset,
-    find_videos,
     group_split,
     read_manifest,
     select_files,

@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from services.cli.main import main as sora
+from sora_cli.main import main as sora
 from sora_encoder.checkpoint import load_checkpoint
 from sora_encoder.factory import create_model
 from sora_encoder.media import decode_clips, lavfi, plan_windows, probe

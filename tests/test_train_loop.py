@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from services.cli.main import main as sora
+from sora_cli.main import main as sora
 from sora_encoder.checkpoint import load_checkpoint
 from sora_encoder.factory import create_model
 from sora_encoder.registry import get_model_config

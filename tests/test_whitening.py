@@ -88,7 +88,7 @@ def test_whitening_is_part_of_the_version_and_older_configs_keep_theirs(tmp_path
 
 
 def test_cli_whiten_refuses_a_whitened_source_and_a_full_destination(tmp_path, capsys):
-    from services.cli.main import main
+    from sora_cli.main import main
 
     cfg = get_model_config("sora-t")
     w, b = fit_whitening(_crowded(200, cfg.projection.out_dim))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from services.indexes import IndexSet
+from services.index import IndexSet
 from services.store import Job, JobStatus, Segment, Video, VideoEmbedding, VideoStatus, open_store
 from tests.conftest import _empty_database
 from tests.media_factory import make_video

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from services.indexes import IndexSet
+from services.index import IndexSet
 from services.store import Segment, open_store, serving_model_version
 from tests.media_factory import make_video
 from tests.workers_harness import IngestEnv

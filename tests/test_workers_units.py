@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
+from services.jobs import reconcile_once
 from services.store import Job, JobStatus, claim_job, register_video
 from services.store.models import utcnow
 from workers import resources, tasks
-from workers.reconciler import reconcile_once
 
 
 class RecordingDispatcher:

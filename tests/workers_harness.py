@@ -137,7 +137,7 @@ class IngestEnv:
     def start_worker(self) -> subprocess.Popen:
         log = open(self.home / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "worker", "--loglevel", "INFO"],
+            [sys.executable, "-m", "sora_cli.main", "worker", "--loglevel", "INFO"],
             cwd=ROOT, env=self.environ(), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.workers.append(proc)
@@ -145,7 +145,7 @@ class IngestEnv:
 
     def sora(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "services.cli.main", *args],
+            [sys.executable, "-m", "sora_cli.main", *args],
             cwd=ROOT, env=self.environ(), capture_output=True, text=True, timeout=timeout,
         )  # fmt: skip
 

@@ -11,8 +11,10 @@ Why: the eval's `sora` column is exact search over mean video vectors; users get
 API returns. This runs the same model through the code the service runs, so the two
 columns side by side show what segment vectors, the index and re-ranking add or cost.
 
-It lives in `workers` because it drives the worker's ingest (`services` never imports
-`workers`; the CLI imports this lazily, as it does the Celery app).
+It lives in `workers` because it needs both halves: the worker's ingest and the API's
+search. `workers` is the lowest package that may import both (`services` never imports
+`workers`, `sora_encoder` never imports either; docs/ARCHITECTURE.md); the CLI imports it
+only when `--embedders` asks for it.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.api.errors import FailedPrecondition, InvalidArgument
 from services.api.index_keeper import IndexKeeper
 from services.api.search_service import MAX_TOP_K, SearchOptions, SearchService
+from services.errors import ConflictError, InvalidArgumentError
 from services.search.copy_verdict import CalibrationSource
 from services.store import open_store, register_video
 from sora_encoder import VideoEmbedder
@@ -118,7 +120,7 @@ class ServiceSearchMatcher:
                 for i, q in enumerate(xq):
                     try:
                         result = svc.search_clip(_chunks(q), opts)
-                    except (MediaError, InvalidArgument, FailedPrecondition) as exc:
+                    except (MediaError, InvalidArgumentError, ConflictError) as exc:
                         log.warning("%s: query %s failed: %s", self.name, q, exc)
                         D[i] = np.nan
                         continue

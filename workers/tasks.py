@@ -1,16 +1,20 @@
-"""Celery tasks. Thin: ids in, `run_ingest_job` does the work, transient faults retry."""
+"""Celery tasks. Thin: ids in, `run_ingest_job` does the work, transient faults retry.
+
+Registered with `shared_task`, so importing this module builds no app: the worker's app
+(`workers.app.worker_app`) loads it by name, and senders name INGEST_TASK without it."""
 
 from __future__ import annotations
 
 import logging
 
+from celery import shared_task
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from services.store import LeaseLostError
+from services.errors import LeaseLostError
+from services.jobs import INGEST_TASK
 
 from . import resources
-from .celery_app import INGEST_TASK, app
 from .ingest_job import run_ingest_job
 
 logger = logging.getLogger(__name__)
@@ -25,7 +29,7 @@ def backoff_s(retries: int) -> float:
     return float(min(2**retries, 60))
 
 
-@app.task(name=INGEST_TASK, bind=True, max_retries=MAX_RETRIES)
+@shared_task(name=INGEST_TASK, bind=True, max_retries=MAX_RETRIES)
 def ingest_video(self, job_id: int) -> str:
     try:
         outcome = run_ingest_job(

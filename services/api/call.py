@@ -3,7 +3,7 @@ client is still there. Service classes take a `Call` and run `call.check()` betw
 of long work; plain callers (tests, scripts) pass `Call()` (no deadline, never cancelled).
 
     Call.of(context)   from a grpc.ServicerContext: time_remaining() and is_active()
-    call.check()       raises DeadlineExceeded or Cancelled
+    call.check()       raises DeadlineExceededError or CallCancelledError
     call.remaining()   seconds left, or None when the call has no deadline
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .errors import Cancelled, DeadlineExceeded
+from services.errors import CallCancelledError, DeadlineExceededError
 
 
 class Call:
@@ -39,6 +39,6 @@ class Call:
     def check(self) -> None:
         left = self._time_remaining()
         if left is not None and left <= 0:
-            raise DeadlineExceeded("the call's deadline passed before the work finished")
+            raise DeadlineExceededError("the call's deadline passed before the work finished")
         if not self._is_active():
-            raise Cancelled("the client cancelled the call")
+            raise CallCancelledError("the client cancelled the call")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from services.classifiers.heads import TrainedHead, train_head
+from services.errors import ConflictError, InvalidArgumentError, NotFoundError
 from services.store import (
     Classifier,
     Store,
@@ -35,9 +35,9 @@ from services.store import (
 )
 from services.store.models import VectorLevel
 from services.store.segments import stored_dim
+from sora_encoder.heads.softmax import TrainedHead, train_head
 
 from .call import Call
-from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .index_keeper import IndexKeeper
 
 logger = logging.getLogger(__name__)
@@ -81,31 +81,31 @@ class ClassifierService:
     ) -> Classifier:
         call = call or Call()
         if not name or not name.strip():
-            raise InvalidArgument("the classifier needs a name")
+            raise InvalidArgumentError("the classifier needs a name")
         if len(examples) > MAX_EXAMPLES:
-            raise InvalidArgument(f"{len(examples)} examples: at most {MAX_EXAMPLES}")
+            raise InvalidArgumentError(f"{len(examples)} examples: at most {MAX_EXAMPLES}")
         labels_by_video: dict[int, str] = {}
         for video_id, label in examples:
             if not label or not label.strip():
-                raise InvalidArgument(f"video {video_id}: its label is empty")
+                raise InvalidArgumentError(f"video {video_id}: its label is empty")
             label = label.strip()
             if labels_by_video.setdefault(int(video_id), label) != label:
-                raise InvalidArgument(
+                raise InvalidArgumentError(
                     f"video {video_id} is labelled both {labels_by_video[video_id]!r} and "
                     f"{label!r}: give each video one label"
                 )
         distinct = sorted(set(labels_by_video.values()))
         if len(distinct) < 2:
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"a classifier needs examples of at least 2 labels, got {len(distinct)}"
                 + (f" ({distinct[0]!r})" if distinct else "")
             )
         fraction = DEFAULT_HOLDOUT if not holdout_fraction else float(holdout_fraction)
         if not 0.0 < fraction < 1.0:
-            raise InvalidArgument(f"holdout_fraction {fraction}: expected (0, 1); 0 = 0.25")
+            raise InvalidArgumentError(f"holdout_fraction {fraction}: expected (0, 1); 0 = 0.25")
         version = self.keeper.model_version
         if version is None:
-            raise FailedPrecondition(
+            raise ConflictError(
                 "no video has vectors yet: ingest the examples and wait for their jobs"
             )
         video_ids = sorted(labels_by_video)
@@ -115,7 +115,7 @@ class ClassifierService:
         try:
             head = train_head(xb, labels, holdout_fraction=fraction, seed=seed)
         except ValueError as exc:
-            raise InvalidArgument(f"cannot train on these examples: {exc}") from None
+            raise InvalidArgumentError(f"cannot train on these examples: {exc}") from None
         call.check()
         metrics = {k: _json_number(v) for k, v in dict(head.metrics).items()}
         with self.store.Session.begin() as s:
@@ -139,7 +139,7 @@ class ClassifierService:
             }
             missing = [v for v in video_ids if v not in videos]
             if missing:
-                raise NotFound(f"no such video(s): {_listed(missing)}")
+                raise NotFoundError(f"no such video(s): {_listed(missing)}")
             vectors = {
                 e.video_id: e.as_array()
                 for e in s.scalars(
@@ -152,7 +152,7 @@ class ClassifierService:
         lacking = [v for v in video_ids if v not in vectors]
         if lacking:
             states = sorted({videos[v].status.value for v in lacking})
-            raise FailedPrecondition(
+            raise ConflictError(
                 f"video(s) {_listed(lacking)} have no vector of model version {version} yet "
                 f"(status {', '.join(states)}); train once their jobs have SUCCEEDED, or "
                 "leave them out"
@@ -172,7 +172,7 @@ class ClassifierService:
     def _check_version(self, row: Classifier) -> None:
         serving = self.keeper.model_version
         if serving is not None and serving != row.model_version:
-            raise FailedPrecondition(
+            raise ConflictError(
                 f"classifier {row.name!r} was trained on vectors of model version "
                 f"{row.model_version}, but the server now serves {serving}: retrain it "
                 "(TrainClassifier) on the current vectors"
@@ -186,7 +186,7 @@ class ClassifierService:
             video = get_video(s, video_id)
             emb = get_video_embedding(s, video_id, row.model_version)
             if emb is None:
-                raise FailedPrecondition(
+                raise ConflictError(
                     f"video {video_id} has no vector of model version {row.model_version} "
                     f"yet (status {video.status.value}); classify it once its job has SUCCEEDED"
                 )
@@ -203,11 +203,11 @@ class ClassifierService:
             dim = stored_dim(s, VectorLevel.VIDEO, row.model_version)
         self._check_version(row)
         if x.size == 0 or (dim is not None and x.size != dim):
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"the vector has {x.size} values; classifier {name!r} takes {dim}-d vectors"
             )
         if not np.all(np.isfinite(x)) or not np.any(x):
-            raise InvalidArgument("the vector must be finite and not all zeros")
+            raise InvalidArgumentError("the vector must be finite and not all zeros")
         return self._predict(row, x / np.linalg.norm(x)), row.model_version
 
     def _predict(self, row: Classifier, x: np.ndarray) -> list[tuple[str, float]]:
@@ -215,7 +215,7 @@ class ClassifierService:
         try:
             proba = np.asarray(head.predict_proba(x[None, :].astype(np.float32)))[0]  # (L,)
         except ValueError as exc:
-            raise InvalidArgument(f"classifier {row.name!r} cannot take it: {exc}") from None
+            raise InvalidArgumentError(f"classifier {row.name!r} cannot take it: {exc}") from None
         order = np.argsort(-proba, kind="stable")
         labels = list(head.labels)
         return [(labels[i], float(proba[i])) for i in order]

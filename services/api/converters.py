@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from services.api.gen.sora.v1 import sora_pb2 as pb
+from services.errors import InvalidArgumentError
 from services.store import (
     Classifier,
     Job,
@@ -16,7 +17,6 @@ from services.store import (
     VideoStatus,
 )
 
-from .errors import InvalidArgument
 from .ingest_service import IngestResult, ItemResult, NewVideo
 from .search_service import Hit, SearchOptions, SearchResult
 from .video_service import EmbeddingsView
@@ -55,7 +55,7 @@ def video_status_from_pb(value: int) -> VideoStatus | None:
     try:
         return VIDEO_STATUS_FROM_PB[value]
     except KeyError:
-        raise InvalidArgument(f"unknown video status {value}") from None
+        raise InvalidArgumentError(f"unknown video status {value}") from None
 
 
 def video_to_pb(v: Video) -> pb.Video:
@@ -146,7 +146,7 @@ def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
     try:
         level = LEVEL_FROM_PB[o.level]
     except KeyError:
-        raise InvalidArgument(f"unknown search level {o.level}") from None
+        raise InvalidArgumentError(f"unknown search level {o.level}") from None
     return SearchOptions(
         level=level,
         top_k=o.top_k or 10,

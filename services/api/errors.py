@@ -1,7 +1,6 @@
 """Domain errors -> gRPC status codes, in this one place.
 
-    service classes raise   ApiError subclasses (PermissionDenied, ResourceExhausted, ...),
-                            the store's NotFoundError / InvalidArgumentError / ConflictError,
+    service classes raise   services.errors (NotFoundError, PermissionDeniedError, ...),
                             the index's IndexNotReadyError, SQLAlchemy's OperationalError,
                             OSError for a full (ENOSPC, EDQUOT) or read-only (EROFS) disk
     status_of(exc)          -> (grpc.StatusCode, message a person can act on)
@@ -26,52 +25,36 @@ import grpc
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from services.errors import (
+    CallCancelledError,
+    ConflictError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    ServiceError,
+    UnauthenticatedError,
+    UnavailableError,
+)
 from services.index import IndexNotReadyError, IndexOutOfSyncError
-from services.store import ConflictError, InvalidArgumentError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """An error with its gRPC status code; the message is sent to the client as it is."""
-
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
-
-class InvalidArgument(ApiError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-
-
-class NotFound(ApiError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class FailedPrecondition(ApiError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class PermissionDenied(ApiError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-
-
-class ResourceExhausted(ApiError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class Unavailable(ApiError):
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class Unauthenticated(ApiError):
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-class DeadlineExceeded(ApiError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Cancelled(ApiError):
-    code = grpc.StatusCode.CANCELLED
+# The one table from the service's error vocabulary to gRPC; the first matching class wins,
+# so a subclass (LeaseLostError) maps as its base unless listed before it.
+STATUS_OF_ERROR: tuple[tuple[type[ServiceError], grpc.StatusCode], ...] = (
+    (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (ConflictError, grpc.StatusCode.FAILED_PRECONDITION),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (ResourceExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (CallCancelledError, grpc.StatusCode.CANCELLED),
+)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -103,14 +86,9 @@ def _disk_status(exc: OSError) -> tuple[grpc.StatusCode, str] | None:
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message for an exception raised while answering a call."""
-    if isinstance(exc, ApiError):
-        return exc.code, str(exc)
-    if isinstance(exc, NotFoundError):
-        return grpc.StatusCode.NOT_FOUND, str(exc)
-    if isinstance(exc, InvalidArgumentError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, ConflictError):
-        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    for cls, code in STATUS_OF_ERROR:
+        if isinstance(exc, cls):
+            return code, str(exc)
     if isinstance(exc, (IndexNotReadyError, IndexOutOfSyncError)):
         return (
             grpc.StatusCode.UNAVAILABLE,

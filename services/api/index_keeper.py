@@ -28,12 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.index import VectorIndex
-from services.indexes import IndexSet
-from services.store import Store, serving_model_version
-from services.vector_source import Level
-
-from .errors import Unavailable
+from services.errors import UnavailableError
+from services.index import IndexSet, VectorIndex
+from services.store import Level, Store, serving_model_version
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +89,7 @@ class IndexKeeper:
         """(serving model version, its indexes by level) or UNAVAILABLE before the first
         load. A level with no vectors yet has no index."""
         if not self._ready.is_set():
-            raise Unavailable(
+            raise UnavailableError(
                 "the search index is still loading; retry in a few seconds "
                 "(health reports SERVING once it is loaded)"
             )

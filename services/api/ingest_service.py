@@ -35,21 +35,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from services.ingest import VIDEO_EXTENSIONS
+from services.errors import (
+    CallCancelledError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
 from services.settings import Settings
 from services.store import Store, VideoStatus, get_video, register_video
+from sora_encoder.files import VIDEO_SUFFIXES
 
 from .call import Call
-from .errors import (
-    Cancelled,
-    DeadlineExceeded,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-    ResourceExhausted,
-    Unavailable,
-    status_of,
-)
+from .errors import status_of
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ MAX_BULK_ITEMS = 10_000
 
 
 class JobSender(Protocol):
-    """What ingest needs of `workers.dispatch.Dispatcher`."""
+    """What ingest needs of `services.jobs.Dispatcher`."""
 
     def send(self, job_ids: Iterable[int]) -> list[int]: ...
 
@@ -97,8 +97,8 @@ class ReceivedFile:
     size: int
 
 
-def _too_big(size: int, cap: int, what: str) -> ResourceExhausted:
-    return ResourceExhausted(
+def _too_big(size: int, cap: int, what: str) -> ResourceExhaustedError:
+    return ResourceExhaustedError(
         f"{what} of {size} bytes is over the server's cap of {cap} bytes ($SORA_MAX_UPLOAD_BYTES)"
     )
 
@@ -135,9 +135,9 @@ def receive_file(
             os.fsync(f.fileno())
         call.check()  # a cancelled client stream may just end: never keep what it sent
         if size == 0:
-            raise InvalidArgument(f"{what} carried no bytes")
+            raise InvalidArgumentError(f"{what} carried no bytes")
         if declared_size is not None and declared_size and size != declared_size:
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"{what} ended after {size} bytes but its metadata declared {declared_size}"
             )
     except BaseException:
@@ -177,7 +177,7 @@ def sweep_partial_files(
 
 def _suffix(name: str) -> str:
     suffix = Path(name).suffix.lower()
-    return suffix if suffix in VIDEO_EXTENSIONS else ""
+    return suffix if suffix in VIDEO_SUFFIXES else ""
 
 
 def _url_path_is_under(path: str, prefix_path: str) -> bool:
@@ -282,7 +282,7 @@ class IngestService:
         others go on. Jobs are sent once, after every registration is committed."""
         call = call or Call()
         if len(videos) > MAX_BULK_ITEMS:
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"{len(videos)} videos in one BulkIngest: at most {MAX_BULK_ITEMS}, split it"
             )
         out: list[ItemResult] = []
@@ -291,7 +291,7 @@ class IngestService:
                 call.check()
                 try:
                     out.append(ItemResult(video.uri, self._ingest_uri(video, call)))
-                except (DeadlineExceeded, Cancelled):
+                except (DeadlineExceededError, CallCancelledError):
                     raise  # the whole call is over; what is registered stays (idempotent)
                 except Exception as exc:  # noqa: BLE001 - reported per item
                     code, message = status_of(exc)
@@ -307,31 +307,31 @@ class IngestService:
         """The real path of a server-side file, or PERMISSION_DENIED / INVALID_ARGUMENT /
         NOT_FOUND. Touches nothing but the file system's metadata."""
         if not self.allowed_roots:
-            raise PermissionDenied(
+            raise PermissionDeniedError(
                 "ingest by server-side path is disabled on this server: set "
                 f"$SORA_ALLOWED_ROOTS to the folders (separated by {os.pathsep!r}) whose "
                 "files may be ingested, or upload the file (UploadVideo)"
             )
         raw = uri[len("file://") :] if uri.startswith("file://") else uri
         if "\x00" in raw:
-            raise InvalidArgument("the path contains a NUL byte")
+            raise InvalidArgumentError("the path contains a NUL byte")
         path = Path(raw)
         if not path.is_absolute():
-            raise InvalidArgument(f"{uri!r}: a server-side path must be absolute")
+            raise InvalidArgumentError(f"{uri!r}: a server-side path must be absolute")
         real = Path(os.path.realpath(path))  # '..' and every symlink resolved
         self._check_inside_roots(real, uri)
         if not real.exists():
-            raise NotFound(f"no such file on the server: {uri}")
+            raise NotFoundError(f"no such file on the server: {uri}")
         if real.is_dir():
-            raise InvalidArgument(f"{uri} is a folder: ingest its files (BulkIngest)")
+            raise InvalidArgumentError(f"{uri} is a folder: ingest its files (BulkIngest)")
         if not real.is_file():
-            raise InvalidArgument(f"{uri} is not a regular file")
+            raise InvalidArgumentError(f"{uri} is not a regular file")
         return real
 
     def _check_inside_roots(self, real: Path, uri: str) -> None:
         # The roots are not named: they map the server's disk for any client with a token.
         if not any(real == root or real.is_relative_to(root) for root in self.allowed_roots):
-            raise PermissionDenied(
+            raise PermissionDeniedError(
                 f"{uri} is outside the allowed roots (after resolving '..' and symlinks): "
                 "ask the operator where to put it or to add its folder to "
                 "$SORA_ALLOWED_ROOTS, or upload it"
@@ -341,27 +341,29 @@ class IngestService:
         """PERMISSION_DENIED unless an allow-list prefix permits `url`."""
         bad = _URL_BAD_CHAR.search(url)
         if bad:
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"the URL has a control character, white space or non-ASCII character "
                 f"({bad.group()!r} at {bad.start()}): percent-encode it"
             )
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidArgument(f"{url[:200]!r}: expected an absolute path or an http(s) URL")
+            raise InvalidArgumentError(
+                f"{url[:200]!r}: expected an absolute path or an http(s) URL"
+            )
         if not self.allowed_url_prefixes:
-            raise PermissionDenied(
+            raise PermissionDeniedError(
                 "ingest by URL is disabled on this server: set $SORA_ALLOWED_URL_PREFIXES "
                 "to the URL prefixes it may fetch, or upload the file (UploadVideo)"
             )
         if parts.username or parts.password:
-            raise InvalidArgument("URLs with credentials in them are not accepted")
+            raise InvalidArgumentError("URLs with credentials in them are not accepted")
         path = urllib.parse.unquote(parts.path)
         if ".." in path.split("/") or "\\" in path:
-            raise PermissionDenied(f"{url[:200]}: '..' in a URL path is not accepted")
+            raise PermissionDeniedError(f"{url[:200]}: '..' in a URL path is not accepted")
         try:
             port = parts.port or _default_port(parts.scheme)
         except ValueError:
-            raise InvalidArgument(f"{url[:200]!r}: bad port") from None
+            raise InvalidArgumentError(f"{url[:200]!r}: bad port") from None
         for prefix in self.allowed_url_prefixes:
             p = urllib.parse.urlsplit(prefix)
             if (
@@ -371,7 +373,7 @@ class IngestService:
                 and _url_path_is_under(posixpath.normpath(path) if path else "/", p.path)
             ):
                 return
-        raise PermissionDenied(  # the prefixes are not named, like the roots
+        raise PermissionDeniedError(  # the prefixes are not named, like the roots
             f"{url[:200]} is not on the server's URL allow-list: ask the operator to add its "
             "prefix to $SORA_ALLOWED_URL_PREFIXES, or upload the file"
         )
@@ -380,7 +382,7 @@ class IngestService:
     def _ingest_uri(self, video: NewVideo, call: Call) -> IngestResult:
         uri = (video.uri or "").strip()
         if not uri:
-            raise InvalidArgument("uri is empty: give a server-side path or an http(s) URL")
+            raise InvalidArgumentError("uri is empty: give a server-side path or an http(s) URL")
         if "://" in uri and not uri.startswith("file://"):
             return self._ingest_url(NewVideo(uri, video.title, video.collection, video.tags), call)
         path = self.resolve_path(uri)
@@ -393,9 +395,9 @@ class IngestService:
         try:
             f: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed below
         except PermissionError:
-            raise PermissionDenied(f"the server may not read {uri}") from None
+            raise PermissionDeniedError(f"the server may not read {uri}") from None
         except FileNotFoundError:
-            raise NotFound(f"no such file on the server: {uri}") from None
+            raise NotFoundError(f"no such file on the server: {uri}") from None
         with f:
             proc_fd = Path(f"/proc/self/fd/{f.fileno()}")
             if proc_fd.exists():
@@ -434,14 +436,14 @@ class IngestService:
             response = opener.open(url, timeout=max(self._receive_timeout(deadline), 0.1))
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
-                raise NotFound(f"{url[:200]} answered 404 Not Found") from None
+                raise NotFoundError(f"{url[:200]} answered 404 Not Found") from None
             reason = f"HTTP {exc.code} {exc.reason}"
-            raise Unavailable(f"fetching {url[:200]} failed: {reason}") from None
+            raise UnavailableError(f"fetching {url[:200]} failed: {reason}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             if time.monotonic() >= deadline:
                 raise self._late(url, limit) from None
             reason = getattr(exc, "reason", exc)
-            raise Unavailable(f"fetching {url[:200]} failed: {reason}") from None
+            raise UnavailableError(f"fetching {url[:200]} failed: {reason}") from None
         with response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > self.max_upload_bytes:
@@ -488,10 +490,10 @@ class IngestService:
                     raise self._late(url, limit) from None
                 raise self._too_slow(url, window_bytes, time.monotonic() - window_start) from None
             except (OSError, http.client.HTTPException) as exc:
-                raise Unavailable(f"fetching {url[:200]} failed: {exc}") from None
+                raise UnavailableError(f"fetching {url[:200]} failed: {exc}") from None
             if not block:
                 if response.length:  # http.client's count of promised bytes not yet read
-                    raise Unavailable(
+                    raise UnavailableError(
                         f"{url[:200]} closed the connection {response.length} bytes short of "
                         "its Content-Length: retry later"
                     )
@@ -499,14 +501,14 @@ class IngestService:
             window_bytes += len(block)
             yield block
 
-    def _late(self, url: str, limit: float) -> DeadlineExceeded:
-        return DeadlineExceeded(
+    def _late(self, url: str, limit: float) -> DeadlineExceededError:
+        return DeadlineExceededError(
             f"downloading {url[:200]} took longer than {limit:g} s "
             "($SORA_URL_TIMEOUT or the call's deadline)"
         )
 
-    def _too_slow(self, url: str, received: int, seconds: float) -> Unavailable:
-        return Unavailable(
+    def _too_slow(self, url: str, received: int, seconds: float) -> UnavailableError:
+        return UnavailableError(
             f"{url[:200]} sent {received} bytes in {seconds:.1f} s, under the minimum of "
             f"{self.url_min_rate} bytes/s ($SORA_URL_MIN_RATE): retry later, or upload the file"
         )

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from .errors import DeadlineExceeded
+from services.errors import DeadlineExceededError
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class StreamGuard:
                 if watched.idled_out:
                     raise self._idle_error()
                 if self.max_s is not None and time.monotonic() - started > self.max_s:
-                    raise DeadlineExceeded(
+                    raise DeadlineExceededError(
                         f"the upload took longer than {self.max_s:.0f} s "
                         "($SORA_UPLOAD_TIME_LIMIT): send the file faster, or ask the operator"
                     )
@@ -178,8 +178,8 @@ class StreamGuard:
             with self._lock:
                 self._streams.discard(watched)
 
-    def _idle_error(self) -> DeadlineExceeded:
-        return DeadlineExceeded(
+    def _idle_error(self) -> DeadlineExceededError:
+        return DeadlineExceededError(
             f"the client sent nothing for {self.idle_s:.0f} s ($SORA_STREAM_IDLE_TIMEOUT)"
         )
 

@@ -38,11 +38,13 @@ import numpy as np
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from services.errors import ConflictError, InvalidArgumentError
 from services.index import VectorIndex
 from services.search.alignment import Alignment, adaptive_threshold, align
 from services.search.copy_verdict import annotate_copies
 from services.search.moments import refine_targets
 from services.store import (
+    Level,
     Segment,
     Store,
     Video,
@@ -53,12 +55,10 @@ from services.store import (
     get_video,
     get_video_embedding,
 )
-from services.vector_source import Level
 from sora_encoder.copy_score import CopyCalibration
 from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 
 from .call import Call
-from .errors import FailedPrecondition, InvalidArgument
 from .index_keeper import IndexKeeper
 from .ingest_service import receive_file
 
@@ -143,10 +143,10 @@ class _Candidate:
 
 def _unit(values: np.ndarray, what: str) -> np.ndarray:
     if not np.all(np.isfinite(values)):
-        raise InvalidArgument(f"{what} contains NaN or infinity")
+        raise InvalidArgumentError(f"{what} contains NaN or infinity")
     norm = float(np.linalg.norm(values))
     if norm == 0.0:
-        raise InvalidArgument(f"{what} is all zeros")
+        raise InvalidArgumentError(f"{what} is all zeros")
     return (values / norm).astype(np.float32)
 
 
@@ -195,12 +195,12 @@ class SearchService:
         version, indexes = self._current()
         xq = np.asarray(values, dtype=np.float32).reshape(-1)
         if xq.size == 0:
-            raise InvalidArgument("the query vector is empty")
+            raise InvalidArgumentError("the query vector is empty")
         index = indexes.get(opts.level)
         if index is None:
             return SearchResult([], version, 0)  # nothing of this level is indexed yet
         if xq.size != index.dim:
-            raise InvalidArgument(
+            raise InvalidArgumentError(
                 f"the query vector has {xq.size} values; model version {version} makes "
                 f"{index.dim}-d vectors"
             )
@@ -220,7 +220,7 @@ class SearchService:
             version, indexes = self.keeper.current()
             query, status = self._video_query(video_id, version)
         if query is None:
-            raise FailedPrecondition(
+            raise ConflictError(
                 f"video {video_id} has no vectors of the serving model version "
                 f"{version} yet (status {status.value}); search again once its "
                 "job has SUCCEEDED"
@@ -243,7 +243,7 @@ class SearchService:
         call = call or Call()
         opts = self._check_options(options)
         if self.clip_dir is None or self._embedder_factory is None:
-            raise FailedPrecondition("search by clip is not enabled on this server")
+            raise ConflictError("search by clip is not enabled on this server")
         version, indexes = self._current()
         self._check_encoder(version)  # before a byte is received
         received = receive_file(
@@ -263,7 +263,7 @@ class SearchService:
         for emb in embs:
             self._check_encoder(version, emb.model_version)
         if not embs[0].segments:
-            raise InvalidArgument("the query clip gave no segments (is it empty?)")
+            raise InvalidArgumentError("the query clip gave no segments (is it empty?)")
         index = indexes.get(opts.level)
         if index is None:
             return SearchResult([], version, 0)
@@ -288,7 +288,7 @@ class SearchService:
 
     def _video_query(self, video_id: int, version: str | None) -> tuple[Query | None, VideoStatus]:
         """The stored vectors of a video as a query (None when it has none of `version`),
-        and its status. Raises NotFound for an unknown video."""
+        and its status. Raises NotFoundError for an unknown video."""
         with self.store.ReadSession.begin() as s:
             video = get_video(s, video_id)
             emb = get_video_embedding(s, video_id, version) if version else None
@@ -305,14 +305,14 @@ class SearchService:
 
     def _check_options(self, o: SearchOptions) -> SearchOptions:
         if o.level not in ("video", "segment"):
-            raise InvalidArgument(f"level {o.level!r}: expected 'video' or 'segment'")
+            raise InvalidArgumentError(f"level {o.level!r}: expected 'video' or 'segment'")
         if not 1 <= o.top_k <= MAX_TOP_K:
-            raise InvalidArgument(f"top_k {o.top_k}: expected 1..{MAX_TOP_K}")
+            raise InvalidArgumentError(f"top_k {o.top_k}: expected 1..{MAX_TOP_K}")
         if o.min_score is not None and not -1.0 <= o.min_score <= 1.0:
-            raise InvalidArgument(f"min_score {o.min_score}: expected a cosine in [-1, 1]")
+            raise InvalidArgumentError(f"min_score {o.min_score}: expected a cosine in [-1, 1]")
         tags = tuple(t.strip() for t in o.tags)
         if any(not t for t in tags):
-            raise InvalidArgument("tags must be non-empty strings")
+            raise InvalidArgumentError("tags must be non-empty strings")
         return SearchOptions(
             o.level,
             o.top_k,
@@ -328,7 +328,7 @@ class SearchService:
         self, query: Query, opts: SearchOptions, version: str | None, index: VectorIndex, call: Call
     ) -> SearchResult:
         if query.vector.shape[0] != index.dim:
-            raise FailedPrecondition(
+            raise ConflictError(
                 f"the query has {query.vector.shape[0]}-d vectors, the index {index.dim}-d"
             )
         sequence = query.segments is not None and len(query.segments) > 0
@@ -600,7 +600,7 @@ class SearchService:
     def _check_encoder(self, serving: str | None, encoder: str | None = None) -> None:
         encoder = encoder or self.embedder_version()
         if serving is not None and encoder != serving:
-            raise FailedPrecondition(
+            raise ConflictError(
                 f"the server's encoder is model version {encoder} but the index serves "
                 f"{serving} (a reindex is under way): search by clip works again once the "
                 "reindex has finished"
@@ -627,7 +627,7 @@ class SearchService:
                     return list(embedder.embed_regions(path, on_batch=check))
                 return [embedder.embed(path, on_batch=check)]
             except MediaError as exc:
-                raise InvalidArgument(f"the query clip cannot be used: {exc}") from None
+                raise InvalidArgumentError(f"the query clip cannot be used: {exc}") from None
         finally:
             self._embed_slot.release()
 

@@ -30,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.api.gen.sora.v1 import sora_pb2_grpc
+from services.jobs import Dispatcher, make_celery
 from services.search.copy_verdict import CalibrationSource
 from services.settings import Settings
 from services.store import Store, open_store
@@ -157,9 +158,6 @@ def create_server(
     owns_store = store is None
     store = store if store is not None else open_store(settings.database_url)
     if dispatcher is None:
-        from workers.celery_app import make_celery
-        from workers.dispatch import Dispatcher
-
         dispatcher = Dispatcher(make_celery(settings), store)
     if embedder is None:
 

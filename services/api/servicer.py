@@ -15,10 +15,11 @@ import grpc
 from services.api import converters as cv
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.api.gen.sora.v1 import sora_pb2_grpc
+from services.errors import InvalidArgumentError
 
 from .call import Call
 from .classifier_service import ClassifierService
-from .errors import InvalidArgument, with_status_codes
+from .errors import with_status_codes
 from .ingest_service import IngestService
 from .limits import StreamGuard
 from .search_service import SearchService
@@ -42,12 +43,14 @@ def _split_stream(requests: Iterator[Any], what: str) -> tuple[Any, Iterator[byt
     requests = iter(requests)
     first = next(requests, None)
     if first is None or first.WhichOneof("part") != "metadata":
-        raise InvalidArgument(f"{what}: the first message must carry `metadata`, then `chunk`s")
+        raise InvalidArgumentError(
+            f"{what}: the first message must carry `metadata`, then `chunk`s"
+        )
 
     def chunks() -> Iterator[bytes]:
         for message in requests:
             if message.WhichOneof("part") != "chunk":
-                raise InvalidArgument(f"{what}: `metadata` may only come first")
+                raise InvalidArgumentError(f"{what}: `metadata` may only come first")
             yield message.chunk
 
     return first.metadata, chunks()
@@ -127,7 +130,7 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
         elif which == "vector":
             result = self.s.search.search_vector(_vector(request.vector), options, Call.of(context))
         else:
-            raise InvalidArgument("the query is missing: set `video_id` or `vector`")
+            raise InvalidArgumentError("the query is missing: set `video_id` or `vector`")
         return cv.search_to_pb(result)
 
     def SearchByClip(self, request_iterator: Iterator[Any], context: grpc.ServicerContext):
@@ -157,7 +160,7 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
 
     def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext):
         if not request.classifier:
-            raise InvalidArgument("name the classifier (`classifier`)")
+            raise InvalidArgumentError("name the classifier (`classifier`)")
         which = request.WhichOneof("input")
         if which == "video_id":
             labels, version = self.s.classifiers.classify_video(
@@ -168,5 +171,5 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
                 request.classifier, _vector(request.vector)
             )
         else:
-            raise InvalidArgument("the input is missing: set `video_id` or `vector`")
+            raise InvalidArgumentError("the input is missing: set `video_id` or `vector`")
         return cv.classify_to_pb(labels, version)

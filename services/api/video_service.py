@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from services.errors import ConflictError
 from services.store import (
     Job,
     JobStatus,
@@ -25,7 +26,6 @@ from services.store import (
 )
 
 from .call import Call
-from .errors import FailedPrecondition
 from .index_keeper import IndexKeeper
 
 logger = logging.getLogger(__name__)
@@ -83,14 +83,14 @@ class VideoService:
         with self.store.ReadSession.begin() as s:
             video = get_video(s, video_id)
             if version is None:
-                raise FailedPrecondition(
+                raise ConflictError(
                     f"video {video_id} has no vectors yet (status {video.status.value}): "
                     "no video has been embedded so far"
                 )
             emb = get_video_embedding(s, video_id, version)
             segments = get_segments(s, video_id, version)
             if emb is None and not segments:
-                raise FailedPrecondition(
+                raise ConflictError(
                     f"video {video_id} has no vectors of model version {version} "
                     f"(status {video.status.value}"
                     + (f": {video.error}" if video.error else "")

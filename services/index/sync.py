@@ -39,7 +39,8 @@ from services.index.factory import (
     IndexChoice,
     choose_index,
 )
-from services.vector_source import Level, VectorSource
+from services.index.source import VectorSource
+from services.store import Level
 
 log = logging.getLogger(__name__)
 

@@ -64,8 +64,9 @@ from services.index.factory import (
 )
 from services.index.locks import RWLock
 from services.index.snapshot import Manifest, SnapshotError
+from services.index.source import VectorSource
 from services.index.sync import BuildResult, build_from_source, catch_up
-from services.vector_source import LEVELS, Level, VectorBatch, VectorSource
+from services.store import LEVELS, Level, VectorBatch
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
     store = open_store(url)                          # one per process; migrates to head
     with store.Session.begin() as session:           # the caller owns the transaction
         video, job, created = register_video(session, uri=..., content_sha256=..., size_bytes=...)
-    index_source = store.vector_source()             # services.vector_source.VectorSource
+    index_source = vector_source(store)              # services.index.source.VectorSource
 
-Functions take a Session and never commit. Domain errors are in `errors`.
+Functions take a Session and never commit. They raise the domain errors of `services.errors`.
 """
 
 from .classifiers import delete_classifier, get_classifier, list_classifiers, save_classifier
@@ -14,20 +14,12 @@ from .db import (
     Store,
     alembic_config,
     current_revision,
-    default_database_url,
     head_revision,
     lock_vector_log,
     make_engine,
     make_sessionmaker,
     migrate,
     open_store,
-)
-from .errors import (
-    ConflictError,
-    InvalidArgumentError,
-    LeaseLostError,
-    NotFoundError,
-    StoreError,
 )
 from .identity import database_id
 from .jobs import (
@@ -69,7 +61,7 @@ from .segments import (
     segments_by_ids,
     video_embeddings_by_ids,
 )
-from .vector_source import SqlVectorSource
+from .vector_source import LEVELS, Level, SqlVectorSource, Tombstones, VectorBatch, vector_source
 from .versions import coverage, serving_model_version, videos_missing_version
 from .videos import (
     decode_page_token,
@@ -83,6 +75,11 @@ from .videos import (
 )
 
 __all__ = [
+    "LEVELS",
+    "Level",
+    "Tombstones",
+    "VectorBatch",
+    "vector_source",
     "coverage",
     "serving_model_version",
     "videos_missing_version",
@@ -90,20 +87,15 @@ __all__ = [
     "READ_ONLY",
     "Base",
     "Classifier",
-    "ConflictError",
-    "InvalidArgumentError",
     "Job",
     "JobKind",
     "JobStatus",
-    "LeaseLostError",
-    "NotFoundError",
     "ProbeFacts",
     "Segment",
     "SegmentVector",
     "SqlVectorSource",
     "Store",
     "StoreIdentity",
-    "StoreError",
     "VectorLevel",
     "VectorTombstone",
     "Video",
@@ -118,7 +110,6 @@ __all__ = [
     "decode_page_token",
     "decode_vector",
     "decode_vectors",
-    "default_database_url",
     "delete_classifier",
     "delete_video",
     "encode_page_token",

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .errors import InvalidArgumentError, NotFoundError
+from services.errors import InvalidArgumentError, NotFoundError
+
 from .models import Classifier, utcnow
 from .segments import check_model_version
 

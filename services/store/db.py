@@ -19,23 +19,16 @@ UPDATE), and the writers of vector rows serialise on one transaction-level advis
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from .vector_source import SqlVectorSource
-
 log = logging.getLogger(__name__)
 
 # Environment variable naming the database; the default is a SQLite file under SORA_HOME.
-DATABASE_URL_ENV = "SORA_DATABASE_URL"
-SORA_HOME_ENV = "SORA_HOME"
 
 # Execution option read by the SQLite "begin" hook: "IMMEDIATE" (default) or "DEFERRED".
 SQLITE_BEGIN_OPTION = "sora_sqlite_begin"
@@ -46,16 +39,6 @@ _VECTOR_LOG_LOCK = 0x736F7261_00000001
 _MIGRATE_LOCK = 0x736F7261_00000002
 
 _PACKAGE_MIGRATIONS = "services.store:migrations"
-
-
-def default_database_url() -> str:
-    """$SORA_DATABASE_URL, else a SQLite file `$SORA_HOME/sora.db` (SORA_HOME: ~/.sora)."""
-    url = os.environ.get(DATABASE_URL_ENV)
-    if url:
-        return url
-    home = Path(os.environ.get(SORA_HOME_ENV) or Path.home() / ".sora")
-    home.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{home / 'sora.db'}"
 
 
 def make_engine(
@@ -200,22 +183,14 @@ class Store:
     Session: sessionmaker[Session]
     ReadSession: sessionmaker[Session]
 
-    def vector_source(self) -> SqlVectorSource:
-        """A `services.vector_source.VectorSource` over this database."""
-        from .vector_source import SqlVectorSource
-
-        return SqlVectorSource(self.ReadSession, self.Session)
-
     def dispose(self) -> None:
         self.engine.dispose()
 
 
-def open_store(
-    url: str | URL | None = None, *, run_migrations: bool = True, **engine_kw: Any
-) -> Store:
-    """Engine + sessionmaker for `url` (default: `default_database_url()`), migrated to head
+def open_store(url: str | URL, *, run_migrations: bool = True, **engine_kw: Any) -> Store:
+    """Engine + sessionmaker for `url` (the caller's: `Settings.database_url`), migrated to head
     unless `run_migrations=False` (e.g. a read replica whose schema another process owns)."""
-    engine = make_engine(url if url is not None else default_database_url(), **engine_kw)
+    engine = make_engine(url, **engine_kw)
     if run_migrations:
         migrate(engine)
     return Store(

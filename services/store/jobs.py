@@ -24,7 +24,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .errors import ConflictError, InvalidArgumentError, LeaseLostError, NotFoundError
+from services.errors import ConflictError, InvalidArgumentError, LeaseLostError, NotFoundError
+
 from .models import Job, JobKind, JobStatus, Video, VideoStatus, utcnow
 from .segments import SegmentVector, check_model_version, write_vectors
 

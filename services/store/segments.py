@@ -3,7 +3,7 @@
     vector (d,) float32 --encode_vector--> little-endian bytes --decode_vector--> (d,) float32
 
 Removing a vector row always appends a tombstone in the same transaction, so that every
-FAISS copy can catch up with deletions (see services/vector_source.py).
+FAISS copy can catch up with deletions (see services/index/source.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session, defer
 
+from services.errors import InvalidArgumentError
+
 from .db import lock_vector_log
-from .errors import InvalidArgumentError
 from .models import (
     MODEL_VERSION_LEN,
     Segment,

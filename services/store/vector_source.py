@@ -1,4 +1,4 @@
-"""SqlVectorSource: `services.vector_source.VectorSource` over the store's tables.
+"""SqlVectorSource: `services.index.source.VectorSource` over the store's tables.
 
     level "segment" -> segments          level "video" -> video_embeddings
     WHERE model_version = ? AND id > ? ORDER BY id LIMIT batch   (index (model_version, id))
@@ -14,17 +14,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.vector_source import Level, Tombstones, VectorBatch
-
 from .db import READ_ONLY
 from .identity import database_id
 from .models import Segment, StoreIdentity, VectorLevel, VectorTombstone, VideoEmbedding
 from .segments import decode_vectors
+
+if TYPE_CHECKING:
+    from .db import Store
+
+Level = Literal["segment", "video"]
+LEVELS: tuple[Level, ...] = ("segment", "video")
+
+
+@dataclass(frozen=True)
+class VectorBatch:
+    ids: np.ndarray  # (n,) int64, strictly increasing
+    xb: np.ndarray  # (n, d) float32, unit norm
+
+
+@dataclass(frozen=True)
+class Tombstones:
+    ids: np.ndarray  # (n,) int64 vector ids removed
+    last_seq: int  # highest tombstone sequence read (the new tombstone watermark)
+
 
 _TABLES: dict[str, Table] = {
     VectorLevel.SEGMENT.value: Segment.__table__,  # type: ignore[dict-item]
@@ -143,3 +162,8 @@ class SqlVectorSource:
     def max_tombstone_seq(self) -> int:
         with self._read() as s:
             return int(s.scalar(select(func.max(VectorTombstone.seq))) or 0)
+
+
+def vector_source(store: Store) -> SqlVectorSource:
+    """The vector source over `store`'s database (reads on its read sessions)."""
+    return SqlVectorSource(store.ReadSession, store.Session)

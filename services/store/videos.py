@@ -31,7 +31,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .errors import InvalidArgumentError, NotFoundError
+from services.errors import InvalidArgumentError, NotFoundError
+
 from .models import Job, JobKind, JobStatus, Video, VideoStatus, VideoTag, utcnow
 from .segments import delete_vectors
 

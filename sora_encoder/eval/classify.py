@@ -10,9 +10,8 @@
         segment vectors, same split: chance is 0.5, and exactly 0.5 for an order-invariant
         embedder (the mean-pooled CNN gives both copies the same vector)
 
-The heads and metrics are the service's (`services.classifiers`: `train_head`, `accuracy`,
-`macro_f1`, `confusion_matrix`), handed in by the caller as one `classifiers` object (the
-module itself will do): this library does not import the service.
+The heads and metrics are `sora_encoder.heads` (`train_head`, `accuracy`, `macro_f1`,
+`confusion_matrix`), the same the service's classifiers are trained with.
 """
 
 from __future__ import annotations
@@ -23,18 +22,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from sora_encoder.eval.data import FORWARD, REVERSED, Item, embed_files
+from sora_encoder.eval.data import FORWARD, REVERSED, embed_files
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
+from sora_encoder.files import LabelledVideo
+from sora_encoder.heads import accuracy, confusion_matrix, macro_f1, train_head
 
 __all__ = [
     "DEFAULT_TASKS",
     "TIME_REVERSAL",
     "ClassifyResult",
-    "Classifiers",
     "Task",
     "evaluate_task",
     "limit_per_label",
@@ -60,20 +60,9 @@ TIME_REVERSAL = "time_reversal"
 FORWARD_LABEL, REVERSED_LABEL = "forward", "reversed"
 
 
-class Classifiers(Protocol):
-    """What `services.classifiers` provides (see its docstrings)."""
-
-    def train_head(self, xb: np.ndarray, labels: Sequence[str], **kw: Any) -> Any: ...
-    def accuracy(self, y_true: Sequence[str], y_pred: Sequence[str]) -> float: ...
-    def macro_f1(
-        self, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
-    ) -> float: ...
-    def confusion_matrix(
-        self, y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
-    ) -> np.ndarray: ...
-
-
-def tasks_for(items: Sequence[Item], label_sets: Sequence[Sequence[str]] | None) -> list[Task]:
+def tasks_for(
+    items: Sequence[LabelledVideo], label_sets: Sequence[Sequence[str]] | None
+) -> list[Task]:
     """Tasks from explicit label sets, else the DEFAULT_TASKS whose labels the items all
     have, else one task over every label. ValueError for a label no item has."""
     present = {it.label for it in items if it.label}
@@ -96,14 +85,14 @@ def tasks_for(items: Sequence[Item], label_sets: Sequence[Sequence[str]] | None)
     return [Task("_vs_".join(sorted(present)), tuple(sorted(present)))]
 
 
-def limit_per_label(items: Sequence[Item], limit: int | None, *, salt: str = DEFAULT_SALT):
+def limit_per_label(items: Sequence[LabelledVideo], limit: int | None, *, salt: str = DEFAULT_SALT):
     """At most `limit` items per label, picked in a stable hashed order (not by name)."""
     if limit is None:
         return list(items)
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
 
-    def order(it: Item) -> str:
+    def order(it: LabelledVideo) -> str:
         return hashlib.sha256(f"{salt}\0order\0{it.path}".encode()).hexdigest()
 
     kept: Counter[str] = Counter()
@@ -122,12 +111,11 @@ def evaluate_task(
     x_test: np.ndarray,
     y_test: Sequence[str],
     *,
-    classifiers: Classifiers,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Fit a head on the train side (`train_head`, with its group-split holdout on the
     train groups), score it on the test side."""
-    head = classifiers.train_head(x_train, list(y_train), groups=list(g_train), seed=seed)
+    head = train_head(x_train, list(y_train), groups=list(g_train), seed=seed)
     labels = list(head.labels)
     pred = head.predict(x_test)
     y_test = list(y_test)
@@ -136,9 +124,9 @@ def evaluate_task(
         "train_examples": len(y_train),
         "test_examples": len(y_test),
         "test_counts": {y: int(c) for y, c in sorted(Counter(y_test).items())},
-        "accuracy": float(classifiers.accuracy(y_test, pred)),
-        "macro_f1": float(classifiers.macro_f1(y_test, pred, labels)),
-        "confusion": np.asarray(classifiers.confusion_matrix(y_test, pred, labels)).tolist(),
+        "accuracy": float(accuracy(y_test, pred)),
+        "macro_f1": float(macro_f1(y_test, pred, labels)),
+        "confusion": np.asarray(confusion_matrix(y_test, pred, labels)).tolist(),
     }
 
 
@@ -164,11 +152,10 @@ class ClassifyResult:
 
 
 def run_classify(
-    items: Sequence[Item],
+    items: Sequence[LabelledVideo],
     embedders: Sequence,
     tasks: Sequence[Task],
     *,
-    classifiers: Classifiers,
     time_reversal: bool = True,
     test_fraction: float = DEFAULT_TEST_FRACTION,
     salt: str = DEFAULT_SALT,
@@ -188,7 +175,7 @@ def run_classify(
     step = (lambda n, t: progress("embed", n, t)) if progress else None
     vec = embed_files([it.path for it in used], embedders, views=views, progress=step)
     ok = set(vec.ok())
-    metric_fns = {"classifiers": classifiers, "seed": seed}
+    metric_fns = {"seed": seed}
 
     metrics: dict[str, dict[str, dict[str, Any]]] = {}
     for e in embedders:

@@ -1,6 +1,6 @@
 """Evaluation data: manifests, and each file decoded once for every embedder.
 
-    read_manifest(csv) / scan_folder(dir) -> [Item(path, label, group)]
+    read_manifest(csv) / scan_folder(dir) -> [LabelledVideo(path, label, group)]
     embed_files(paths, embedders, views) -> Vectors
         for each file: probe -> 4-s windows -> decode_clips (ONE ffmpeg run) -> uint8 clips
             -> each view of the clips (e.g. frames in time order, and reversed)
@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sora_encoder.eval.splits import split_of
+from sora_encoder.files import LabelledVideo, find_videos
 from sora_encoder.media import (
     MediaError,
     MediaLimits,
@@ -39,12 +41,12 @@ from sora_encoder.video_embedder import mean_vector
 
 __all__ = [
     "FORWARD",
+    "background_files",
     "REVERSED",
-    "VIDEO_SUFFIXES",
-    "Item",
     "Vectors",
     "decode_file",
     "embed_files",
+    "load_items",
     "read_manifest",
     "reverse_time",
     "scan_folder",
@@ -52,7 +54,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".ts"})
 DEFAULT_SEGMENT_S = 4.0  # the service's segment length: video vector = mean of 4-s segments
 POOL_CLIPS = 32  # clips pooled across files before the embedders run
 
@@ -68,17 +69,9 @@ FORWARD: dict[str, View] = {"forward": lambda c: c}
 REVERSED: dict[str, View] = {"reversed": reverse_time}
 
 
-@dataclass(frozen=True)
-class Item:
-    """One video of an evaluation set."""
-
-    path: Path  # absolute
-    label: str  # "" when unlabelled
-    group: str  # clips of one group come from one source: they share a split side
-    duration_s: float | None = None
-
-
-def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[Item]:
+def read_manifest(
+    path: str | os.PathLike, root: str | os.PathLike | None = None
+) -> list[LabelledVideo]:
     """Items of a CSV with columns path,label,group[,duration_s]; relative paths are taken
     from `root` (default: the CSV's folder). ValueError for missing columns or empty groups;
     FileNotFoundError for a listed file that does not exist."""
@@ -98,18 +91,52 @@ def read_manifest(path: str | os.PathLike, root: str | os.PathLike | None = None
                 raise FileNotFoundError(f"{path}:{n}: no such file {file}")
             dur = row.get("duration_s") or None
             items.append(
-                Item(file.resolve(), row["label"], row["group"], float(dur) if dur else None)
+                LabelledVideo(
+                    file.resolve(), row["label"], row["group"], float(dur) if dur else None
+                )
             )
     return items
 
 
-def scan_folder(root: str | os.PathLike) -> list[Item]:
+def scan_folder(root: str | os.PathLike) -> list[LabelledVideo]:
     """Every video file under `root` (by suffix), each its own group, unlabelled."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"not a folder: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-    return [Item(p.resolve(), "", p.relative_to(root).as_posix()) for p in files]
+    base = root.resolve()
+    return [LabelledVideo(p, "", p.relative_to(base).as_posix()) for p in find_videos([root])]
+
+
+def load_items(
+    root: str | os.PathLike, manifest: str | os.PathLike | None = None
+) -> list[LabelledVideo]:
+    """The videos of an evaluation folder: `manifest`'s rows if given, else those of
+    root/MANIFEST.csv if present, else every video file under `root` (`scan_folder`)."""
+    root = Path(root)
+    found = Path(manifest) if manifest is not None else root / "MANIFEST.csv"
+    if manifest is not None or found.is_file():
+        return read_manifest(found, root=root)
+    return scan_folder(root)
+
+
+def background_files(
+    manifest: str | os.PathLike | None,
+    *,
+    split: str = "train",
+    folders: Sequence[str | os.PathLike] = (),
+) -> list[tuple[Path, str]]:
+    """(path, group) of a copy calibration's background videos: the manifest's rows on
+    `split`'s side of the group split ("all": every row), then the videos under `folders`,
+    each its own group."""
+    files: list[tuple[Path, str]] = []
+    if manifest is not None:
+        files += [
+            (item.path, item.group)
+            for item in read_manifest(manifest)
+            if split == "all" or split_of(item.group) == split
+        ]
+    files += [(p, f"file:{p}") for p in find_videos(folders)]
+    return files
 
 
 def decode_file(

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from sora_encoder.copy_edits import apply_edit, random_edit
-from sora_encoder.eval.data import Item
+from sora_encoder.files import LabelledVideo
 from sora_encoder.media import MediaError, probe
 
 __all__ = ["DEFAULT_K", "edit_queries", "edit_study_metrics", "run_edit_study"]
@@ -39,8 +39,12 @@ DEFAULT_K = 10
 FPR = 0.01
 
 
+def _group(it: LabelledVideo) -> str:
+    return it.group if it.group is not None else f"file:{it.path}"  # ungrouped: its own
+
+
 def edit_queries(
-    items: Sequence[Item], work_dir: str | Path, *, per_group: int = 2, seed: int = 7
+    items: Sequence[LabelledVideo], work_dir: str | Path, *, per_group: int = 2, seed: int = 7
 ) -> list[tuple[int, Path, str]]:
     """(index of the source in `items`, edited file, edit names) for `per_group` edits of the
     first clip of every group; files already in `work_dir` are reused (same seed, same
@@ -50,7 +54,7 @@ def edit_queries(
     rng = random.Random(seed)
     first: dict[str, int] = {}
     for i, it in enumerate(items):
-        first.setdefault(it.group, i)
+        first.setdefault(_group(it), i)
     out = []
     for group in sorted(first):
         i = first[group]
@@ -60,7 +64,7 @@ def edit_queries(
             continue
         for j in range(per_group):
             edit = random_edit(info, rng)  # drawn even when the file exists: same sequence
-            dst = work / f"{items[i].path.stem[:40]}.{group}.{j}.mp4"
+            dst = work / f"{items[i].path.stem[:40]}.{i}.{j}.mp4"
             if not dst.is_file():
                 try:
                     apply_edit(items[i].path, dst, edit)
@@ -96,7 +100,7 @@ def edit_study_metrics(
 
 
 def run_edit_study(
-    items: Sequence[Item],
+    items: Sequence[LabelledVideo],
     embedders: Mapping[str, Any],
     work_dir: str | Path,
     *,
@@ -129,7 +133,7 @@ def run_edit_study(
                     pass
             if progress:
                 progress(f"{name} queries", n + 1, len(queries))
-        kept = [items[i].group for i in sorted(lib_idx)]
+        kept = [_group(items[i]) for i in sorted(lib_idx)]
         metrics[name] = edit_study_metrics(np.stack(lib), kept, np.stack(qv), src)
         metrics[name]["model_version"] = embedder.model_version
     edits: dict[str, int] = {}

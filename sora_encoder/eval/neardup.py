@@ -40,7 +40,7 @@ import numpy as np
 
 from sora_encoder.eval.anchors import hash_files
 from sora_encoder.eval.copy_metrics import at_threshold, micro_average_precision, top_predictions
-from sora_encoder.eval.data import DEFAULT_SEGMENT_S, Item, embed_files
+from sora_encoder.eval.data import DEFAULT_SEGMENT_S, embed_files
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
 from sora_encoder.eval.transforms import (
     Family,
@@ -49,6 +49,7 @@ from sora_encoder.eval.transforms import (
     family_note,
     plan,
 )
+from sora_encoder.files import LabelledVideo
 from sora_encoder.media import MediaError, probe
 
 __all__ = [
@@ -174,13 +175,13 @@ def _order(key: str, salt: str) -> str:
 
 @dataclass(frozen=True)
 class NeardupSetup:
-    originals: list[Item]  # one per evaluated group; each is in `database`
-    database: list[Item]  # side clips + distractors, less the non-copies' groups
+    originals: list[LabelledVideo]  # one per evaluated group; each is in `database`
+    database: list[LabelledVideo]  # side clips + distractors, less the non-copies' groups
     distractors: int  # how many of `database` come from the other side
     side: str  # "test", "train" or "all"
     # one clip per held-out group: no clip of its group is in `database`, so its
     # transformed copies are non-copy queries (any hit is a false positive)
-    non_copies: list[Item] = field(default_factory=list)
+    non_copies: list[LabelledVideo] = field(default_factory=list)
 
 
 def default_non_copies(n_groups: int) -> int:
@@ -190,7 +191,7 @@ def default_non_copies(n_groups: int) -> int:
 
 
 def select(
-    items: Sequence[Item],
+    items: Sequence[LabelledVideo],
     *,
     side: str = "test",
     limit: int | None = None,
@@ -217,12 +218,12 @@ def select(
     if non_copies is not None and non_copies < 0:
         raise ValueError(f"non_copies must be >= 0, got {non_copies}")
 
-    def on_side(it: Item) -> bool:
+    def on_side(it: LabelledVideo) -> bool:
         return side == "all" or split_of(it.group, test_fraction=test_fraction, salt=salt) == side
 
     mine = sorted((it for it in items if on_side(it)), key=lambda it: str(it.path))
     other = [it for it in items if not on_side(it)]
-    first: dict[str, Item] = {}
+    first: dict[str, LabelledVideo] = {}
     for it in mine:
         first.setdefault(it.group, it)
     if not first:
@@ -276,7 +277,7 @@ def _query_path(work_dir: Path, src: Path, family: Family, p_key: str) -> Path:
 
 
 def make_queries(
-    originals: Sequence[Item],
+    originals: Sequence[LabelledVideo],
     families: Sequence[Family],
     work_dir: str | os.PathLike,
     *,
@@ -387,7 +388,7 @@ def _boundary_metrics(
     source: np.ndarray,
     fam_of: np.ndarray,
     families: dict[str, Family],
-    db_items: Sequence[Item],
+    db_items: Sequence[LabelledVideo],
 ) -> dict[str, float | None]:
     """How far the top hit's matched range is from the truth, over the selected copy rows
     of families that cut (the other rows show the whole source): both boundaries of every

@@ -29,8 +29,9 @@ from sora_encoder.media.errors import (
     ResolutionTooLargeError,
     UndecodableMediaError,
 )
+from sora_encoder.media.info import VideoInfo
 from sora_encoder.media.limits import DEFAULT_ALLOWED_FORMATS, MediaLimits
-from sora_encoder.media.probe import VideoInfo, probe
+from sora_encoder.media.probe import probe
 from sora_encoder.media.windows import Window, plan_windows
 
 __all__ = [

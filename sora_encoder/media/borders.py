@@ -30,8 +30,8 @@ import numpy as np
 
 from sora_encoder.media.binary import ffmpeg_exe
 from sora_encoder.media.command import command, open_input
+from sora_encoder.media.info import VideoInfo
 from sora_encoder.media.limits import DEFAULT_LIMITS, MediaLimits
-from sora_encoder.media.probe import VideoInfo
 from sora_encoder.media.process import FfmpegProcess
 from sora_encoder.media.sampling import scaled_size
 

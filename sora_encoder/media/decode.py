@@ -38,8 +38,8 @@ from sora_encoder.media.errors import (
     UndecodableMediaError,
 )
 from sora_encoder.media.header import error_reason, oversize_picture
+from sora_encoder.media.info import VideoInfo
 from sora_encoder.media.limits import DEFAULT_LIMITS, MediaLimits, check_file, check_video
-from sora_encoder.media.probe import VideoInfo
 from sora_encoder.media.process import FfmpegProcess
 from sora_encoder.media.sampling import scaled_size, tick_expression
 from sora_encoder.media.windows import Window, check_windows

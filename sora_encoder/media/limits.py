@@ -17,7 +17,6 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sora_encoder.media.errors import (
     DurationTooLongError,
@@ -25,9 +24,7 @@ from sora_encoder.media.errors import (
     ResolutionTooLargeError,
     UndecodableMediaError,
 )
-
-if TYPE_CHECKING:
-    from sora_encoder.media.probe import VideoInfo
+from sora_encoder.media.info import VideoInfo
 
 GIB = 1024**3
 

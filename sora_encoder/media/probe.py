@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 
 from sora_encoder.media.binary import ffmpeg_exe
 from sora_encoder.media.command import command, header_command, open_input
@@ -35,6 +34,7 @@ from sora_encoder.media.header import (
     parse_header,
     probed_format,
 )
+from sora_encoder.media.info import VideoInfo
 from sora_encoder.media.limits import (
     ALWAYS_REFUSED_FORMATS,
     DEFAULT_LIMITS,
@@ -45,30 +45,6 @@ from sora_encoder.media.limits import (
 from sora_encoder.media.process import run_ffmpeg
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """Probe facts of one video file (its first real video stream)."""
-
-    path: str
-    duration_s: float  # container duration, or measured when the header has none
-    fps: float  # average frame rate; 0.0 when ffmpeg prints none
-    width: int  # display size in pixels after rotation: the size of decoded frames
-    height: int
-    rotation: int  # clockwise degrees a player turns the stored picture (0, 90, 180, 270)
-    codec: str  # ffmpeg decoder name, e.g. "h264"
-    n_video_streams: int  # real video streams (cover art not counted)
-    has_audio: bool
-    size_bytes: int
-    format_name: str = ""  # ffmpeg demuxer names, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
-    sample_aspect_ratio: float = 1.0  # pixel aspect after rotation; display = width * sar
-    video_index: int = 0  # which video stream is decoded: the K in `-map 0:v:K`
-
-    @property
-    def display_aspect(self) -> float:
-        """Width / height as shown to a viewer (rotation and non-square pixels applied)."""
-        return self.width * self.sample_aspect_ratio / self.height
 
 
 def probe(path: str | os.PathLike[str], limits: MediaLimits = DEFAULT_LIMITS) -> VideoInfo:

@@ -15,7 +15,7 @@
     finetune.py   end-to-end fine-tuning of an encoder with a classifier head
     recipes/    TrainConfig JSONs (`--config`); sora-s-default.json makes the shipped model
 
-`sora train encoder DIR...` (services/cli/train_cmd.py) drives it; docs/TRAINING.md says how.
+`sora train encoder DIR...` (sora_cli/train_cmd.py) drives it; docs/TRAINING.md says how.
 """
 
 from sora_encoder.train.config import AugmentConfig, TrainConfig
@@ -24,7 +24,6 @@ from sora_encoder.train.data import (
     ClipCache,
     DecodeSpec,
     WindowDataset,
-    find_videos,
     group_split,
     read_manifest,
     select_files,
@@ -42,7 +41,6 @@ __all__ = [
     "TrainResult",
     "WindowDataset",
     "decode_spec",
-    "find_videos",
     "group_split",
     "nt_xent",
     "read_log",

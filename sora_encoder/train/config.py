@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sora_encoder.config import InputConfig, _merge, _to_jsonable
+from sora_encoder.config import InputConfig, merge_dataclass, to_jsonable
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -172,11 +174,11 @@ class TrainConfig:
 
     # -- JSON ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, overrides: dict[str, Any], base: TrainConfig | None = None) -> TrainConfig:
-        return _merge(base if base is not None else cls(), overrides)
+        return merge_dataclass(base if base is not None else cls(), overrides)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -184,3 +186,37 @@ class TrainConfig:
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         return cls.from_dict(json.loads(text))
+
+
+# The run folder's copy of its config (what --resume reads back).
+CONFIG_NAME = "train_config.json"
+
+
+def resolve_config(
+    options: dict[str, Any],
+    *,
+    recipe: dict[str, Any] | None = None,
+    resume_dir: str | os.PathLike | None = None,
+) -> TrainConfig:
+    """The run's config, in layers: the defaults (or, with `resume_dir`, the config saved in
+    that run, so the same command line resumes), then the `recipe` (any subset of the fields,
+    `read_recipe`), then `options` (given command-line values). ValueError / TypeError name a bad
+    field; FileNotFoundError when there is nothing to resume."""
+    base = TrainConfig()
+    if resume_dir is not None:
+        saved = Path(resume_dir) / CONFIG_NAME
+        if not saved.is_file():
+            raise FileNotFoundError(f"nothing to resume in {resume_dir} (no {CONFIG_NAME})")
+        base = TrainConfig.from_json(saved.read_text("utf-8"))
+    return TrainConfig.from_dict(options, base=TrainConfig.from_dict(recipe or {}, base=base))
+
+
+def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """A recipe JSON (a subset of TrainConfig's fields), checked: ValueError says what is
+    wrong with it."""
+    try:
+        recipe = json.loads(Path(path).read_text("utf-8"))
+        TrainConfig.from_dict(recipe)  # a clear message for a bad field, here
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return recipe

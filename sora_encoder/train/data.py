@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,45 +32,17 @@ import numpy as np
 import torch
 
 from sora_encoder.eval.splits import split_of
+from sora_encoder.files import LabelledVideo, find_videos
 from sora_encoder.media import MediaLimits, iter_clips, plan_windows, probe
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = "sora-train-cache/1"
-VIDEO_SUFFIXES = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .flv .wmv .asf .3gp .ogv .mxf"
-    .split()
-)  # fmt: skip
 SPLITS = ("train", "test", "all")
 
 
 # -- choosing files -------------------------------------------------------------------------------
-def find_videos(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Video files named or found (recursively, by suffix) under the given paths, sorted and
-    without duplicates. FileNotFoundError for a path that does not exist."""
-    found: set[Path] = set()
-    for p in map(Path, paths):
-        if p.is_file():
-            found.add(p.resolve())
-        elif p.is_dir():
-            found.update(
-                f.resolve()
-                for f in p.rglob("*")
-                if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()
-            )
-        else:
-            raise FileNotFoundError(f"no such file or folder: {p}")
-    return sorted(found)
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    path: Path  # absolute: the CSV's `path` column resolved against the CSV's folder
-    label: str
-    group: str  # clips of one group come from one source video: split by it, never by clip
-
-
-def read_manifest(csv_path: str | os.PathLike) -> list[ManifestRow]:
+def read_manifest(csv_path: str | os.PathLike) -> list[LabelledVideo]:
     """Rows of a MANIFEST.csv with at least `path` and `group` columns (`label` optional)."""
     csv_path = Path(csv_path)
     with csv_path.open(newline="", encoding="utf-8") as f:
@@ -79,7 +51,7 @@ def read_manifest(csv_path: str | os.PathLike) -> list[ManifestRow]:
         if missing:
             raise ValueError(f"{csv_path}: missing column(s) {sorted(missing)}")
         return [
-            ManifestRow((csv_path.parent / r["path"]).resolve(), r.get("label") or "", r["group"])
+            LabelledVideo((csv_path.parent / r["path"]).resolve(), r.get("label") or "", r["group"])
             for r in reader
         ]
 

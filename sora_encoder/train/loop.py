@@ -48,14 +48,13 @@ from sora_encoder.factory import create_model
 from sora_encoder.registry import get_model_config
 from sora_encoder.train.augment import make_views
 from sora_encoder.train.batchnorm import reestimate_batchnorm
-from sora_encoder.train.config import TrainConfig
+from sora_encoder.train.config import CONFIG_NAME, TrainConfig
 from sora_encoder.train.data import WindowDataset
 from sora_encoder.train.loss import koleo, nt_xent, pair_accuracy
 
 logger = logging.getLogger(__name__)
 
 STATE_NAME = "train_state.pt"
-CONFIG_NAME = "train_config.json"
 LOG_NAME = "train_log.jsonl"
 # Fields that may differ on --resume: they change neither the maths nor the data.
 RESUMABLE_CHANGES = frozenset({"log_every", "checkpoint_every"})

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.settings import Settings, home_of
+
 logger = logging.getLogger(__name__)
 
 
@@ -53,21 +55,24 @@ def embedded_environment(data_dir: Path) -> dict[str, str]:
     }
 
 
-def run(args: argparse.Namespace) -> int:
+def service_environment(args: argparse.Namespace, environ: dict[str, str]) -> dict[str, str]:
+    """`environ` with the options applied: the environment of the API (read by Settings)
+    and of the worker process it starts. os.environ itself is left alone."""
+    env = dict(environ)
     if args.data_dir:
-        os.environ["SORA_HOME"] = str(Path(args.data_dir).resolve())
+        env["SORA_HOME"] = str(Path(args.data_dir).resolve())
     if args.embedded:
-        home = Path(os.environ.get("SORA_HOME") or Path.home() / ".sora").resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        os.environ.update(embedded_environment(home))
+        env.update(embedded_environment(home_of(env).resolve()))
     if args.allow_root:
-        roots = [str(Path(r).resolve()) for r in args.allow_root]
-        os.environ["SORA_ALLOWED_ROOTS"] = os.pathsep.join(roots)
+        env["SORA_ALLOWED_ROOTS"] = os.pathsep.join(str(Path(r).resolve()) for r in args.allow_root)
+    return env
 
+
+def run(args: argparse.Namespace) -> int:
     from services.api.server import create_server
-    from services.settings import Settings
 
-    settings = Settings.from_env()
+    env = service_environment(args, dict(os.environ))
+    settings = Settings.from_env(env)
     settings.ensure_home()
     worker = None
     log_path = settings.home / "worker.log"
@@ -75,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     def start_worker() -> subprocess.Popen:
         worker_cmd = ["worker", "--loglevel", "INFO", "--exit-with-parent", str(os.getpid())]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", *worker_cmd],
-            env=dict(os.environ),
+            [sys.executable, "-m", "sora_cli.main", *worker_cmd],
+            env=env,
             stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,
         )
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         return proc
 
     if args.embedded:
-        from workers.celery_app import declare_queue, make_celery
+        from services.jobs import declare_queue, make_celery
 
         declare_queue(make_celery(settings))  # before two processes race to create it
         worker = start_worker()

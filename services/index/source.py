@@ -1,4 +1,7 @@
-"""The contract between the SQL store (the truth) and the FAISS index (a cache of it).
+"""The contract between the SQL store (the truth) and the FAISS index (a cache of it):
+what the index needs of a store, as a Protocol (`services.store.SqlVectorSource` is the
+SQL one, tests/memory_vector_source.py an in-memory one). The data it passes (Level,
+VectorBatch, Tombstones) is the store's, so the store never imports the index.
 
 Each searchable vector is one SQL row: a segment (`segments.id`) or a video's mean vector
 (`video_embeddings.id`). Its FAISS id IS that row id. Rows only ever get larger ids, so
@@ -10,25 +13,11 @@ tombstone watermark". Vectors of different model versions never share an index.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
-Level = Literal["segment", "video"]
-LEVELS: tuple[Level, ...] = ("segment", "video")
-
-
-@dataclass(frozen=True)
-class VectorBatch:
-    ids: np.ndarray  # (n,) int64, strictly increasing
-    xb: np.ndarray  # (n, d) float32, unit norm
-
-
-@dataclass(frozen=True)
-class Tombstones:
-    ids: np.ndarray  # (n,) int64 vector ids removed
-    last_seq: int  # highest tombstone sequence read (the new tombstone watermark)
+from services.store import Level, Tombstones, VectorBatch
 
 
 class VectorSource(Protocol):

@@ -11,7 +11,7 @@ from celery import Celery
 
 from services.store import Store, mark_dispatched
 
-from .celery_app import INGEST_TASK, QUEUE
+from .broker import INGEST_TASK, QUEUE
 
 logger = logging.getLogger(__name__)
 

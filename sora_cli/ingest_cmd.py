@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
 def run_remote(args: argparse.Namespace) -> int:
     import grpc
 
-    from services.ingest import iter_video_files
+    from sora_encoder.files import find_videos
 
     try:
-        files = list(iter_video_files(args.paths))
+        files = find_videos(args.paths)
     except FileNotFoundError as exc:
         print(f"sora ingest: {exc}", file=sys.stderr)
         return 2
@@ -109,17 +109,16 @@ def wait_for_jobs(client, jobs: dict[int, str], timeout: float) -> list[tuple[st
 def run_direct(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from services.indexes import IndexSet
-    from services.ingest import iter_video_files, register_files
+    from services.index import IndexSet
+    from services.jobs import Dispatcher, make_celery, register_files
     from services.settings import Settings
     from services.store import Segment, Video, VideoStatus, open_store
-    from workers.celery_app import make_celery
-    from workers.dispatch import Dispatcher
+    from sora_encoder.files import find_videos
 
     settings = Settings.from_env()
     store = open_store(settings.database_url)
     try:
-        files = list(iter_video_files(args.paths))
+        files = find_videos(args.paths)
     except FileNotFoundError as exc:
         print(f"sora ingest: {exc}", file=sys.stderr)
         return 2

@@ -32,16 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-from services.classifiers.dataset import Example, holdout_split
-from services.classifiers.heads import (
+from sora_encoder.config import SoraConfig
+from sora_encoder.eval.data import decode_file
+from sora_encoder.files import LabelledVideo
+from sora_encoder.heads.dataset import holdout_split
+from sora_encoder.heads.offline import OnFile, fit_head, per_file, write_head_file
+from sora_encoder.heads.softmax import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_L2,
     TrainedHead,
     fit_softmax,
 )
-from services.classifiers.offline import OnFile, fit_head, per_file, write_head_file
-from sora_encoder.config import SoraConfig
-from sora_encoder.eval.data import decode_file
 from sora_encoder.model.sora import SoraModel
 from sora_encoder.runtime import EncoderRuntime, InputSpec
 from sora_encoder.train.finetune import EpochStats, FinetuneConfig, finetune
@@ -55,7 +56,7 @@ LOG_NAME = "finetune.json"  # the run's settings and per-epoch numbers, ditto
 
 @dataclass(frozen=True)
 class DecodedExamples:
-    examples: list[Example]  # those decoded, in input order
+    examples: list[LabelledVideo]  # those decoded, in input order
     clips: list[np.ndarray]  # uint8 (n_i, T, S, S, 3) per example
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -72,7 +73,7 @@ class FinetunedClassifier:
 
 
 def decode_examples(
-    examples: Sequence[Example],
+    examples: Sequence[LabelledVideo],
     spec: InputSpec,
     *,
     segment_s: float = 4.0,

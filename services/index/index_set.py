@@ -8,10 +8,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.index import VectorIndex
-from services.store import Store, VectorLevel
+from services.store import LEVELS, Level, Store, VectorLevel, vector_source
 from services.store.segments import stored_dim
-from services.vector_source import LEVELS, Level
+
+from .vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class IndexSet:
         if dim is None:
             return None  # no vectors of this version yet: nothing to search
         index = VectorIndex(
-            level, self.model_version, dim, self.snapshot_dir, self.store.vector_source()
+            level, self.model_version, dim, self.snapshot_dir, vector_source(self.store)
         )
         report = index.load_or_build()
         logger.info("index %s/%s: %s", level, self.model_version, report)
@@ -51,7 +51,7 @@ class IndexSet:
         """Catch every level up with SQL (opening it first if needed), then snapshot."""
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         out = []
-        source = self.store.vector_source()
+        source = vector_source(self.store)
         for level in LEVELS:
             index = self._open(level)
             if index is None:

@@ -16,13 +16,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.indexes import IndexSet
-    from services.reindex import enqueue_reindex
+    from services.index import IndexSet
+    from services.jobs import Dispatcher, enqueue_reindex, make_celery
     from services.settings import Settings
     from services.store import open_store, serving_model_version, videos_missing_version
     from sora_encoder import load_runtime
-    from workers.celery_app import make_celery
-    from workers.dispatch import Dispatcher
 
     settings = Settings.from_env()
     store = open_store(settings.database_url)

@@ -1,16 +1,22 @@
-"""The Celery app: at-least-once delivery with idempotent tasks.
+"""The Celery app, as the sending side sees it: at-least-once delivery, idempotent tasks.
 
     producer (CLI / API) --send_task("sora.ingest_video", [job_id])--> broker --> worker
     broker: redis://... in production, sqla+sqlite:///... (kombu's SQLAlchemy transport)
             for the embedded default, chosen by $SORA_BROKER_URL alone.
 
-Messages carry job ids only (JSON); the task re-reads everything else from SQL.
-`celery -A workers.celery_app worker` and `sora worker` both use `app` below.
+Messages carry job ids only (JSON); the task re-reads everything else from SQL. Senders
+name the task (INGEST_TASK) and never import it: the task's code is `workers.tasks`, which
+a worker loads by passing `include=["workers.tasks"]` (`workers.app.worker_app`). Nothing
+here runs at import; an app exists once someone calls `make_celery`.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
 from celery import Celery
+from kombu import Exchange, Queue
 
 from services.settings import Settings
 
@@ -28,9 +34,10 @@ def transport_options(broker_url: str, hard_limit_s: float) -> dict:
     return {}
 
 
-def make_celery(settings: Settings) -> Celery:
-    settings.ensure_home()
-    app = Celery("sora", broker=settings.broker_url, include=["workers.tasks"])
+def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
+    """An app on `settings.broker_url`; `include` names task modules (a worker's)."""
+    settings.ensure_home()  # the embedded broker's SQLite file lives there
+    app = Celery("sora", broker=settings.broker_url, include=list(include))
     hard = settings.task_time_limit_s
     app.conf.update(
         # At-least-once: acknowledge after the task ran; a worker process that dies mid-task
@@ -51,11 +58,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    app.conf.sora_settings = settings
     return app
-
-
-app = make_celery(Settings.from_env())
 
 
 def declare_queue(app: Celery, *, attempts: int = 5) -> None:
@@ -64,10 +67,6 @@ def declare_queue(app: Celery, *, attempts: int = 5) -> None:
     kombu's SQLAlchemy transport creates a queue's row on first use with a plain INSERT, so
     a worker starting while a producer sends its first task can fail on the UNIQUE
     constraint and exit. Declaring once, up front, with retries, removes the race."""
-    import time
-
-    from kombu import Exchange, Queue
-
     queue = Queue(QUEUE, Exchange(QUEUE, type="direct"), routing_key=QUEUE)
     for attempt in range(1, attempts + 1):
         try:

@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import services.classifiers as classifiers
 from sora_encoder.eval import classify, neardup
 from sora_encoder.eval.anchors import ANCHOR_NAMES, DEFAULT_ANCHORS, build_anchors
 from sora_encoder.eval.baselines import EMBEDDER_NAMES, build_embedders
-from sora_encoder.eval.data import read_manifest, scan_folder
+from sora_encoder.eval.data import load_items, read_manifest
 from sora_encoder.eval.png import write_png
 from sora_encoder.eval.report import (
     classify_markdown,
@@ -33,6 +32,8 @@ from sora_encoder.eval.report import (
 )
 from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION
 from sora_encoder.eval.transforms import FAMILIES, families_from
+
+from .encoder_options import add_encoder_options
 
 SERVICE = "sora@service"  # the service's own search path (workers.eval_search), on request
 SERVICE_REGIONS = "sora@service+regions"  # the same, clip queries with query_regions on
@@ -101,7 +102,7 @@ def add_parser(sub: Any) -> None:
     c = ev.add_parser(
         "classify",
         help="accuracy, macro-F1 and confusion of heads on frozen vectors, group split",
-        description="Heads (services.classifiers.train_head) fitted on the train-side groups, "
+        description="Heads (sora_encoder.heads.train_head) fitted on the train-side groups, "
         "scored on the test-side groups; plus telling clips from their time-reversed copies.",
     )
     c.add_argument("dir", metavar="DIR", help="folder of videos (paths in the CSV are under it)")
@@ -125,13 +126,7 @@ def add_parser(sub: Any) -> None:
 def _common(
     p: argparse.ArgumentParser, embedders: tuple[str, ...], *, also: tuple[str, ...] = ()
 ) -> None:
-    p.add_argument(
-        "--checkpoint",
-        metavar="PATH",
-        help="checkpoint folder (default: $SORA_CHECKPOINT, else the shipped one, else a "
-        "seed-initialised --variant)",
-    )
-    p.add_argument("--variant", help="model variant without a checkpoint (default sora-s)")
+    add_encoder_options(p, precision=False)
     p.add_argument(
         "--embedders",
         metavar="A,B",
@@ -139,7 +134,6 @@ def _common(
         help=f"which embedders (default: {','.join(embedders)}"
         + (f"; also: {','.join(n for n in also if n not in embedders)})" if also else ")"),
     )
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
     p.add_argument(
         "--test-fraction",
         type=float,
@@ -246,11 +240,7 @@ def run_neardup(args: argparse.Namespace) -> int:
     if args.dir is None:
         raise ValueError("DIR is required")
     root = Path(args.dir)
-    manifest = Path(args.manifest) if args.manifest else root / "MANIFEST.csv"
-    if args.manifest or manifest.is_file():
-        items = read_manifest(manifest, root=root)
-    else:
-        items = scan_folder(root)
+    items = load_items(root, args.manifest)
     families = families_from(_split_names(args.families))
     setup = neardup.select(
         items,
@@ -300,7 +290,6 @@ def run_classify(args: argparse.Namespace) -> int:
         items,
         embedders,
         tasks,
-        classifiers=classifiers,
         time_reversal=not args.no_time_reversal,
         test_fraction=args.test_fraction,
         salt=args.salt,

@@ -1,8 +1,8 @@
 """Labelled video files for `sora train classifier`: a folder per label, or a CSV.
 
-    read_folder(DIR)   DIR/<label>/**/*.mp4           -> [Example(path, label, group=None)]
+    read_folder(DIR)   DIR/<label>/**/*.mp4           -> [LabelledVideo(path, label, group=None)]
     read_csv(FILE)     path,label[,group] (paths relative to the CSV's folder)
-                                                      -> [Example(path, label, group)]
+                                                      -> [LabelledVideo(path, label, group)]
     pick_labels(examples, ["a", "b"])                 -> the examples of those labels
     check_trainable(examples)                         -> {label: count}, or DatasetError
     holdout_split(examples, fraction, seed)           -> (train, holdout) indices
@@ -23,13 +23,12 @@ import csv
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from services.classifiers.heads import MIN_EXAMPLES_PER_LABEL, stratified_split
-from sora_encoder.train.data import VIDEO_SUFFIXES
+from sora_encoder.files import LabelledVideo, find_videos
+from sora_encoder.heads.softmax import MIN_EXAMPLES_PER_LABEL, stratified_split
 
 REQUIRED_COLUMNS = ("path", "label")
 SHOWN = 5  # problems listed before "and N more"
@@ -39,38 +38,25 @@ class DatasetError(ValueError):
     """Labelled data that cannot be trained on; the message says what to do instead."""
 
 
-@dataclass(frozen=True)
-class Example:
-    path: Path  # absolute
-    label: str
-    group: str | None = None  # None: the video is its own group
-
-
 def _listed(items: Sequence[object]) -> str:
     shown = ", ".join(str(i) for i in items[:SHOWN])
     return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
-def _videos_under(folder: Path) -> list[Path]:
-    return sorted(
-        f.resolve() for f in folder.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()
-    )
-
-
-def read_folder(root: str | os.PathLike) -> list[Example]:
+def read_folder(root: str | os.PathLike) -> list[LabelledVideo]:
     """One example per video file under each sub-folder of `root`; the sub-folder's name is
     the label (files directly in `root` have none and are not used)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder: give DIR with one sub-folder per label")
     return [
-        Example(path, sub.name)
+        LabelledVideo(path, sub.name)
         for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        for path in _videos_under(sub)
+        for path in find_videos([sub])
     ]
 
 
-def read_csv(csv_path: str | os.PathLike) -> list[Example]:
+def read_csv(csv_path: str | os.PathLike) -> list[LabelledVideo]:
     """Rows of a CSV with a header and the columns path,label and optionally group (other
     columns are ignored); paths are relative to the CSV's folder unless absolute."""
     csv_path = Path(csv_path)
@@ -100,7 +86,7 @@ def read_csv(csv_path: str | os.PathLike) -> list[Example]:
             absent.append(f"{row['path']} (line {line})")
             continue
         group = (row.get("group") or row["path"]) if has_group else None
-        examples.append(Example(path, row["label"], group))
+        examples.append(LabelledVideo(path, row["label"], group))
     if no_label:
         raise DatasetError(f"{csv_path}: empty label on line(s) {_listed(no_label)}: label them")
     if absent:
@@ -110,9 +96,9 @@ def read_csv(csv_path: str | os.PathLike) -> list[Example]:
     return _deduplicated(examples, str(csv_path))
 
 
-def _deduplicated(examples: list[Example], source: str) -> list[Example]:
+def _deduplicated(examples: list[LabelledVideo], source: str) -> list[LabelledVideo]:
     """The examples with repeated files listed once; a file under two labels is refused."""
-    seen: dict[Path, Example] = {}
+    seen: dict[Path, LabelledVideo] = {}
     clashes = []
     for e in examples:
         first = seen.setdefault(e.path, e)
@@ -125,7 +111,7 @@ def _deduplicated(examples: list[Example], source: str) -> list[Example]:
     return list(seen.values())
 
 
-def pick_labels(examples: Sequence[Example], labels: Sequence[str]) -> list[Example]:
+def pick_labels(examples: Sequence[LabelledVideo], labels: Sequence[str]) -> list[LabelledVideo]:
     """The examples whose label is one of `labels` (refused: a label with no examples)."""
     known = {e.label for e in examples}
     unknown = [y for y in labels if y not in known]
@@ -138,7 +124,7 @@ def pick_labels(examples: Sequence[Example], labels: Sequence[str]) -> list[Exam
     return [e for e in examples if e.label in wanted]
 
 
-def check_trainable(examples: Sequence[Example]) -> dict[str, int]:
+def check_trainable(examples: Sequence[LabelledVideo]) -> dict[str, int]:
     """{label: video count}, sorted by label, once the examples can train a head: at least 2
     labels with at least MIN_EXAMPLES_PER_LABEL videos each."""
     counts = dict(sorted(Counter(e.label for e in examples).items()))
@@ -162,7 +148,7 @@ def check_trainable(examples: Sequence[Example]) -> dict[str, int]:
     return counts
 
 
-def groups_of(examples: Sequence[Example]) -> list[str] | None:
+def groups_of(examples: Sequence[LabelledVideo]) -> list[str] | None:
     """Per-example groups for the split, or None when no example has one."""
     if all(e.group is None for e in examples):
         return None
@@ -170,7 +156,7 @@ def groups_of(examples: Sequence[Example]) -> list[str] | None:
 
 
 def holdout_split(
-    examples: Sequence[Example], *, holdout_fraction: float, seed: int
+    examples: Sequence[LabelledVideo], *, holdout_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train, holdout) indices, sorted int64: `stratified_split` by label and group, the
     split `train_head` draws for the same arguments. DatasetError if nothing is held out."""
@@ -186,3 +172,22 @@ def holdout_split(
             "span at least 2 groups; add videos from other sources or drop the group column"
         )
     return train, holdout
+
+
+def read_examples(
+    folder: str | os.PathLike | None = None,
+    *,
+    csv: str | os.PathLike | None = None,
+    labels: Sequence[str] = (),
+) -> list[LabelledVideo]:
+    """The labelled videos of `folder` (one sub-folder per label) or of a `csv`
+    (path,label[,group]), exactly one of the two; with `labels`, only those."""
+    if (folder is None) == (csv is None):
+        raise DatasetError(
+            "give either DIR (one sub-folder of videos per label) or --csv FILE "
+            "(columns path,label[,group]), not both" if folder is not None else
+            "give DIR (one sub-folder of videos per label) or --csv FILE "
+            "(columns path,label[,group])"
+        )  # fmt: skip
+    examples = read_csv(csv) if csv is not None else read_folder(folder)
+    return pick_labels(examples, labels) if labels else examples

@@ -36,7 +36,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from services.classifiers.metrics import accuracy, confusion_matrix, macro_f1
+from sora_encoder.heads.metrics import accuracy, confusion_matrix, macro_f1
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
-"""Submitting videos: find files, hash them, register them in SQL, send their jobs.
+"""Submitting videos: hash files, register them in SQL; the caller sends their jobs.
 
-    paths --iter_video_files--> files --sha256--> register_video (one transaction each)
+    paths --sora_encoder.files.find_videos--> files
+          --sha256--> register_video (one transaction each)
           --> Dispatcher.send(new job ids)   (after commit; a lost send is re-sent later)
 
 The same bytes twice are one video and one job: `register_video` is idempotent on the
@@ -11,18 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.store import Store, register_video
 
 logger = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv".split()
-)
 
 
 @dataclass(frozen=True)
@@ -32,23 +28,6 @@ class Submission:
     job_id: int | None  # None: nothing to do (the bytes are known and fine)
     created: bool  # a new video row
     status: str  # the video's status after registration
-
-
-def iter_video_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Files named directly (any extension), and video files found under folders
-    (recursively, by extension, in sorted order). Missing paths raise FileNotFoundError."""
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    if Path(name).suffix.lower() in VIDEO_EXTENSIONS:
-                        yield Path(root) / name
-        elif path.exists():
-            yield path
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
 
 
 def sha256_file(path: Path, *, chunk: int = 1 << 20) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from services.samples import make_samples
+from sora_encoder.media.samples import make_samples
 
 
 def add_parser(sub: Any) -> None:

@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from sora_encoder import VideoEmbedding, load_embedder
 from sora_encoder.media import MediaError
 
+from .encoder_options import add_encoder_options, encoder_choice
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("embed", help="embed video files into Sora vectors")
     p.add_argument("files", nargs="+", metavar="FILE", help="video files")
     p.add_argument("--json", action="store_true", help="print JSON (one object per file)")
-    p.add_argument(
-        "--checkpoint",
-        metavar="PATH",
-        help="checkpoint folder or .safetensors file (default: $SORA_CHECKPOINT, "
-        "else the shipped default)",
-    )
-    p.add_argument("--variant", help="model variant when no checkpoint is given (e.g. sora-s)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16"),
-        default=os.environ.get("SORA_PRECISION") or "auto",
-        help="inference precision (default: $SORA_PRECISION, else auto: bf16 where the "
-        "runtime's calibration measures it faster and as accurate)",
-    )
+    add_encoder_options(p)
     p.add_argument(
         "--segment-seconds", type=float, default=4.0, help="window length in seconds (default 4)"
     )
@@ -38,11 +25,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    enc = encoder_choice(args)
     embedder = load_embedder(
-        checkpoint=args.checkpoint,
-        variant=args.variant,
-        device=args.device,
-        precision=args.precision,
+        checkpoint=enc.checkpoint,
+        variant=enc.variant,
+        device=enc.device,
+        precision=enc.precision,
         segment_s=args.segment_seconds,
     )
     failures = 0
@@ -54,29 +42,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"sora embed: {path}: {exc}", file=sys.stderr)
             continue
         if args.json:
-            print(json.dumps(to_json(path, emb)))
+            print(json.dumps(emb.to_json(path)))
         else:
             print_human(path, emb)
     return 1 if failures else 0
-
-
-def to_json(path: str, emb: VideoEmbedding) -> dict[str, Any]:
-    return {
-        "file": path,
-        "model_version": emb.model_version,
-        "duration_s": round(emb.info.duration_s, 3),
-        "dim": int(emb.vector.shape[0]),
-        "vector": [round(float(x), 6) for x in emb.vector],
-        "segments": [
-            {
-                "index": s.index,
-                "start_s": round(s.start_s, 3),
-                "end_s": round(s.end_s, 3),
-                "vector": [round(float(x), 6) for x in s.vector],
-            }
-            for s in emb.segments
-        ],
-    }
 
 
 def print_human(path: str, emb: VideoEmbedding) -> None:

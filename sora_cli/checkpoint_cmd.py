@@ -12,28 +12,19 @@ vectors on random clips, and refuses (exit 2) rather than overwrite a folder, ex
 something that is not a checkpoint, or ship a file over --max-mb or a copy whose vectors
 moved below --min-cosine. The export gets a model version of its own (see
 sora_encoder.checkpoint); the source's version, training steps and final loss are kept in
-its safetensors metadata.
+its safetensors metadata. The work is in `sora_encoder.export` and `sora_encoder.copy_score`;
+this module parses options and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import torch
-
-    from sora_encoder.config import SoraConfig
-
-DTYPES = ("fp16", "bf16")
-MB = 1e6  # sizes in decimal megabytes, as in --max-mb
-FLOATING = ("float64", "float32", "float16", "bfloat16")
+DTYPES = ("fp16", "bf16")  # sora_encoder.export.DTYPES; listed here so --help needs no torch
 
 
 def add_parser(sub: Any) -> None:
@@ -119,128 +110,41 @@ def _refuse(what: str, msg: str) -> int:
     return 2
 
 
-def _checkpoint_files(folder: Path) -> list[Path]:
-    from sora_encoder.checkpoint import CONFIG_NAME, WEIGHTS_NAME
-
-    return [folder / CONFIG_NAME, folder / WEIGHTS_NAME]
-
-
-def _train_summary(folder: Path) -> dict[str, Any]:
-    """Steps and final loss from a training run's train_log.jsonl, its train_config.json."""
-    from sora_encoder.train.loop import CONFIG_NAME, LOG_NAME, read_log
-
-    out: dict[str, Any] = {}
-    if (folder / CONFIG_NAME).is_file():
-        out["train_config"] = json.loads((folder / CONFIG_NAME).read_text("utf-8"))
-    if (folder / LOG_NAME).is_file():
-        log = read_log(folder)
-        if log:
-            out["train_steps"] = log[-1]["step"]
-            out["train_final_loss"] = log[-1]["loss"]
-    return out
-
-
-def vector_cosines(
-    a: torch.nn.Module, b: torch.nn.Module, config: SoraConfig, *, clips: int, seed: int = 0
-) -> torch.Tensor:
-    """Cosine between models a's and b's vectors of the same random (N, T, 3, S, S) clips."""
-    import torch
-    import torch.nn.functional as F
-
-    T, S = config.input.num_frames, config.input.image_size
-    # (N, T, 3, S, S), already normalised: the model's input, not uint8 pixels
-    x = torch.randn(clips, T, 3, S, S, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        return F.cosine_similarity(a.encode_video(x), b.encode_video(x), dim=-1)  # (N,)
-
-
 def run_export(args: argparse.Namespace) -> int:
-    import torch
+    from sora_encoder.export import ExportRefused, export_checkpoint
 
-    from sora_encoder.checkpoint import load_checkpoint, read_header, save_checkpoint, weights_path
-
-    src, dst = Path(args.src), Path(args.dst)
-    if dst.exists() and not dst.is_dir():
-        return _refuse("export", f"{dst} exists and is not a folder")
-    if dst.is_dir() and any(dst.iterdir()) and not args.force:
-        return _refuse("export", f"{dst} is not empty; add --force to replace its checkpoint")
-    if args.clips < 1:
-        return _refuse("export", f"--clips must be >= 1, got {args.clips}")
-    src_dir = weights_path(src).parent
     try:
-        model, config, src_version = load_checkpoint(src)
-        train = _train_summary(src_dir)
-    except (OSError, ValueError, TypeError) as exc:
-        return _refuse("export", f"{src} is not a usable checkpoint: {exc}")
-    src_dtypes = sorted(set(read_header(src)[1].values()))
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    # Provenance in the header (JSON strings); the version does not depend on it.
-    metadata = {"exported_from": src_version}
-    metadata.update(
-        {k: json.dumps(train[k]) for k in ("train_steps", "train_final_loss") if k in train}
-    )
-
-    # Write next to DST first: DST is replaced only by an export that passed every check.
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
-        version = save_checkpoint(model, config, tmp, dtype=dtype, metadata=metadata)
-        size = sum(f.stat().st_size for f in _checkpoint_files(tmp))
-        exported, _, loaded_version = load_checkpoint(tmp)
-        assert loaded_version == version, f"{loaded_version} != {version}"
-        cos = vector_cosines(model, exported, config, clips=args.clips)
-        want = str(dtype).removeprefix("torch.")
-        kept = sorted(n for n, d in read_header(tmp)[1].items() if d in FLOATING and d != want)
-        src_size = sum(f.stat().st_size for f in _checkpoint_files(src_dir))
-        print(f"source:   {src_version}  {src_size / MB:.2f} MB  ({', '.join(src_dtypes)})")
-        print(f"exported: {version}  {size / MB:.2f} MB  ({args.dtype})")
-        print(
-            f"cosine source vs export on {args.clips} random clips: "
-            f"min {cos.min().item():.7f}, mean {cos.mean().item():.7f}"
+        report = export_checkpoint(
+            args.src,
+            args.dst,
+            dtype=args.dtype,
+            clips=args.clips,
+            max_mb=args.max_mb,
+            min_cosine=args.min_cosine,
+            force=args.force,
         )
-        print(f"kept as stored ({len(kept)}): {', '.join(kept) or '-'}")
-        if size > args.max_mb * MB:
-            return _refuse("export", f"export is {size / MB:.2f} MB, over --max-mb {args.max_mb:g}")
-        if cos.min().item() < args.min_cosine:
-            return _refuse(
-                "export",
-                f"vectors moved: cosine {cos.min().item():.5f} < --min-cosine {args.min_cosine:g}",
-            )
-        dst.mkdir(exist_ok=True)
-        for f in _checkpoint_files(tmp):
-            f.replace(dst / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    print(f"wrote {dst}")
+    except ExportRefused as exc:
+        if len(exc.args) > 1:  # measured, then refused: the numbers say why
+            _print_export(exc.args[1], args)
+        return _refuse("export", str(exc.args[0]))
+    _print_export(report, args)
+    print(f"wrote {args.dst}")
     return 0
 
 
-def checkpoint_info(path: str | Path) -> dict[str, Any]:
-    """What `sora checkpoint info` shows, as a dict. Raises as load_checkpoint does."""
-    from sora_encoder.checkpoint import load_checkpoint, read_header, weights_path
-
-    model, config, version = load_checkpoint(path)
-    metadata, dtypes = read_header(path)
-    weights = weights_path(path)
-    size = sum(f.stat().st_size for f in _checkpoint_files(weights.parent))
-    info: dict[str, Any] = {
-        "path": str(weights.parent),
-        "variant": config.name,
-        "params": sum(p.numel() for p in model.parameters()),
-        "dtypes": dict(sorted(Counter(dtypes.values()).items())),
-        "size_mb": round(size / MB, 3),
-        "model_version": version,
-    }
-    if "exported_from" in metadata:
-        info["exported_from"] = metadata["exported_from"]
-    for key in ("train_steps", "train_final_loss"):  # kept by export
-        if key in metadata:
-            info[key] = json.loads(metadata[key])
-    info.update(_train_summary(weights.parent))  # a training run's own files win
-    return info
+def _print_export(r: Any, args: argparse.Namespace) -> None:
+    print(f"source:   {r.src_version}  {r.src_size_mb:.2f} MB  ({', '.join(r.src_dtypes)})")
+    print(f"exported: {r.version}  {r.size_mb:.2f} MB  ({args.dtype})")
+    print(
+        f"cosine source vs export on {args.clips} random clips: "
+        f"min {r.cos_min:.7f}, mean {r.cos_mean:.7f}"
+    )
+    print(f"kept as stored ({len(r.kept)}): {', '.join(r.kept) or '-'}")
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from sora_encoder.export import checkpoint_info
+
     try:
         info = checkpoint_info(args.path)
     except (OSError, ValueError, TypeError) as exc:
@@ -266,23 +170,6 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _background_files(args: argparse.Namespace) -> list[tuple[Path, str]]:
-    """(path, group) of the background videos: a manifest's split side, then folders."""
-    from sora_encoder.eval.data import read_manifest
-    from sora_encoder.eval.splits import split_of
-    from sora_encoder.train.data import find_videos
-
-    files: list[tuple[Path, str]] = []
-    if args.manifest:
-        files += [
-            (item.path, item.group)
-            for item in read_manifest(args.manifest)
-            if args.split == "all" or split_of(item.group) == args.split
-        ]
-    files += [(p, f"file:{p}") for p in find_videos([*args.videos, *args.also])]
-    return files
-
-
 def _on_background_file(done: int, total: int, path: Any, error: Exception | None) -> None:
     if error is not None:
         print(f"  skipped {path}: {error}", file=sys.stderr)
@@ -291,13 +178,16 @@ def _on_background_file(done: int, total: int, path: Any, error: Exception | Non
 
 
 def _embedded_background(what: str, args: argparse.Namespace, folder: Path) -> Any:
-    """(video vectors, segment vectors, groups) of the background by `folder`'s model, or
-    an exit code after a refusal."""
+    """(model version, video vectors, segment vectors, groups) of the background by
+    `folder`'s model, or an exit code after a refusal."""
     from sora_encoder import load_embedder
     from sora_encoder.copy_score import embed_background
+    from sora_encoder.eval.data import background_files
 
     try:
-        files = _background_files(args)
+        files = background_files(
+            args.manifest, split=args.split, folders=[*args.videos, *args.also]
+        )
     except (OSError, ValueError) as exc:
         return _refuse(what, str(exc))
     if not files:
@@ -343,12 +233,10 @@ def _calibrate(folder: Path, args: argparse.Namespace, version, videos, segments
 
 
 def run_whiten(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
-    from sora_encoder.checkpoint import load_checkpoint, save_checkpoint, weights_path
-    from sora_encoder.video_embedder import mean_vector
-    from sora_encoder.whitening import apply_whitening, fit_whitening, whitened_model
+    from sora_encoder.checkpoint import load_checkpoint, weights_path
+    from sora_encoder.whitening import whiten_checkpoint
 
     src, dst = Path(args.src), Path(args.path)
     if dst.exists() and not dst.is_dir():
@@ -356,7 +244,7 @@ def run_whiten(args: argparse.Namespace) -> int:
     if dst.is_dir() and any(dst.iterdir()) and not args.force:
         return _refuse("whiten", f"{dst} is not empty; add --force to replace its checkpoint")
     try:
-        model, config, src_version = load_checkpoint(src)
+        _, config, _ = load_checkpoint(src)
     except (OSError, ValueError, TypeError) as exc:
         return _refuse("whiten", f"{src} is not a usable checkpoint: {exc}")
     if config.projection.whiten:
@@ -364,23 +252,13 @@ def run_whiten(args: argparse.Namespace) -> int:
     embedded = _embedded_background("whiten", args, weights_path(src).parent)
     if isinstance(embedded, int):
         return embedded
-    _, videos, segments, groups = embedded
+    _, _, segments, groups = embedded
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
     try:
-        weight, bias = fit_whitening(np.concatenate(segments))
+        w = whiten_checkpoint(src, dst, segments, dtype=dtype)
     except ValueError as exc:
         return _refuse("whiten", f"{exc} (add background videos)")
-    new, cfg = whitened_model(model, config, weight, bias)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    dst.mkdir(parents=True, exist_ok=True)
-    version = save_checkpoint(new, cfg, dst, dtype=dtype, metadata={"whitened_from": src_version})
-    # The background through the stored (cast) layer, exactly as the new model computes it:
-    # the unwhitened unit vectors are what that layer takes, so nothing is embedded twice.
-    stored, _, loaded = load_checkpoint(dst)
-    assert loaded == version and stored.whitening is not None
-    w = stored.whitening.weight.detach().numpy()
-    b = stored.whitening.bias.detach().numpy()
-    white = [apply_whitening(s, w, b) for s in segments]
-    print(f"{dst}: {version}, whitened from {src_version} on "
-          f"{sum(len(s) for s in segments)} segment vectors of {len(segments)} videos")  # fmt: skip
-    del videos  # the whitened video vector is the mean of the whitened segments
-    return _calibrate(dst, args, version, np.stack([mean_vector(s) for s in white]), white, groups)
+    n = sum(len(s) for s in segments)
+    print(f"{dst}: {w.version}, whitened from {w.source_version} on {n} segment vectors "
+          f"of {len(segments)} videos")  # fmt: skip
+    return _calibrate(dst, args, w.version, w.videos, w.segments, groups)

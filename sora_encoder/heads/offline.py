@@ -1,9 +1,9 @@
-"""Classifier heads from labelled files, without the service: embed, train, save.
+"""Classifier heads from labelled files, without the service: embed, train, write.
 
     examples --embed_examples(embedder)--> video vectors (n, D), as ingest computes them
              --fit_head(examples, xb, model_version)--> TrainedHead (holdout metrics,
                                                         provenance in its metrics)
-             --write_head_file(path) | store_head(database_url, name)
+             --write_head_file(path)   (or the CLI's store_head into the service's store)
 
 A head is only meaningful on vectors of the encoder that trained it, so its model version
 travels with it: in the head file (metrics["model_version"]) and in the store's
@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from services.classifiers.dataset import Example, groups_of
-from services.classifiers.heads import DEFAULT_HOLDOUT_FRACTION, DEFAULT_L2, TrainedHead, train_head
 from sora_encoder import VideoEmbedder
+from sora_encoder.files import LabelledVideo
+from sora_encoder.heads.dataset import groups_of
+from sora_encoder.heads.softmax import DEFAULT_HOLDOUT_FRACTION, DEFAULT_L2, TrainedHead, train_head
 from sora_encoder.media import MediaError
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,11 @@ T = TypeVar("T")
 
 
 def per_file(
-    examples: Sequence[Example], read: Callable[[Path], T], on_file: OnFile | None = None
-) -> tuple[list[Example], list[T], list[tuple[Path, str]]]:
+    examples: Sequence[LabelledVideo], read: Callable[[Path], T], on_file: OnFile | None = None
+) -> tuple[list[LabelledVideo], list[T], list[tuple[Path, str]]]:
     """read(example.path) for each example -> (examples read, their results, (file, reason)
     of those skipped): a file that cannot be decoded is logged and skipped, not fatal."""
-    kept: list[Example] = []
+    kept: list[LabelledVideo] = []
     results: list[T] = []
     failed: list[tuple[Path, str]] = []
     for done, e in enumerate(examples, start=1):
@@ -57,14 +58,14 @@ def per_file(
 
 @dataclass(frozen=True)
 class EmbeddedExamples:
-    examples: list[Example]  # those embedded, in input order
+    examples: list[LabelledVideo]  # those embedded, in input order
     xb: np.ndarray  # (n, D) float32 unit video vectors, row i of examples[i]
     model_version: str
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason) skipped
 
 
 def embed_examples(
-    examples: Sequence[Example], embedder: VideoEmbedder, *, on_file: OnFile | None = None
+    examples: Sequence[LabelledVideo], embedder: VideoEmbedder, *, on_file: OnFile | None = None
 ) -> EmbeddedExamples:
     """The video vector of each example's file (the normalised mean of its 4-s segment
     vectors, as ingest stores it). Files that cannot be decoded are skipped and listed."""
@@ -75,7 +76,7 @@ def embed_examples(
 
 
 def fit_head(
-    examples: Sequence[Example],
+    examples: Sequence[LabelledVideo],
     xb: np.ndarray,
     *,
     model_version: str,
@@ -129,50 +130,3 @@ def read_head_file(path: str | os.PathLike) -> TrainedHead:
     head = TrainedHead.from_bytes(Path(path).read_bytes())
     head_model_version(head)
     return head
-
-
-@dataclass(frozen=True)
-class Stored:
-    classifier_id: int
-    name: str
-    model_version: str
-    # The version the library's searches serve (most READY videos covered), None when no
-    # video has vectors: the API's classify refuses the head while the two differ.
-    serving_version: str | None
-
-
-def open_classifier_store(database_url: str) -> Any:
-    """`open_store(database_url)` (migrated), creating a SQLite file's folder first (the
-    embedded default lives in $SORA_HOME, which may not exist yet). The caller disposes it."""
-    from sqlalchemy.engine import make_url
-
-    from services.store import open_store
-
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    return open_store(database_url)
-
-
-def store_head(database_url: str, name: str, head: TrainedHead) -> Stored:
-    """Save (or replace) classifier `name` in the service's SQL store, keyed by the head's
-    model version; the API's classify call reads it from there."""
-    from services.store import save_classifier, serving_model_version
-
-    version = head_model_version(head)
-    store = open_classifier_store(database_url)
-    try:
-        with store.Session.begin() as s:
-            row = save_classifier(
-                s,
-                name=name,
-                labels=list(head.labels),
-                weights=head.to_bytes(),
-                model_version=version,
-                metrics=dict(head.metrics),
-            )
-            stored = Stored(row.id, row.name, version, serving_model_version(s, version))
-    finally:
-        store.dispose()
-    log.info("classifier %r stored for model %s", name, version)
-    return stored

@@ -70,12 +70,12 @@ def run(args: argparse.Namespace) -> int:
     if args.exit_with_parent is not None:
         exit_with_parent(args.exit_with_parent)  # first: before anything slow
 
-    from workers.celery_app import QUEUE, app, declare_queue
-    from workers.dispatch import Dispatcher
-    from workers.reconciler import ReconcilerThread
+    from services.jobs import QUEUE, Dispatcher, ReconcilerThread, declare_queue
+    from workers.app import worker_app
     from workers.resources import settings, store
 
     cfg = settings()
+    app = worker_app(cfg)
     declare_queue(app)
     reconciler = ReconcilerThread(
         store(),

@@ -48,13 +48,13 @@ def make_query_clip(source: Path, out: Path, duration_s: float) -> tuple[float, 
 
 def run(args: argparse.Namespace) -> int:
     from services.api.client import SoraClient
-    from services.ingest import iter_video_files
-    from services.samples import make_samples
+    from sora_encoder.files import find_videos
+    from sora_encoder.media.samples import make_samples
 
     data = Path(args.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
     if args.videos:
-        videos = list(iter_video_files([args.videos]))[: args.limit]
+        videos = find_videos([args.videos])[: args.limit]
         print(f"== 1. {len(videos)} video(s) from {args.videos}")
     else:
         videos = make_samples(data.parent / "videos")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"== 2. starting the embedded service (data in {data})")
     server = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "serve", "--embedded", "--port", "0",
+        [sys.executable, "-m", "sora_cli.main", "serve", "--embedded", "--port", "0",
          "--data-dir", str(data)],
         stdout=subprocess.PIPE, stderr=open(data / "server.log", "ab"), text=True,  # noqa: SIM115
     )  # fmt: skip
