@@ -30,7 +30,7 @@ from sora_encoder.eval.report import (
     write_json,
     write_text,
 )
-from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION
+from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, on_side
 from sora_encoder.eval.transforms import FAMILIES, families_from
 
 from .encoder_options import add_encoder_options
@@ -121,6 +121,35 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
     _common(c, EMBEDDER_NAMES)
     c.set_defaults(func=run_classify)
+
+    e = ev.add_parser(
+        "edits",
+        help="copies under random edit chains: top-1, AUC and recall at 1%% false positives",
+        description="Random chains of 2-5 edits (crop, rescale, grade, grey, blur, noise, "
+        "borders, captions, frame rate, trim, re-encode) of one clip per group search the "
+        "side's videos as ingest embeds them; copy scores leave-one-group-out. The study "
+        "behind whitening (sora_encoder/eval/edit_study.py): it compares models, on the train "
+        "side by default; neardup reports.",
+    )
+    e.add_argument("dir", metavar="DIR", help="folder of videos")
+    e.add_argument("--manifest", metavar="CSV", help="path,label,group CSV (default: DIR's)")
+    e.add_argument("--side", choices=("train", "test", "all"), default="train",
+                   help="which side of the group split (train)")  # fmt: skip
+    e.add_argument("--per-group", type=int, default=2, help="edited copies per group (2)")
+    e.add_argument("--seed", type=int, default=7, help="seed of the edits (7)")
+    e.add_argument("--candidate", metavar="CKPT", help="also this checkpoint, same edits")
+    e.add_argument("--work-dir", metavar="DIR", help="keep the edited files here and reuse them")
+    e.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    add_encoder_options(e, precision=False)
+    e.add_argument(
+        "--test-fraction",
+        type=float,
+        default=DEFAULT_TEST_FRACTION,
+        help=f"share of groups on the test side (default {DEFAULT_TEST_FRACTION})",
+    )
+    e.add_argument("--salt", default=DEFAULT_SALT, help=f"split salt (default {DEFAULT_SALT!r})")
+    e.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    e.set_defaults(func=run_edits)
 
 
 def _common(
@@ -301,4 +330,36 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.png:
         write_png(args.png, confusion_image(result))
     print(markdown)
+    return 0
+
+
+@_guarded
+def run_edits(args: argparse.Namespace) -> int:
+    from sora_encoder import load_embedder
+    from sora_encoder.eval.edit_study import run_edit_study
+
+    items = [
+        it for it in load_items(Path(args.dir), args.manifest)
+        if on_side(it.group, args.side, test_fraction=args.test_fraction, salt=args.salt)
+    ]  # fmt: skip
+    if not items:
+        raise ValueError(f"no videos on the {args.side} side")
+    embedders = {"sora": load_embedder(args.checkpoint, variant=args.variant, device=args.device)}
+    if args.candidate:
+        embedders[CANDIDATE] = load_embedder(args.candidate, device=args.device)
+    with tempfile.TemporaryDirectory(prefix="sora-eval-edits-") as tmp:
+        result = run_edit_study(
+            items, embedders, args.work_dir or tmp, per_group=args.per_group, seed=args.seed,
+            progress=_Progress(args.quiet),
+        )  # fmt: skip
+    if args.json:
+        write_json(args.json, result)
+    s = result["setup"]
+    print(f"{s['queries']} edited copies of {s['library']} videos ({args.side} side); edits: "
+          + ", ".join(f"{k} {v}" for k, v in s["edits"].items()))  # fmt: skip
+    print("| embedder | model version | top-1 | AUC | recall at 1% false positives |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, m in result["metrics"].items():
+        print(f"| {name} | {m['model_version']} | {m['top1']:.3f} | {m['auc']:.3f} | "
+              f"{m['recall@fpr1%']:.3f} |")  # fmt: skip
     return 0

@@ -96,3 +96,21 @@ def test_run_edit_study_reports_each_embedder_on_the_same_edits(tmp_path):
     m = out["metrics"]["a"]
     assert m["queries"] == 3 and m["model_version"] == tiny.model_version
     assert {"a library", "a queries", "b library", "b queries"} <= set(seen)
+
+
+def test_cli_eval_edits_on_a_folder(tmp_path, capsys):
+    import json
+
+    from sora_cli.main import main
+
+    (tmp_path / "videos").mkdir()
+    for s in ("testsrc2", "mandelbrot", "smptebars"):
+        make_video(tmp_path / "videos" / f"{s}.mp4", duration_s=3, fps=8, source=s)
+    out = tmp_path / "edits.json"
+    argv = ["eval", "edits", str(tmp_path / "videos"), "--side", "all", "--per-group", "1",
+            "--variant", "sora-t", "--json", str(out), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "3 edited copies of 3 videos" in printed and "| sora |" in printed
+    assert json.loads(out.read_text())["metrics"]["sora"]["queries"] == 3
+    assert main(["eval", "edits", str(tmp_path / "nothing")]) == 2

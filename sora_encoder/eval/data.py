@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sora_encoder.eval.splits import split_of
+from sora_encoder.eval.splits import on_side
 from sora_encoder.files import LabelledVideo, find_videos
 from sora_encoder.media import (
     MediaError,
@@ -133,7 +133,7 @@ def background_files(
         files += [
             (item.path, item.group)
             for item in read_manifest(manifest)
-            if split == "all" or split_of(item.group) == split
+            if on_side(item.group, split)
         ]
     files += [(p, f"file:{p}") for p in find_videos(folders)]
     return files

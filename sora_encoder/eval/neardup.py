@@ -41,7 +41,7 @@ import numpy as np
 from sora_encoder.eval.anchors import hash_files
 from sora_encoder.eval.copy_metrics import at_threshold, micro_average_precision, top_predictions
 from sora_encoder.eval.data import DEFAULT_SEGMENT_S, embed_files
-from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
+from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, on_side
 from sora_encoder.eval.transforms import (
     Family,
     TransformError,
@@ -218,11 +218,11 @@ def select(
     if non_copies is not None and non_copies < 0:
         raise ValueError(f"non_copies must be >= 0, got {non_copies}")
 
-    def on_side(it: LabelledVideo) -> bool:
-        return side == "all" or split_of(it.group, test_fraction=test_fraction, salt=salt) == side
+    def mine_(it: LabelledVideo) -> bool:
+        return on_side(it.group, side, test_fraction=test_fraction, salt=salt)
 
-    mine = sorted((it for it in items if on_side(it)), key=lambda it: str(it.path))
-    other = [it for it in items if not on_side(it)]
+    mine = sorted((it for it in items if mine_(it)), key=lambda it: str(it.path))
+    other = [it for it in items if not mine_(it)]
     first: dict[str, LabelledVideo] = {}
     for it in mine:
         first.setdefault(it.group, it)

@@ -60,6 +60,17 @@ def split_of(
     return "test" if _unit(group, salt) < test_fraction else "train"
 
 
+def on_side(
+    group: str,
+    side: str,
+    *,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    salt: str = DEFAULT_SALT,
+) -> bool:
+    """Whether a group falls on `side` ("train", "test", or "all": every group)."""
+    return side == "all" or split_of(group, test_fraction=test_fraction, salt=salt) == side
+
+
 def split_items(
     groups: Sequence[str],
     *,
