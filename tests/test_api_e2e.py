@@ -167,8 +167,10 @@ def test_a_transformed_copy_finds_its_original_and_the_matching_range(service, m
     assert hits[0]["video_id"] == ingested["orig"], hits
     top = hits[0]
     assert top["aligned"]
-    assert (top["start_s"], top["end_s"]) == (8.0, 20.0)  # target range
-    assert (top["query_start_s"], top["query_end_s"]) == (0.0, 12.0)  # query range
+    # the copy is 8-20 s of the original: placed by frames, to within a frame or two
+    assert top["start_s"] == pytest.approx(8.0, abs=0.5)
+    assert top["end_s"] == pytest.approx(20.0, abs=0.5)
+    assert (top["query_start_s"], top["query_end_s"]) == pytest.approx((0.0, 12.0), abs=0.5)
     seg = search(service, "--clip", str(media["copy"]), "--level", "segment", "--top-k", "3")
     assert {h["video_id"] for h in seg} == {ingested["orig"]}
     assert sorted((h["start_s"], h["query_start_s"]) for h in seg) == [

@@ -19,10 +19,10 @@ stage 2 (a video id or a clip, alignment on) the first clamp(2 * top_k, 20, 200)
 hits    video level: one per video with its best-matching segment (the aligned range,
         else the single most similar segment); segment level: one per segment.
         Times are seconds, from the segments' start/end.
-stage 3 (a clip, alignment on) the first REFINE_TOP aligned hits: their ranges placed to a
-        fraction of a second by the clip's and the library file's frames
-        (services.search.moments), when the library file is on this machine and its
-        frames single out one offset; otherwise the segment-level range stays.
+stage 3 (a clip, video level, alignment on) the first REFINE_TOP aligned hits: their
+        ranges placed to a fraction of a second by the clip's and the library file's
+        frames (services.search.moments), when the library file is on this machine and
+        its frames single out one offset; otherwise the segment-level range stays.
 """
 
 from __future__ import annotations
@@ -257,7 +257,9 @@ class SearchService:
         try:
             embs = self._embed(received.path, call, regions=opts.regions)
             # the frames that place aligned matches to a fraction of a second (moments.py)
-            thumbs = _query_thumbnails(received.path, embs[0]) if opts.alignment else None
+            # (video level: a segment-level hit is one segment by definition)
+            refine = opts.alignment and opts.level == "video"
+            thumbs = _query_thumbnails(received.path, embs[0]) if refine else None
         finally:
             received.path.unlink(missing_ok=True)
         for emb in embs:
