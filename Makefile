@@ -137,7 +137,8 @@ proto: setup
 # stages (docs/TRAINING.md, docs/MODEL.md): synthetic videos; the sora-s default recipe on
 # the train split of CLIPS plus them; the sora-s-continue recipe (KoLeo, stronger photometric
 # views) from that run's fp16 export; a fp16 export (<= 25 MB, vectors checked against the
-# fp32 run) over the shipped folder; its copy calibration on the train split.
+# fp32 run); PCA whitening fitted on the train split's segment vectors, written over the
+# shipped folder with its copy calibration (sora_encoder/whitening.py).
 # Both stages train on the same files and share one decoded-window cache.
 TRAIN_ENCODER = $(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
 	--also $(TRAIN_DIR)/synthetic --cache $(TRAIN_DIR)/cache
@@ -148,8 +149,9 @@ train-default: setup
 	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-default $(TRAIN_DIR)/sora-s-stage1 --force
 	$(TRAIN_ENCODER) --config sora_encoder/train/recipes/sora-s-continue.json \
 		--init-from $(TRAIN_DIR)/sora-s-stage1 --out $(TRAIN_DIR)/sora-s-continue
-	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-continue sora_encoder/checkpoints/sora-s --force
-	$(BIN)/sora checkpoint calibrate sora_encoder/checkpoints/sora-s --manifest $(CLIPS)/MANIFEST.csv
+	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-continue $(TRAIN_DIR)/sora-s-stage2 --force
+	$(BIN)/sora checkpoint whiten $(TRAIN_DIR)/sora-s-stage2 sora_encoder/checkpoints/sora-s \
+		--manifest $(CLIPS)/MANIFEST.csv --force
 
 clean:
 	rm -rf $(VENV) .sora-demo .pytest_cache .ruff_cache bench/results

@@ -63,23 +63,7 @@ def add_parser(sub: Any) -> None:
         "folder (copy_calibration.npz). See sora_encoder/copy_score.py.",
     )
     c.add_argument("path", metavar="CHECKPOINT", help="a checkpoint folder")
-    c.add_argument(
-        "videos",
-        nargs="*",
-        metavar="DIR",
-        help="background videos, each file its own group (clips of one recording: a manifest)",
-    )
-    c.add_argument("--manifest", metavar="CSV", help="a MANIFEST.csv (path,label,group,...)")
-    c.add_argument(
-        "--split", choices=("train", "test", "all"), default="train",
-        help="with --manifest: which side of the evaluation split (train)",
-    )  # fmt: skip
-    c.add_argument("--also", nargs="*", default=[], metavar="DIR", help="more videos (own group)")
-    c.add_argument("--k", type=int, default=10, help="background neighbours averaged (10)")
-    c.add_argument(
-        "--quantile", type=float, default=0.99,
-        help="share of non-copy queries kept below the threshold (0.99)",
-    )  # fmt: skip
+    _background_options(c)
     c.set_defaults(func=run_calibrate)
     w = what.add_parser(
         "whiten",
@@ -91,18 +75,31 @@ def add_parser(sub: Any) -> None:
     )
     w.add_argument("src", metavar="SRC", help="a checkpoint folder (not whitened)")
     w.add_argument("path", metavar="DST", help="the folder to write (created)")
-    w.add_argument("videos", nargs="*", metavar="DIR", help="background videos (own group)")
-    w.add_argument("--manifest", metavar="CSV", help="a MANIFEST.csv (path,label,group,...)")
-    w.add_argument(
+    w.add_argument("--dtype", choices=DTYPES, default="fp16", help="storage dtype (fp16)")
+    w.add_argument("--force", action="store_true", help="replace the checkpoint in DST")
+    _background_options(w)
+    w.set_defaults(func=run_whiten)
+
+
+def _background_options(p: argparse.ArgumentParser) -> None:
+    """The background videos and the threshold rule, shared by calibrate and whiten."""
+    p.add_argument(
+        "videos",
+        nargs="*",
+        metavar="DIR",
+        help="background videos, each file its own group (clips of one recording: a manifest)",
+    )
+    p.add_argument("--manifest", metavar="CSV", help="a MANIFEST.csv (path,label,group,...)")
+    p.add_argument(
         "--split", choices=("train", "test", "all"), default="train",
         help="with --manifest: which side of the evaluation split (train)",
     )  # fmt: skip
-    w.add_argument("--also", nargs="*", default=[], metavar="DIR", help="more videos (own group)")
-    w.add_argument("--dtype", choices=DTYPES, default="fp16", help="storage dtype (fp16)")
-    w.add_argument("--force", action="store_true", help="replace the checkpoint in DST")
-    w.add_argument("--k", type=int, default=10, help="background neighbours averaged (10)")
-    w.add_argument("--quantile", type=float, default=0.99, help="as for calibrate (0.99)")
-    w.set_defaults(func=run_whiten)
+    p.add_argument("--also", nargs="*", default=[], metavar="DIR", help="more videos (own group)")
+    p.add_argument("--k", type=int, default=10, help="background neighbours averaged (10)")
+    p.add_argument(
+        "--quantile", type=float, default=0.99,
+        help="share of non-copy queries kept below the threshold (0.99)",
+    )  # fmt: skip
 
 
 def _refuse(what: str, msg: str) -> int:
