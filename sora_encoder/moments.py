@@ -1,7 +1,8 @@
 """Frame-level placement of a match: where, to a fraction of a second, a query sits in a video.
 
     query Thumbnails (n frames), target Thumbnails (the matched stretch, padded)
-      -> F = each frame's 16 x 16 grey, mean removed, unit norm (brightness / contrast gone)
+      -> F = how each 16 x 16 grey frame differs from the next (what moved), mean
+             removed, unit norm (brightness / contrast gone)
       -> M = Fq @ Ft.T                          (n, m) frame similarities
       -> for each playback rate r and offset o (target frames):
              score(o, r) = mean_k M[k, round(o + r k)]   over query frames that land inside
@@ -28,7 +29,10 @@ __all__ = ["DEFAULT_RATES", "MIN_MARGIN", "Placement", "frame_features", "place"
 
 # Playback rates tried (target seconds per query second): a copy sped up 2x to slowed 2x.
 DEFAULT_RATES = (0.5, 2 / 3, 0.8, 1.0, 1.25, 1.5, 2.0)
-MIN_MARGIN = 0.05  # best score above the best one >= FAR_S away, to trust the placement
+# Best score above the best one >= FAR_S away, to trust the placement. On real clips'
+# trims, crops and speed changes, right placements stood out by 0.1-0.9; wrong ones (near
+# still typing footage, cropped) by 0.07 or less.
+MIN_MARGIN = 0.1
 FAR_S = 2.0
 MIN_COVERAGE = 0.7  # share of query frames that must land inside the target stretch
 
@@ -43,9 +47,16 @@ class Placement:
 
 
 def frame_features(frames: np.ndarray) -> np.ndarray:
-    """(n, h, w) uint8 grey -> (n, h * w) float32 rows with mean 0 and norm 1 (a flat frame,
-    which has no pattern to match, is all zeros)."""
+    """(n, h, w) uint8 grey -> (n, h * w) float32 rows with mean 0 and norm 1: each frame's
+    change to the next one. What is the same at every moment (a static background, a
+    caption, a logo, a test card) would make every offset look alike; what moves says
+    when. Measured on real trims, crops and speed changes and on synthetic clips against
+    the frames themselves and against frames minus the sequence's mean frame: placed more
+    often than the frames (trims 12 of 12 against 7), and the only one never placed wrong
+    (the mean frame of a short query is not the library stretch's). A frame like the next
+    (and the last frame) is all zeros."""
     x = frames.reshape(len(frames), -1).astype(np.float32)
+    x = np.diff(x, axis=0, append=x[-1:])  # (n, h*w): frame t+1 - frame t
     x -= x.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-3)

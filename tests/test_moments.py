@@ -31,7 +31,7 @@ def test_place_finds_a_trimmed_part_to_the_frame():
     p = place(query, target)
     assert p is not None and p.rate == 1.0
     assert p.start_s == pytest.approx(10.0 + 46 / 4) and p.end_s == pytest.approx(10.0 + 110 / 4)
-    assert p.score > 0.99 and p.margin > 0.3
+    assert p.score > 0.95 and p.margin > 0.3
 
 
 def test_place_finds_the_playback_rate():
@@ -51,11 +51,24 @@ def test_place_survives_brightness_and_contrast_changes():
 
 
 def test_static_footage_is_not_placed():
-    """Every offset matches a still scene alike: no placement, the caller keeps its range."""
+    """A still scene, re-encoded (its own noise in each copy), matches every offset alike:
+    no placement, the caller keeps its range."""
     rng = np.random.default_rng(3)
     still = np.repeat(rng.integers(0, 255, size=(1, 16, 16)), 80, axis=0)
-    noisy = np.clip(still + rng.normal(0, 2, size=still.shape), 0, 255).astype(np.uint8)
-    assert place(Thumbnails(0.0, 4.0, noisy[10:40]), Thumbnails(0.0, 4.0, noisy)) is None
+
+    def encoded(n: int) -> np.ndarray:
+        return np.clip(still[:n] + rng.normal(0, 2, size=(n, 16, 16)), 0, 255).astype(np.uint8)
+
+    assert place(Thumbnails(0.0, 4.0, encoded(30)), Thumbnails(0.0, 4.0, encoded(80))) is None
+
+
+def test_a_caption_over_the_whole_copy_does_not_hide_the_motion():
+    """A static overlay is the same at every offset: the moving part still places the copy."""
+    target = Thumbnails(0.0, 4.0, _footage(120, seed=4))
+    captioned = target.frames[40:90].copy()
+    captioned[:, 10:, :] = 255  # a white caption bar over the lower third, on every frame
+    p = place(Thumbnails(0.0, 4.0, captioned), target)
+    assert p is not None and p.start_s == pytest.approx(10.0)
 
 
 def test_place_refuses_mixed_rates_and_ignores_tiny_queries():
