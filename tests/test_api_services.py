@@ -205,8 +205,26 @@ def test_watch_stops_when_the_client_goes_away(db):
     gone_at = time.monotonic() + 0.3
     call = Call(is_active=lambda: time.monotonic() < gone_at)
     t0 = time.monotonic()
-    seen = list(JobService(db, poll_s=0.05).watch(job_id, call))
+    seen = []
+    with pytest.raises(CallCancelledError):
+        for job in JobService(db, poll_s=0.05).watch(job_id, call):
+            seen.append(job)
     assert len(seen) == 1 and time.monotonic() - t0 < 2
+
+
+def test_watch_raises_at_the_deadline_rather_than_ending_quietly(db):
+    """A quiet end would reach the client as OK, not DEADLINE_EXCEEDED (a race on a
+    loaded machine that tests/test_api_server.py once lost)."""
+    with db.Session.begin() as s:
+        _, job, _ = register_video(s, uri="/k.mp4", content_sha256="e" * 64, size_bytes=1)
+        job_id = job.id
+    ends = time.monotonic() + 0.3
+    call = Call(time_remaining=lambda: ends - time.monotonic())
+    seen = []
+    with pytest.raises(DeadlineExceededError):
+        for job in JobService(db, poll_s=0.05).watch(job_id, call):
+            seen.append(job)
+    assert [j.id for j in seen] == [job_id]
 
 
 # ---------------------------------------------------------------------------- index keeper
