@@ -141,14 +141,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--work-dir", metavar="DIR", help="keep the edited files here and reuse them")
     e.add_argument("--json", metavar="OUT", help="write the results as JSON")
     add_encoder_options(e, precision=False)
-    e.add_argument(
-        "--test-fraction",
-        type=float,
-        default=DEFAULT_TEST_FRACTION,
-        help=f"share of groups on the test side (default {DEFAULT_TEST_FRACTION})",
-    )
-    e.add_argument("--salt", default=DEFAULT_SALT, help=f"split salt (default {DEFAULT_SALT!r})")
-    e.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _split_options(e)
     e.set_defaults(func=run_edits)
 
 
@@ -163,6 +156,11 @@ def _common(
         help=f"which embedders (default: {','.join(embedders)}"
         + (f"; also: {','.join(n for n in also if n not in embedders)})" if also else ")"),
     )
+    _split_options(p)
+
+
+def _split_options(p: argparse.ArgumentParser) -> None:
+    """The group split every eval command uses, and its progress switch."""
     p.add_argument(
         "--test-fraction",
         type=float,
