@@ -203,15 +203,17 @@ def test_clips_to_frames_rejects_bad_input():
 # -- CUDA --------------------------------------------------------------------------------
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_runtime_uses_bf16_and_agrees_with_cpu():
+def test_cuda_runtime_defaults_to_fp32_and_agrees_with_cpu():
     model = create_model(get_model_config("sora-s"))
     clips = np.random.default_rng(0).integers(0, 256, (5, 16, 112, 112, 3), dtype=np.uint8)
     gpu = EncoderRuntime(model, get_model_config("sora-s"))
-    assert gpu.device.type == "cuda" and gpu.precision == "bf16" and gpu.calibration is None
+    assert gpu.device.type == "cuda" and gpu.precision == "fp32" and gpu.calibration is None
     cpu = EncoderRuntime(model, get_model_config("sora-s"), device="cpu", precision="fp32")
     v_gpu, v_cpu = gpu.encode_clips(clips), cpu.encode_clips(clips)
     assert v_gpu.shape == (5, 256) and v_gpu.dtype == np.float32
-    assert (v_gpu * v_cpu).sum(axis=1).min() > 0.999
+    assert (v_gpu * v_cpu).sum(axis=1).min() > 0.9999  # bf16 gave 0.995 on a trained model
+    bf16 = EncoderRuntime(model, get_model_config("sora-s"), precision="bf16")
+    assert bf16.precision == "bf16" and (bf16.encode_clips(clips) * v_cpu).sum(axis=1).min() > 0.99
 
 
 @pytest.mark.slow
