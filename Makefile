@@ -133,16 +133,17 @@ proto: setup
 	sed -i 's/^from sora\.v1 import/from services.api.gen.sora.v1 import/' \
 		$(PROTO_OUT)/sora/v1/sora_pb2_grpc.py
 
-# Reproduces the shipped encoder, sora_encoder/checkpoints/sora-s, in one command, in two
+# Reproduces the shipped encoder, sora_encoder/checkpoints/sora-s, in one command, in three
 # stages (docs/TRAINING.md, docs/MODEL.md): synthetic videos; the sora-s default recipe on
 # the train split of CLIPS plus them; the sora-s-continue recipe (KoLeo, stronger photometric
-# views) from that run's fp16 export; a fp16 export (<= 25 MB, vectors checked against the
-# fp32 run); PCA whitening fitted on the train split's segment vectors, written over the
-# shipped folder with its copy calibration (sora_encoder/whitening.py).
-# Both stages train on the same files and share one decoded-window cache.
+# views) from that run's fp16 export; the sora-s-gpu recipe (112-px views, batch 128, 240
+# epochs, plus videos made from wallpaper photos) from stage 2's export; a fp16 export;
+# PCA whitening fitted on the train split's segment vectors, written over the shipped folder
+# with its copy calibration (sora_encoder/whitening.py). All stages share one window cache.
 TRAIN_ENCODER = $(BIN)/sora train encoder --manifest $(CLIPS)/MANIFEST.csv --split train \
 	--also $(TRAIN_DIR)/synthetic --cache $(TRAIN_DIR)/cache
-train-default: setup
+# Stage 3 (sora-s-gpu.json) wants a GPU: about 6 minutes on an H200, half a day on 2 CPU cores.
+train-default: setup $(TRAIN_DIR)/walls
 	$(BIN)/python -m sora_encoder.train.synthetic $(TRAIN_DIR)/synthetic --count 28 --seed 0
 	$(TRAIN_ENCODER) --config sora_encoder/train/recipes/sora-s-default.json \
 		--out $(TRAIN_DIR)/sora-s-default
@@ -150,8 +151,21 @@ train-default: setup
 	$(TRAIN_ENCODER) --config sora_encoder/train/recipes/sora-s-continue.json \
 		--init-from $(TRAIN_DIR)/sora-s-stage1 --out $(TRAIN_DIR)/sora-s-continue
 	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-continue $(TRAIN_DIR)/sora-s-stage2 --force
-	$(BIN)/sora checkpoint whiten $(TRAIN_DIR)/sora-s-stage2 sora_encoder/checkpoints/sora-s \
+	$(BIN)/python -m sora_encoder.train.stills $(TRAIN_DIR)/stills $(TRAIN_DIR)/walls --every 2
+	$(TRAIN_ENCODER) --also $(TRAIN_DIR)/stills --config sora_encoder/train/recipes/sora-s-gpu.json \
+		--init-from $(TRAIN_DIR)/sora-s-stage2 --out $(TRAIN_DIR)/sora-s-gpu
+	$(BIN)/sora checkpoint export $(TRAIN_DIR)/sora-s-gpu $(TRAIN_DIR)/sora-s-stage3 --force
+	$(BIN)/sora checkpoint whiten $(TRAIN_DIR)/sora-s-stage3 sora_encoder/checkpoints/sora-s \
 		--manifest $(CLIPS)/MANIFEST.csv --force
+
+# Still photos for stage 3: Debian's wallpaper / background packages only (never images from
+# other packages: those are kept for an independent evaluation). apt-get download needs no root.
+WALL_PKGS := gnome-backgrounds mate-backgrounds plasma-workspace-wallpapers ukui-wallpapers \
+	lomiri-wallpapers sway-backgrounds
+$(TRAIN_DIR)/walls:
+	rm -rf $@.tmp && mkdir -p $@.tmp
+	cd $@.tmp && apt-get download $(WALL_PKGS) && for f in *.deb; do dpkg -x "$$f" .; done && rm -f *.deb
+	mv $@.tmp $@
 
 clean:
 	rm -rf $(VENV) .sora-demo .pytest_cache .ruff_cache bench/results

@@ -139,3 +139,15 @@ def test_dataset_items_and_batches_agree(videos, tmp_path):
     assert torch.equal(batch, torch.stack([dataset[2], dataset[0]]))
     assert dataset.fingerprint() == WindowDataset(entries).fingerprint()
     assert dataset.fingerprint() != WindowDataset(entries[:1]).fingerprint()
+
+
+# -- the shipped recipes -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "recipe", sorted((Path(__file__).parents[1] / "sora_encoder/train/recipes").glob("*.json"))
+)
+def test_every_shipped_recipe_is_a_valid_config(recipe):
+    """make train-default runs these; a field renamed in TrainConfig must not break one."""
+    from sora_encoder.train.config import read_recipe, resolve_config
+
+    cfg = resolve_config({}, recipe=read_recipe(recipe))
+    assert cfg.variant == "sora-s" and cfg.init_from is None  # stages pass --init-from
