@@ -262,3 +262,27 @@ def test_the_catalogue_follows_sql_through_the_sync(db, tmp_path):
     sets.sync(save=False)
     assert cat.video(a).tags == ("u",) and cat.video(a).uri == "/again.mp4"
     assert cat.vector_count("segment") == 5
+
+
+def test_sora_search_asks_many_queries_in_batches(api: Api, tmp_path, capsys, monkeypatch):
+    import json
+
+    import sora_cli.search_cmd as search_cmd
+    from sora_cli.main import main
+
+    rng = np.random.default_rng(29)
+    ids = _library(api, rng, n=5)
+    monkeypatch.setattr(search_cmd, "BATCH", 2)  # 5 queries: 3 calls
+    xq = unit(rng.normal(size=(5, DIM)))
+    np.save(tmp_path / "q.npy", xq)
+    client = ["--address", api.address, "--token", api.settings.api_token, "--json"]
+    assert main(["search", "--vectors-file", str(tmp_path / "q.npy"), "--top-k", "2", *client]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["query"] for o in out] == [f"vector {i}" for i in range(5)]
+    for o, x in zip(out, xq, strict=True):
+        one = api.client.search(vector=x, top_k=2)
+        assert [h["video_id"] for h in o["hits"]] == [h.video.id for h in one.hits]
+    assert main(["search", "--ids", *map(str, ids[:3]), *client]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["query"] for o in out] == [f"video {v}" for v in ids[:3]]
+    assert all(f"video {h['video_id']}" != o["query"] for o in out for h in o["hits"])
