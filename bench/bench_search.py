@@ -219,8 +219,8 @@ def _server_main(url: str, home: str, conn: Any, max_workers: int | None) -> Non
     from services.api.search_service import SearchService
     from services.api.server import create_server
     from services.api.servicer import SoraIndexServicer
-    from services.search import pipeline
     from services.index import VectorIndex
+    from services.search import pipeline
     from services.settings import Settings
     from services.store import open_store, vector_source
 

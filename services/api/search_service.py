@@ -18,13 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from services.errors import ConflictError, InvalidArgumentError
 from services.search import pipeline
-from services.search.moments import refine_targets
+from services.search.moments import query_thumbnails, refine_targets
 from services.search.options import (
     MAX_BATCH,
     MAX_TOP_K,
@@ -45,7 +44,6 @@ from services.store import (
     segment_rows,
 )
 from sora_encoder.copy_score import CopyCalibration
-from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 
 from .call import Call
 from .encoder import Embedder, EncoderHolder
@@ -149,12 +147,12 @@ class SearchService:
                 self._check_encoder(serving.version, emb.model_version)
             if not embs[0].segments:
                 raise InvalidArgumentError("the query clip gave no segments (is it empty?)")
-            results = self._run([_clip_query(e) for e in embs], opts, serving, call)
+            results = self._run([Query.of_embedding(e) for e in embs], opts, serving, call)
             result = results[0] if len(results) == 1 else merge_variant_hits(
                 results, opts.top_k, opts.level)  # fmt: skip
             if opts.alignment and opts.level == "video":  # a segment hit is one segment
                 call.check()
-                refine_targets(result.hits, lambda: _query_thumbnails(path, embs[0]))
+                refine_targets(result.hits, lambda: query_thumbnails(path, embs[0]))
             return result
         finally:
             path.unlink(missing_ok=True)
@@ -219,27 +217,3 @@ class SearchService:
                 f"{serving} (a reindex is under way): search by clip works again once the "
                 "reindex has finished"
             )
-
-
-def _query_thumbnails(path: Path, emb: Any) -> Thumbnails | None:
-    """The query clip's thumbnails inside its borders; None when they cannot be decoded
-    (the search then keeps segment-level ranges)."""
-    from sora_encoder.media import MediaError
-    from sora_encoder.media.borders import FULL
-
-    info = getattr(emb, "info", None)
-    if info is None:  # an embedder that does not say what it decoded
-        return None
-    try:
-        return decode_thumbnails(path, info, box=getattr(emb, "box", FULL))
-    except (MediaError, OSError) as exc:
-        logger.info("no query thumbnails for moment refinement: %s", exc)
-        return None
-
-
-def _clip_query(emb: Any) -> Query:
-    return Query(
-        vector=np.asarray(emb.vector, dtype=np.float32),
-        segments=np.stack([np.asarray(g.vector, dtype=np.float32) for g in emb.segments]),
-        times=[(float(g.start_s), float(g.end_s)) for g in emb.segments],
-    )

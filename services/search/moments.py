@@ -25,7 +25,7 @@ from sora_encoder.media import ContentBox, MediaError, MediaLimits, detect_conte
 from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 from sora_encoder.moments import place
 
-__all__ = ["PAD_S", "REFINE_TOP", "refine_targets"]
+__all__ = ["PAD_S", "REFINE_TOP", "query_thumbnails", "refine_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,21 @@ def _query_part(query: Thumbnails, span: tuple[float, float] | None) -> Thumbnai
     i0 = max(0, int(round((span[0] - query.start_s) * query.fps)))
     i1 = min(len(query), int(round((span[1] - query.start_s) * query.fps)))
     return replace(query, start_s=query.start_s + i0 / query.fps, frames=query.frames[i0:i1])
+
+
+def query_thumbnails(path: Path, emb: Any) -> Thumbnails | None:
+    """A query clip's thumbnails inside its borders (`emb`: its VideoEmbedding, which says
+    what was decoded); None when they cannot be decoded (hits keep segment-level ranges)."""
+    from sora_encoder.media.borders import FULL
+
+    info = getattr(emb, "info", None)
+    if info is None:  # an embedder that does not say what it decoded
+        return None
+    try:
+        return decode_thumbnails(path, info, box=getattr(emb, "box", FULL))
+    except (MediaError, OSError) as exc:
+        log.info("no query thumbnails for moment refinement: %s", exc)
+        return None
 
 
 def refine_targets(

@@ -1,9 +1,10 @@
-"""The values search passes between its stages (services/search/README in the pipeline
-module's docstring): options, queries, hits, results. Plain data, no SQL, no gRPC."""
+"""The values search passes between its stages (services/search/pipeline.py draws them):
+options, queries, hits, results. Plain data, no SQL, no gRPC."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,15 @@ class Query:
     segments: np.ndarray | None = None  # (m, d) unit, in time order
     times: list[tuple[float, float]] = field(default_factory=list)  # m (start_s, end_s)
     video_id: int | None = None  # the query video (video-id queries)
+
+    @classmethod
+    def of_embedding(cls, emb: Any) -> Query:
+        """A clip's embedding (sora_encoder's VideoEmbedding: vector, segments) as a query."""
+        return cls(
+            vector=np.asarray(emb.vector, dtype=np.float32),
+            segments=np.stack([np.asarray(g.vector, dtype=np.float32) for g in emb.segments]),
+            times=[(float(g.start_s), float(g.end_s)) for g in emb.segments],
+        )
 
     @property
     def is_sequence(self) -> bool:
