@@ -286,3 +286,25 @@ def test_sora_search_asks_many_queries_in_batches(api: Api, tmp_path, capsys, mo
     out = json.loads(capsys.readouterr().out)
     assert [o["query"] for o in out] == [f"video {v}" for v in ids[:3]]
     assert all(f"video {h['video_id']}" != o["query"] for o in out for h in o["hits"])
+
+
+def test_delete_takes_the_vectors_out_of_the_served_index_before_any_sync(db, tmp_path):
+    from services.api.video_service import VideoService
+
+    rng = np.random.default_rng(30)
+    victim = add_video(db, rng.normal(size=(3, DIM)))
+    other = add_video(db, rng.normal(size=(2, DIM)))
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, interval_s=3600)
+    keeper.sync_once()
+    syncs = keeper.syncs
+    VideoService(db, keeper).delete(victim)
+    _, indexes = keeper.current()
+    assert indexes["segment"].ntotal == 2 and indexes["video"].ntotal == 1
+    assert keeper.syncs == syncs  # no sync ran: the delete itself did it
+    built = {lv: index.manifest.built_at for lv, index in indexes.items()}
+    keeper.sync_once()  # the tombstones find the ids gone: still aligned, nothing rebuilt
+    _, indexes = keeper.current()
+    assert indexes["segment"].ntotal == 2
+    assert {lv: index.manifest.built_at for lv, index in indexes.items()} == built
+    r = SearchService(db, keeper).search_video(other, SearchOptions(top_k=5))
+    assert [h.video.id for h in r.hits] == [other]

@@ -124,12 +124,18 @@ class IndexKeeper:
         return Serving(current.model_version, dict(current.indexes), current.catalogue)
 
     def forget_video(self, video_id: int) -> None:
-        """A video deleted in SQL (committed): gone from every search from now on."""
+        """A video deleted in SQL (committed): gone from every search from now on (the
+        catalogue), and its vectors out of the served indexes (as its tombstones will)."""
         with self._forget_lock:
             self._forgotten.add(int(video_id))
             current = self._set
             if current is not None and current.catalogue is not None:
                 current.catalogue.remove_video(video_id)
+        if current is not None and current.catalogue is not None:
+            for level, index in current.indexes.items():
+                ids = current.catalogue.vector_ids_of(level, video_id)
+                if index.remove(ids):
+                    self._dirty = True
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:

@@ -183,6 +183,11 @@ class Catalogue:
                 videos.pop(info.id, None)
         self._videos = videos
 
+    def vector_ids_of(self, level: Level, video_id: int) -> np.ndarray:
+        """The vector ids (n,) the catalogue places in this video (a scan: for deletes)."""
+        t = self._places[level]
+        return t.ids[t.video_ids == int(video_id)]
+
     def remove_video(self, video_id: int) -> None:
         """Make a deleted video unservable now (the API, once its delete has committed)."""
         with self.lock:
