@@ -54,3 +54,20 @@ def read_vector_file(path: str) -> np.ndarray:
     if not isinstance(data, list) or not data:
         raise ValueError(f"{path}: expected a JSON list of numbers or an object with 'vector'")
     return np.asarray(data, dtype=np.float32)
+
+
+def read_vectors_file(path: str) -> np.ndarray:
+    """Query vectors (n, d) from a .npy file (n, d) or a JSON list of lists (or a .jsonl of
+    `sora embed --json` lines, one vector each)."""
+    p = Path(path)
+    if p.suffix == ".npy":
+        x = np.asarray(np.load(p, allow_pickle=False), dtype=np.float32)
+        return x.reshape(1, -1) if x.ndim == 1 else x
+    if p.suffix == ".jsonl":
+        rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        data = [r.get("vector") if isinstance(r, dict) else r for r in rows]
+    else:
+        data = json.loads(p.read_text())
+    if not isinstance(data, list) or not data or not all(isinstance(r, list) for r in data):
+        raise ValueError(f"{path}: expected a JSON list of vectors (lists of numbers)")
+    return np.asarray(data, dtype=np.float32)

@@ -1,4 +1,6 @@
-"""`sora search (--clip FILE | --id ID | --vector-file F)`: videos and moments like a query."""
+"""`sora search (--clip FILE | --id ID | --vector-file F | --ids ID... | --vectors-file F)`:
+videos and moments like a query; --ids and --vectors-file ask many queries at once
+(SearchBatch, up to the server's cap of queries a call; more are sent in several calls)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,9 @@ import argparse
 import json
 from typing import Any
 
-from .client_options import add_client_options, connect, read_vector_file
+from .client_options import add_client_options, connect, read_vector_file, read_vectors_file
+
+BATCH = 256  # queries per SearchBatch call: the server's cap (services.search.options)
 
 
 def add_parser(sub: Any) -> None:
@@ -15,6 +19,10 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--clip", metavar="FILE", help="a video clip (uploaded, embedded by the server)")
     q.add_argument("--id", type=int, metavar="ID", help="an ingested video's id")
     q.add_argument("--vector-file", metavar="F", help=".npy, JSON list, or `sora embed --json`")
+    q.add_argument("--ids", type=int, nargs="+", metavar="ID", help="several video ids at once")
+    q.add_argument(
+        "--vectors-file", metavar="F", help="several vectors at once: .npy (n, d) or JSON lists"
+    )
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--level", choices=("video", "segment"), default="video")
     p.add_argument("--collection")
@@ -41,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         min_score=args.min_score,
         alignment=not args.no_alignment,
     )
+    if args.ids or args.vectors_file:
+        return _run_batch(args, options)
     with connect(args) as client:
         if args.clip:
             res = client.search_by_clip(args.clip, regions=args.regions, **options)
@@ -69,6 +79,34 @@ def run(args: argparse.Namespace) -> int:
         name = h["title"] or h["uri"]
         copy = f"{'COPY' if h['copy'] else 'no':>4} {h['copy_score']:+.3f}  " if "copy" in h else ""
         print(f"{n:3d}. {h['score']:.4f}  {copy}video {h['video_id']:<6} {where}  {name}{match}")
+    return 0
+
+
+def _run_batch(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """One SearchBatch call per BATCH queries; one block (or JSON list) per query."""
+    if args.ids:
+        queries: list[Any] = list(args.ids)
+        labels = [f"video {v}" for v in queries]
+        key, extra = "video_ids", {"exclude_query_video": True}
+    else:
+        queries = list(read_vectors_file(args.vectors_file))
+        labels = [f"vector {i}" for i in range(len(queries))]
+        key, extra = "vectors", {}
+    results = []
+    with connect(args) as client:
+        for i in range(0, len(queries), BATCH):
+            results += client.search_batch(**{key: queries[i : i + BATCH]}, **extra, **options)
+    if args.json:
+        out = [{"query": q, "hits": [hit_to_json(h) for h in r.hits]}
+               for q, r in zip(labels, results, strict=True)]  # fmt: skip
+        print(json.dumps(out, indent=2))
+        return 0
+    for label, res in zip(labels, results, strict=True):
+        print(f"{label}: {len(res.hits)} hit(s)")
+        for n, h in enumerate(res.hits, 1):
+            name = h.video.title or h.video.uri
+            where = f"{h.target.start_s:7.2f}-{h.target.end_s:7.2f} s"
+            print(f"  {n:3d}. {h.score:.4f}  video {h.video.id:<6} {where}  {name}")
     return 0
 
 

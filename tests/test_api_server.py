@@ -819,7 +819,7 @@ def test_search_by_clip_with_the_real_encoder(db, tmp_path):
 
     a = make_api(db, tmp_path, embedder=factory, model_version=None)
     try:
-        embedder = a.server.services.search._get_embedder()
+        embedder = a.server.services.search.encoder.get()  # shared with the index keeper
         clip = make_video(tmp_path / "clip.mp4", duration_s=8.5, size=(96, 72), fps=10)
         other = make_video(
             tmp_path / "other.mp4", duration_s=6, size=(96, 72), fps=10, source="mandelbrot"

@@ -126,7 +126,7 @@ def test_search_by_clip_reports_the_moment_to_a_fraction_of_a_second(db, tmp_pat
 
     a = make_api(db, tmp_path, embedder=lambda: load_embedder(variant="sora-t", precision="fp32"))
     try:
-        embedder = a.server.services.search._get_embedder()
+        embedder = a.server.services.search.encoder.get()
         host_id = _worker_writes(db, embedder, long_video, 1)
         other = make_video(tmp_path / "other.mp4", duration_s=8, size=(160, 120), fps=20)
         _worker_writes(db, embedder, other, 2)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from services.store import (
     ProbeFacts,
@@ -22,6 +21,7 @@ from services.store import (
     claim_job,
     complete_ingest,
     fail_job,
+    local_path,
     renew_lease,
 )
 from sora_encoder import VideoEmbedder
@@ -36,11 +36,6 @@ class JobOutcome:
     status: str  # "succeeded", "failed" (bad media, final) or "skipped" (nothing to do)
     reason: str | None = None
     segments: int = 0
-
-
-def local_path(uri: str) -> Path:
-    """The file a video's uri names on this machine (plain paths and file:// URIs)."""
-    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
 
 def run_ingest_job(
@@ -69,7 +64,10 @@ def run_ingest_job(
             renew_lease(s, job_id, owner, lease_s, done=done, total=total)
 
     try:
-        emb = embedder.embed(local_path(uri), on_batch=heartbeat)
+        path = local_path(uri)
+        if path is None:
+            raise FileNotFoundError(f"{uri} names no file on this machine")
+        emb = embedder.embed(path, on_batch=heartbeat)
     except (MediaError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         return _fail(store, job_id, owner, f"{type(exc).__name__}: {exc}")
 

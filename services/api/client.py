@@ -306,6 +306,27 @@ class SoraClient:
             request = pb.SearchRequest(vector=_vector(vector), options=opts)
         return self.stub.Search(request, **self._kw(timeout))
 
+    def search_batch(
+        self,
+        *,
+        video_ids: Sequence[int] | None = None,
+        vectors: Sequence[Sequence[float]] | np.ndarray | None = None,
+        timeout: Any = _Unset,
+        **options: Any,
+    ) -> list[pb.SearchResponse]:
+        """Many queries in one call: video ids or vectors (exactly one; at most 256, the
+        server's cap), the same options as search for each. One response per query, in
+        order, as search would answer each."""
+        if (video_ids is None) == (vectors is None):
+            raise ValueError("give exactly one of video_ids and vectors")
+        opts = search_options(**options)
+        if video_ids is not None:
+            request = pb.SearchBatchRequest(video_ids=[int(v) for v in video_ids], options=opts)
+        else:
+            assert vectors is not None
+            request = pb.SearchBatchRequest(vectors=[_vector(v) for v in vectors], options=opts)
+        return list(self.stub.SearchBatch(request, **self._kw(timeout)).results)
+
     def search_by_clip(
         self, path: str | os.PathLike, *, timeout: Any = _Unset, **options: Any
     ) -> pb.SearchResponse:

@@ -9,6 +9,8 @@ import numpy as np
 
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.errors import InvalidArgumentError
+from services.index import VideoInfo
+from services.search.types import Hit, SearchOptions, SearchResult
 from services.store import (
     Classifier,
     Job,
@@ -18,7 +20,6 @@ from services.store import (
 )
 
 from .ingest_service import IngestResult, ItemResult, NewVideo
-from .search_service import Hit, SearchOptions, SearchResult
 from .video_service import EmbeddingsView
 
 VIDEO_STATUS_TO_PB = {
@@ -58,7 +59,7 @@ def video_status_from_pb(value: int) -> VideoStatus | None:
         raise InvalidArgumentError(f"unknown video status {value}") from None
 
 
-def video_to_pb(v: Video) -> pb.Video:
+def video_to_pb(v: Video | VideoInfo) -> pb.Video:
     return pb.Video(
         id=v.id,
         uri=v.uri,
@@ -184,6 +185,10 @@ def search_to_pb(r: SearchResult) -> pb.SearchResponse:
         candidates=r.candidates,
         copy_threshold=r.copy_threshold,
     )
+
+
+def search_batch_to_pb(results: Sequence[SearchResult]) -> pb.SearchBatchResponse:
+    return pb.SearchBatchResponse(results=[search_to_pb(r) for r in results])
 
 
 def _metric(metrics: dict, key: str) -> float:

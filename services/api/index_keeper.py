@@ -9,9 +9,12 @@ with SQL by one background thread.
         first success -> ready (health SERVING via on_ready)
     snapshots are written at most every save_interval_s when something changed, and at stop
 
-Searches do not wait on the loop's syncs: they read the current IndexSet reference and
-search its VectorIndex (which has its own read/write lock). Deleted videos drop out of
-results before the next sync anyway, because every hit is filtered through SQL. One
+Searches do not wait on the loop's syncs: they read the current IndexSet reference
+(`serving()`: version, indexes, catalogue) and search its VectorIndex (which has its own
+read/write lock); hits are filtered and described by its catalogue, in memory. Deleted
+videos drop out of results before the next sync anyway: DeleteVideo calls forget_video()
+once its transaction has committed, which takes the video out of the serving catalogue
+(and out of a fresh IndexSet being built for a new version, before it is swapped in). One
 exception, catch_up(): a search that finds the keeper serving nothing, or a READY video
 without vectors of the serving version, syncs once in its own thread (coalesced with any
 sync that began after it asked), so a video is searchable as soon as its job SUCCEEDED.
@@ -26,15 +29,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from services.errors import UnavailableError
-from services.index import IndexSet, VectorIndex
+from services.index import Catalogue, IndexSet, VectorIndex
 from services.store import Level, Store, serving_model_version
 
 logger = logging.getLogger(__name__)
 
 VersionSource = str | Callable[[], str | None] | None
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What one search reads, taken once: the version, its indexes and its catalogue."""
+
+    version: str | None  # None: no vectors in SQL yet
+    indexes: dict[Level, VectorIndex]
+    catalogue: Catalogue | None
 
 
 class IndexKeeper:
@@ -63,6 +76,10 @@ class IndexKeeper:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one sync at a time
+        # videos deleted since the running sync began: replayed on a fresh IndexSet's
+        # catalogue before it is swapped in (its reads may predate the delete)
+        self._forget_lock = threading.Lock()
+        self._forgotten: set[int] = set()
         self._thread: threading.Thread | None = None
         self._dirty = False
         self._last_save = time.monotonic()
@@ -97,6 +114,28 @@ class IndexKeeper:
         if current is None:
             return None, {}
         return current.model_version, dict(current.indexes)
+
+    def serving(self) -> Serving:
+        """current(), with the catalogue; UNAVAILABLE before the first load."""
+        self.current()  # raises before the first load
+        current = self._set  # one reference: version, indexes and catalogue agree
+        if current is None:
+            return Serving(None, {}, None)
+        return Serving(current.model_version, dict(current.indexes), current.catalogue)
+
+    def forget_video(self, video_id: int) -> None:
+        """A video deleted in SQL (committed): gone from every search from now on (the
+        catalogue), and its vectors out of the served indexes (as its tombstones will)."""
+        with self._forget_lock:
+            self._forgotten.add(int(video_id))
+            current = self._set
+            if current is not None and current.catalogue is not None:
+                current.catalogue.remove_video(video_id)
+        if current is not None and current.catalogue is not None:
+            for level, index in current.indexes.items():
+                ids = current.catalogue.vector_ids_of(level, video_id)
+                if index.remove(ids):
+                    self._dirty = True
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -138,14 +177,20 @@ class IndexKeeper:
             if after is not None and self._synced_from >= after:
                 return
             started = time.monotonic()
+            with self._forget_lock:  # deletes committed before this sync's reads
+                self._forgotten.clear()
             version = self._serving_version()
             current = self._set
             if version is None:
                 self._set = None
             elif current is None or current.model_version != version:
-                fresh = IndexSet(self.store, version, self.snapshot_dir)
+                fresh = IndexSet(self.store, version, self.snapshot_dir, catalogue=True)
                 statuses = fresh.sync(save=False)
-                self._set = fresh
+                with self._forget_lock:
+                    assert fresh.catalogue is not None
+                    for video_id in self._forgotten:
+                        fresh.catalogue.remove_video(video_id)
+                    self._set = fresh
                 self._dirty = True
                 logger.info(
                     "serving model version %s (was %s): %s",

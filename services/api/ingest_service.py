@@ -45,7 +45,7 @@ from services.errors import (
     UnavailableError,
 )
 from services.settings import Settings
-from services.store import Store, VideoStatus, get_video, register_video
+from services.store import Store, VideoStatus, get_video, is_url, local_path, register_video
 from sora_encoder.files import VIDEO_SUFFIXES
 
 from .call import Call
@@ -312,10 +312,11 @@ class IngestService:
                 f"$SORA_ALLOWED_ROOTS to the folders (separated by {os.pathsep!r}) whose "
                 "files may be ingested, or upload the file (UploadVideo)"
             )
-        raw = uri[len("file://") :] if uri.startswith("file://") else uri
-        if "\x00" in raw:
+        path = local_path(uri)
+        if path is None:
+            raise InvalidArgumentError(f"{uri[:200]!r} is a URL, not a server-side path")
+        if "\x00" in str(path):
             raise InvalidArgumentError("the path contains a NUL byte")
-        path = Path(raw)
         if not path.is_absolute():
             raise InvalidArgumentError(f"{uri!r}: a server-side path must be absolute")
         real = Path(os.path.realpath(path))  # '..' and every symlink resolved
@@ -383,7 +384,7 @@ class IngestService:
         uri = (video.uri or "").strip()
         if not uri:
             raise InvalidArgumentError("uri is empty: give a server-side path or an http(s) URL")
-        if "://" in uri and not uri.startswith("file://"):
+        if is_url(uri):
             return self._ingest_url(NewVideo(uri, video.title, video.collection, video.tags), call)
         path = self.resolve_path(uri)
         sha, size = self._hash_inside_roots(path, uri, call)

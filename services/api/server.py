@@ -37,10 +37,11 @@ from services.store import Store, open_store
 
 from .auth import BearerTokenInterceptor
 from .classifier_service import ClassifierService
+from .encoder import Embedder, EncoderHolder
 from .index_keeper import IndexKeeper
 from .ingest_service import IngestService, JobSender, sweep_partial_files
 from .limits import CallLimiter, StreamGuard, check_pool
-from .search_service import Embedder, SearchService
+from .search_service import SearchService
 from .servicer import SERVICE, Services, SoraIndexServicer
 from .video_service import JobService, VideoService
 
@@ -186,23 +187,22 @@ def create_server(
         for name in ("", SERVICE_NAME):
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    search_holder: list[SearchService] = []
+    encoder = EncoderHolder(embedder_factory)  # loaded once, by whichever asks first
     keeper = IndexKeeper(
         store,
         settings.snapshot_dir,
-        configured_version=model_version or (lambda: search_holder[0].embedder_version()),
+        configured_version=model_version or encoder.version,
         interval_s=settings.index_sync_interval_s,
         on_ready=on_ready,
     )
     search = SearchService(
         store,
         keeper,
-        embedder=embedder_factory,
+        encoder=encoder,
         clip_dir=settings.uploads_dir / ".queries",
         max_clip_bytes=settings.max_upload_bytes,
         calibration=CalibrationSource(settings.checkpoint),
     )
-    search_holder.append(search)
     services = Services(
         ingest=IngestService.from_settings(store, dispatcher, settings),
         videos=VideoService(store, keeper),

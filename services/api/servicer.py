@@ -133,6 +133,19 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
             raise InvalidArgumentError("the query is missing: set `video_id` or `vector`")
         return cv.search_to_pb(result)
 
+    def SearchBatch(self, request: pb.SearchBatchRequest, context: grpc.ServicerContext):
+        options = cv.search_options_from_pb(request.options)
+        if request.vectors and request.video_ids:
+            raise InvalidArgumentError("give `vectors` or `video_ids`, not both")
+        if request.video_ids:
+            results = self.s.search.search_videos(
+                list(request.video_ids), options, Call.of(context)
+            )
+        else:
+            vectors = [_vector(v) for v in request.vectors]
+            results = self.s.search.search_vectors(vectors, options, Call.of(context))
+        return cv.search_batch_to_pb(results)
+
     def SearchByClip(self, request_iterator: Iterator[Any], context: grpc.ServicerContext):
         meta, chunks = self._client_stream(request_iterator, context, "SearchByClip")
         result = self.s.search.search_clip(

@@ -71,10 +71,12 @@ class VideoService:
             )
 
     def delete(self, video_id: int) -> Video:
-        """Soft delete. Its vectors leave SQL in this transaction, so every search from now
-        on filters its hits out; the index drops them at its next sync (asked for now)."""
+        """Soft delete. Once its transaction has committed, the video leaves the serving
+        catalogue, so every search from now on filters its hits out; the index drops its
+        vectors at its next sync (asked for now)."""
         with self.store.Session.begin() as s:
             video = delete_video(s, video_id)
+        self.keeper.forget_video(video_id)
         self.keeper.request_sync()
         return video
 

@@ -10,6 +10,7 @@ index_set.IndexSet        a VectorIndex per level of one model version, synced a
 source.VectorSource       what the index needs of a store (a Protocol)
 """
 
+from services.index.catalogue import Catalogue, CatalogueSync, Places, VideoInfo, sync_catalogue
 from services.index.factory import (
     DEFAULT_EXACT_THRESHOLD,
     DEFAULT_MEMORY_BUDGET_BYTES,
@@ -35,6 +36,11 @@ __all__ = [
     "DEFAULT_EXACT_THRESHOLD",
     "DEFAULT_MEMORY_BUDGET_BYTES",
     "BuildResult",
+    "Catalogue",
+    "CatalogueSync",
+    "Places",
+    "VideoInfo",
+    "sync_catalogue",
     "CatchUp",
     "IndexChoice",
     "IndexNotReadyError",

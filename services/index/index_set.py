@@ -1,6 +1,7 @@
 """The searchable indexes of one model version: a VectorIndex per level, kept in sync with
-SQL and snapshotted under the settings' snapshot folder. The API holds one IndexSet; the
-CLI uses it to bring the index up to date after an ingest."""
+SQL and snapshotted under the settings' snapshot folder. The API holds one IndexSet, with
+its catalogue (services.index.catalogue: the servable videos, kept current by the same
+sync); the CLI uses it, without one, to bring the index up to date after an ingest."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from services.store import LEVELS, Level, Store, VectorLevel, vector_source
 from services.store.segments import stored_dim
 
+from .catalogue import Catalogue, sync_catalogue
 from .vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -26,11 +28,16 @@ class LevelStatus:
 
 
 class IndexSet:
-    def __init__(self, store: Store, model_version: str, snapshot_dir: Path) -> None:
+    def __init__(
+        self, store: Store, model_version: str, snapshot_dir: Path, *, catalogue: bool = False
+    ) -> None:
         self.store = store
         self.model_version = model_version
         self.snapshot_dir = Path(snapshot_dir)
         self.indexes: dict[Level, VectorIndex] = {}
+        # the servable videos, synced after the indexes (a search that meets a vector id
+        # the catalogue does not know yet leaves it out, as one not yet READY)
+        self.catalogue: Catalogue | None = Catalogue(model_version) if catalogue else None
 
     def _open(self, level: Level) -> VectorIndex | None:
         if level in self.indexes:
@@ -68,4 +75,6 @@ class IndexSet:
                     result.removed,
                 )
             )
+        if self.catalogue is not None:
+            sync_catalogue(self.catalogue, self.store)
         return out

@@ -258,6 +258,21 @@ class VectorIndex:
                 self.save_snapshot()
             return SyncResult(added, removed, reason, self.ntotal)
 
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove vector ids from the served index now -> how many went. The API calls it
+        for a video whose delete has committed, so searches stop spending k on it; the
+        next catch-up reads the same ids as tombstones and finds them gone (harmless).
+        Takes only the write lock, not the writers' mutex: a long sync or rebuild does
+        not hold a delete up (a rebuild swapped in later catches the tombstones up)."""
+        state = self._state
+        if state is None or len(ids) == 0:
+            return 0
+        with self._rw.write():
+            n = fi.remove(state.index, np.asarray(ids, dtype=np.int64))
+        if n:
+            self._replace_search_copy(state)
+        return n
+
     def set_nprobe(self, nprobe: int) -> None:
         """Override the tuned nprobe of an IVF index (kept in the manifest and snapshots).
 

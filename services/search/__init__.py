@@ -1,4 +1,5 @@
-"""Search-side re-ranking: temporal alignment of a query's segments to a candidate's."""
+"""Search in stages (pipeline.py draws them): options, retrieve, filter, re-rank; and the
+re-ranking's temporal alignment of a query's segments to a candidate's."""
 
 from services.search.alignment import (
     DEFAULT_GAP_PENALTY,

@@ -15,16 +15,17 @@ crop); a failure here never fails the search.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from services.store import local_path
 from sora_encoder.media import ContentBox, MediaError, MediaLimits, detect_content_box, probe
 from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 from sora_encoder.moments import place
 
-__all__ = ["PAD_S", "REFINE_TOP", "refine_targets"]
+__all__ = ["PAD_S", "REFINE_TOP", "query_thumbnails", "refine_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,8 @@ WHOLE_MIN_SCORE = 0.6
 
 def _local_file(uri: str) -> Path | None:
     """The file a video's uri names on this machine, or None (a URL, or nothing there)."""
-    if "://" in uri and not uri.startswith("file://"):
-        return None
-    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-    return path if path.is_file() else None
+    path = local_path(uri)
+    return path if path is not None and path.is_file() else None
 
 
 def _content_box(video: Any, path: Path, info: Any, limits: MediaLimits) -> ContentBox:
@@ -65,22 +64,47 @@ def _query_part(query: Thumbnails, span: tuple[float, float] | None) -> Thumbnai
     return replace(query, start_s=query.start_s + i0 / query.fps, frames=query.frames[i0:i1])
 
 
+def query_thumbnails(path: Path, emb: Any) -> Thumbnails | None:
+    """A query clip's thumbnails inside its borders (`emb`: its VideoEmbedding, which says
+    what was decoded); None when they cannot be decoded (hits keep segment-level ranges)."""
+    from sora_encoder.media.borders import FULL
+
+    info = getattr(emb, "info", None)
+    if info is None:  # an embedder that does not say what it decoded
+        return None
+    try:
+        return decode_thumbnails(path, info, box=getattr(emb, "box", FULL))
+    except (MediaError, OSError) as exc:
+        log.info("no query thumbnails for moment refinement: %s", exc)
+        return None
+
+
 def refine_targets(
     hits: Sequence[Any],
-    query: Thumbnails,
+    query: Thumbnails | Callable[[], Thumbnails | None],
     *,
     limits: MediaLimits | None = None,
     top: int = REFINE_TOP,
 ) -> int:
     """Narrow the `target` (and `query`) ranges of the first `top` aligned hits in place;
     returns how many moved. `hits` need `.video.uri`, `.target`, `.query`,
-    `.alignment_score` (services.api.search_service.Hit)."""
+    `.alignment_score` (services.search.types.Hit). `query` may be a function that decodes
+    the query's thumbnails: it is called once, and only when a hit is to be refined (an
+    aligned hit whose file is on this machine), so a search with none decodes nothing."""
     limits = limits or MediaLimits()
-    moved = 0
+    picked = []
     for hit in [h for h in hits if h.alignment_score is not None and h.target][:top]:
         path = _local_file(hit.video.uri)
-        if path is None:
-            continue
+        if path is not None:
+            picked.append((hit, path))
+    if not picked:
+        return 0
+    thumbs = query() if callable(query) else query
+    if thumbs is None:
+        return 0
+    query = thumbs
+    moved = 0
+    for hit, path in picked:
         part = _query_part(query, hit.query)
         # the stretch where the whole query could land, if more of it matches than the
         # segments said (at up to MAX_RATE x speed), plus a segment either side

@@ -8,6 +8,14 @@
 Functions take a Session and never commit. They raise the domain errors of `services.errors`.
 """
 
+from .catalogue import (
+    SegmentRows,
+    VectorPlaces,
+    ready_videos,
+    segment_rows,
+    vector_places,
+    videos_by_ids,
+)
 from .classifiers import delete_classifier, get_classifier, list_classifiers, save_classifier
 from .db import (
     READ_ONLY,
@@ -61,6 +69,7 @@ from .segments import (
     segments_by_ids,
     video_embeddings_by_ids,
 )
+from .uris import is_url, local_path
 from .vector_source import LEVELS, Level, SqlVectorSource, Tombstones, VectorBatch, vector_source
 from .versions import coverage, serving_model_version, videos_missing_version
 from .videos import (
@@ -76,6 +85,14 @@ from .videos import (
 
 __all__ = [
     "LEVELS",
+    "SegmentRows",
+    "segment_rows",
+    "VectorPlaces",
+    "ready_videos",
+    "vector_places",
+    "videos_by_ids",
+    "is_url",
+    "local_path",
     "Level",
     "Tombstones",
     "VectorBatch",

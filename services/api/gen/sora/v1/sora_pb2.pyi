@@ -296,6 +296,22 @@ class SearchRequest(_message.Message):
     options: SearchOptions
     def __init__(self, video_id: _Optional[int] = ..., vector: _Optional[_Union[VectorQuery, _Mapping]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
+class SearchBatchRequest(_message.Message):
+    __slots__ = ("vectors", "video_ids", "options")
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    vectors: _containers.RepeatedCompositeFieldContainer[VectorQuery]
+    video_ids: _containers.RepeatedScalarFieldContainer[int]
+    options: SearchOptions
+    def __init__(self, vectors: _Optional[_Iterable[_Union[VectorQuery, _Mapping]]] = ..., video_ids: _Optional[_Iterable[int]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+
+class SearchBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SearchResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
+
 class ClipQueryMetadata(_message.Message):
     __slots__ = ("filename", "options", "size_bytes")
     FILENAME_FIELD_NUMBER: _ClassVar[int]

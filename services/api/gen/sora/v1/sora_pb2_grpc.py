@@ -84,6 +84,11 @@ class SoraIndexStub:
                 request_serializer=sora_dot_v1_dot_sora__pb2.SearchRequest.SerializeToString,
                 response_deserializer=sora_dot_v1_dot_sora__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.SearchBatch = channel.unary_unary(
+                '/sora.v1.SoraIndex/SearchBatch',
+                request_serializer=sora_dot_v1_dot_sora__pb2.SearchBatchRequest.SerializeToString,
+                response_deserializer=sora_dot_v1_dot_sora__pb2.SearchBatchResponse.FromString,
+                _registered_method=True)
         self.SearchByClip = channel.stream_unary(
                 '/sora.v1.SoraIndex/SearchByClip',
                 request_serializer=sora_dot_v1_dot_sora__pb2.SearchByClipRequest.SerializeToString,
@@ -176,6 +181,16 @@ class SoraIndexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchBatch(self, request, context):
+        """Many queries in one call (bulk work, e.g. library-wide duplicates): the same options
+        (filters, level, top_k) for each, ONE index search over the whole batch, one result
+        per query in the request's order. At most 256 queries a call (INVALID_ARGUMENT
+        beyond, and for an empty batch or a vector of the wrong dimension).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SearchByClip(self, request_iterator, context):
         """The same search, the query being a clip uploaded as a client stream (metadata first).
         """
@@ -254,6 +269,11 @@ def add_SoraIndexServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=sora_dot_v1_dot_sora__pb2.SearchRequest.FromString,
                     response_serializer=sora_dot_v1_dot_sora__pb2.SearchResponse.SerializeToString,
+            ),
+            'SearchBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBatch,
+                    request_deserializer=sora_dot_v1_dot_sora__pb2.SearchBatchRequest.FromString,
+                    response_serializer=sora_dot_v1_dot_sora__pb2.SearchBatchResponse.SerializeToString,
             ),
             'SearchByClip': grpc.stream_unary_rpc_method_handler(
                     servicer.SearchByClip,
@@ -546,6 +566,33 @@ class SoraIndex:
             '/sora.v1.SoraIndex/Search',
             sora_dot_v1_dot_sora__pb2.SearchRequest.SerializeToString,
             sora_dot_v1_dot_sora__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sora.v1.SoraIndex/SearchBatch',
+            sora_dot_v1_dot_sora__pb2.SearchBatchRequest.SerializeToString,
+            sora_dot_v1_dot_sora__pb2.SearchBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

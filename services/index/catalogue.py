@@ -1,0 +1,250 @@
+"""The catalogue of servable videos: what search filters on and what its hits show, in
+memory, so that no search call reads SQL to filter or to describe a hit.
+
+    videos   video id -> VideoInfo (status, collection, tags, title, uri, probe facts, ...),
+             READY videos only
+    places   per level, vector id -> (video id, segment index, start_s, end_s): sorted id
+             arrays (36 bytes a vector), looked up with searchsorted
+
+Kept current by the sync that catches the FAISS index up (IndexSet.sync ->
+sync_catalogue), with the same two watermarks:
+
+    tombstones after tombstone_seq  -> drop those vector ids; their videos are re-read
+    vector rows after the watermark -> add their places; their videos are read
+    the videos read (under the lock) -> READY ones in, any other status out
+
+A delete does not wait for that: the API calls remove_video() once DeleteVideo's
+transaction has committed, before it returns. The lock makes the two orders safe: a sync
+reads video rows and applies them while holding it, so a delete either lands after the
+sync's read has already seen the row (and removes what it put in) or before it (and the
+read sees DELETED).
+
+Readers take no lock: the dict and the arrays are replaced whole, never changed in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+import numpy as np
+
+from services.store import (
+    LEVELS,
+    Level,
+    Store,
+    VectorPlaces,
+    Video,
+    VideoStatus,
+    ready_videos,
+    vector_places,
+    vector_source,
+    videos_by_ids,
+)
+
+logger = logging.getLogger(__name__)
+
+PLACES_BATCH = 65_536  # vector rows read per query while catching up
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video as search serves it: the Video row's fields, frozen (no ORM, no session)."""
+
+    id: int
+    uri: str
+    content_sha256: str
+    size_bytes: int
+    status: VideoStatus
+    error: str | None = None
+    duration_s: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int | None = None
+    codec: str | None = None
+    content_box: str | None = None
+    title: str | None = None
+    collection: str | None = None
+    tags: tuple[str, ...] = ()
+    created_at: datetime | None = None
+
+    @classmethod
+    def of(cls, v: Video) -> VideoInfo:
+        return cls(
+            id=v.id, uri=v.uri, content_sha256=v.content_sha256, size_bytes=v.size_bytes,
+            status=v.status, error=v.error, duration_s=v.duration_s, fps=v.fps,
+            width=v.width, height=v.height, rotation=v.rotation, codec=v.codec,
+            content_box=v.content_box, title=v.title, collection=v.collection,
+            tags=tuple(v.tags), created_at=v.created_at,
+        )  # fmt: skip
+
+
+class Places(NamedTuple):
+    """Where some vector ids sit; video_id -1 for an id the catalogue does not know."""
+
+    video_id: np.ndarray  # (n,) int64
+    segment_index: np.ndarray  # (n,) int32
+    start_s: np.ndarray  # (n,) float64
+    end_s: np.ndarray  # (n,) float64
+
+
+def _concat(a: VectorPlaces, b: VectorPlaces) -> VectorPlaces:
+    return VectorPlaces(
+        *(np.concatenate([x, y]) for x, y in zip(_fields(a), _fields(b), strict=True))
+    )
+
+
+def _fields(p: VectorPlaces) -> tuple[np.ndarray, ...]:
+    return (p.ids, p.video_ids, p.segment_index, p.start_s, p.end_s)
+
+
+class Catalogue:
+    """The servable videos and the places of one model version's vectors (see above)."""
+
+    def __init__(self, model_version: str) -> None:
+        self.model_version = model_version
+        self.lock = threading.Lock()  # writers: a sync's apply, the API's deletes
+        self._videos: dict[int, VideoInfo] = {}
+        self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
+        self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
+        self.tombstone_seq = 0
+        self.loaded = False  # a first full read of the READY videos is done
+
+    # ------------------------------------------------------------------ reads
+    def __len__(self) -> int:
+        return len(self._videos)
+
+    def video(self, video_id: int) -> VideoInfo | None:
+        """The servable video, or None (unknown, not READY, deleted)."""
+        return self._videos.get(int(video_id))
+
+    def places(self, level: Level, ids: np.ndarray) -> Places:
+        """Where the vector ids (n,) sit; video_id -1 where unknown."""
+        t = self._places[level]
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(t) == 0 or len(ids) == 0:
+            n = len(ids)
+            return Places(np.full(n, -1, np.int64), np.full(n, -1, np.int32),
+                          np.zeros(n), np.zeros(n))  # fmt: skip
+        pos = np.minimum(np.searchsorted(t.ids, ids), len(t) - 1)
+        found = t.ids[pos] == ids
+        return Places(
+            np.where(found, t.video_ids[pos], -1),
+            np.where(found, t.segment_index[pos], -1).astype(np.int32),
+            np.where(found, t.start_s[pos], 0.0),
+            np.where(found, t.end_s[pos], 0.0),
+        )
+
+    def vector_count(self, level: Level) -> int:
+        return len(self._places[level])
+
+    # ------------------------------------------------------------------ writes
+    def add_places(self, level: Level, places: VectorPlaces) -> None:
+        """Append vector rows with ids above every id held (the sync's watermark order)."""
+        if len(places) == 0:
+            return
+        t = self._places[level]
+        if len(t) and int(places.ids[0]) <= int(t.ids[-1]):
+            raise ValueError(
+                f"{level} places must come in id order: {int(places.ids[0])} after {int(t.ids[-1])}"
+            )
+        self._places[level] = _concat(t, places)
+        self.watermarks[level] = max(self.watermarks[level], int(places.ids[-1]))
+
+    def drop_vectors(self, level: Level, ids: np.ndarray) -> set[int]:
+        """Forget these vector ids -> the videos they belonged to."""
+        t = self._places[level]
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0 or len(t) == 0:
+            return set()
+        gone = np.isin(t.ids, ids)
+        if not gone.any():
+            return set()
+        touched = {int(v) for v in np.unique(t.video_ids[gone])}
+        keep = ~gone
+        self._places[level] = VectorPlaces(*(x[keep] for x in _fields(t)))
+        return touched
+
+    def apply_videos(self, rows: Iterable[VideoInfo], touched: Iterable[int] = ()) -> None:
+        """READY rows in, rows of any other status out, and the `touched` ids without a row
+        out. Hold `lock` around the read of the rows and this call (see the module doc)."""
+        videos = dict(self._videos)
+        for vid in touched:
+            videos.pop(int(vid), None)
+        for info in rows:
+            if info.status is VideoStatus.READY:
+                videos[info.id] = info
+            else:
+                videos.pop(info.id, None)
+        self._videos = videos
+
+    def vector_ids_of(self, level: Level, video_id: int) -> np.ndarray:
+        """The vector ids (n,) the catalogue places in this video (a scan: for deletes)."""
+        t = self._places[level]
+        return t.ids[t.video_ids == int(video_id)]
+
+    def remove_video(self, video_id: int) -> None:
+        """Make a deleted video unservable now (the API, once its delete has committed)."""
+        with self.lock:
+            if int(video_id) in self._videos:
+                videos = dict(self._videos)
+                del videos[int(video_id)]
+                self._videos = videos
+
+
+@dataclass(frozen=True)
+class CatalogueSync:
+    added: int  # vector places added
+    removed: int  # vector places dropped (tombstones)
+    videos: int  # servable videos after the sync
+
+
+def sync_catalogue(catalogue: Catalogue, store: Store) -> CatalogueSync:
+    """Catch the catalogue up with SQL (see the module docstring). One caller at a time
+    (the index keeper's sync)."""
+    version = catalogue.model_version
+    source = vector_source(store)
+    touched: set[int] = set()
+    removed = 0
+    seqs = []
+    for level in LEVELS:
+        tomb = source.tombstones(level, version, after_seq=catalogue.tombstone_seq)
+        before = catalogue.vector_count(level)
+        touched |= catalogue.drop_vectors(level, tomb.ids)
+        removed += before - catalogue.vector_count(level)
+        seqs.append(tomb.last_seq)
+    # each read bounds itself by the log's head at that moment: the smaller one skips
+    # nothing (a tombstone read twice is dropped twice, harmlessly)
+    catalogue.tombstone_seq = min(seqs)
+    added = 0
+    for level in LEVELS:
+        while True:
+            with store.ReadSession.begin() as s:
+                batch = vector_places(
+                    s, level, version, after_id=catalogue.watermarks[level], limit=PLACES_BATCH
+                )
+            catalogue.add_places(level, batch)
+            touched.update(int(v) for v in np.unique(batch.video_ids))
+            added += len(batch)
+            if len(batch) < PLACES_BATCH:
+                break
+    if catalogue.loaded and not touched:
+        return CatalogueSync(added, removed, len(catalogue))
+    with catalogue.lock, store.ReadSession.begin() as s:
+        if not catalogue.loaded:
+            rows = [VideoInfo.of(v) for v in ready_videos(s)]
+            catalogue.apply_videos(rows)
+        else:
+            rows = [VideoInfo.of(v) for v in videos_by_ids(s, touched)]
+            catalogue.apply_videos(rows, touched)
+    catalogue.loaded = True
+    if added or removed:
+        logger.info(
+            "catalogue %s: +%d -%d vectors, %d videos", version, added, removed, len(catalogue)
+        )
+    return CatalogueSync(added, removed, len(catalogue))

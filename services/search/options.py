@@ -1,0 +1,89 @@
+"""Stage 1, options: a request's options and query vectors checked, before any search.
+
+    check_options(SearchOptions)          -> the same, normalised (tags stripped)
+    query_vector(values, dim, version)    -> (d,) unit float32
+    query_matrix(batch, dim, version)     -> (n, d) unit float32, 1 <= n <= MAX_BATCH
+    check_batch_size(n)
+
+Every refusal is an InvalidArgumentError whose message says what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from services.errors import InvalidArgumentError
+
+from .types import SearchOptions
+
+MAX_TOP_K = 1000
+# Queries in one SearchBatch call: 256 x top_k 1000 hits stays within the default 64 MiB
+# message cap with room, and one call's FAISS search stays well under a second at 10^6.
+MAX_BATCH = 256
+
+
+def check_options(o: SearchOptions) -> SearchOptions:
+    if o.level not in ("video", "segment"):
+        raise InvalidArgumentError(f"level {o.level!r}: expected 'video' or 'segment'")
+    if not 1 <= o.top_k <= MAX_TOP_K:
+        raise InvalidArgumentError(f"top_k {o.top_k}: expected 1..{MAX_TOP_K}")
+    if o.min_score is not None and not -1.0 <= o.min_score <= 1.0:
+        raise InvalidArgumentError(f"min_score {o.min_score}: expected a cosine in [-1, 1]")
+    tags = tuple(t.strip() for t in o.tags)
+    if any(not t for t in tags):
+        raise InvalidArgumentError("tags must be non-empty strings")
+    return replace(o, tags=tags)
+
+
+def check_batch_size(n: int, what: str = "query vectors or video ids") -> None:
+    if n == 0:
+        raise InvalidArgumentError(f"the batch is empty: give 1..{MAX_BATCH} {what}")
+    if n > MAX_BATCH:
+        raise InvalidArgumentError(
+            f"the batch has {n} queries; at most {MAX_BATCH} per call: split it into "
+            f"{-(-n // MAX_BATCH)} calls"
+        )
+
+
+def unit(values: np.ndarray, what: str) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        raise InvalidArgumentError(f"{what} contains NaN or infinity")
+    norm = float(np.linalg.norm(values))
+    if norm == 0.0:
+        raise InvalidArgumentError(f"{what} is all zeros")
+    return (values / norm).astype(np.float32)
+
+
+def query_vector(
+    values: Sequence[float] | np.ndarray,
+    dim: int | None,
+    version: str | None,
+    what: str = "the query vector",
+) -> np.ndarray:
+    """(d,) unit; `dim` None (nothing indexed at this level) skips the dimension check."""
+    xq = np.asarray(values, dtype=np.float32).reshape(-1)
+    if xq.size == 0:
+        raise InvalidArgumentError(f"{what} is empty")
+    if dim is not None and xq.size != dim:
+        raise InvalidArgumentError(
+            f"{what} has {xq.size} values; model version {version} makes {dim}-d vectors"
+        )
+    return unit(xq, what)
+
+
+def query_matrix(
+    batch: Sequence[Sequence[float] | np.ndarray], dim: int | None, version: str | None
+) -> np.ndarray:
+    """(n, d) unit rows of a batch; the first bad one is named by its position."""
+    check_batch_size(len(batch))
+    rows = [query_vector(v, dim, version, f"query {i} of the batch") for i, v in enumerate(batch)]
+    sizes = {r.size for r in rows}
+    if len(sizes) > 1:
+        raise InvalidArgumentError(
+            f"the batch's vectors differ in length ({sorted(sizes)}): give one model "
+            "version's vectors"
+        )
+    return np.stack(rows)  # (n, d)

@@ -1,0 +1,134 @@
+"""Search in stages, for a batch of queries (one query is a batch of one):
+
+    options   services.search.options   the request checked -> SearchOptions, unit vectors
+    retrieve  services.search.retrieve  ONE FAISS search over every query's rows, over-fetch
+    filter    services.search.filters   the in-memory catalogue says which ids may appear
+    re-rank   services.search.rerank    alignment of sequence queries, best segments, rank
+    verdicts  services.search.copy_verdict   copy scores when the model is calibrated
+    hits      services.api.converters   to proto (the API layer)
+    moments   services.search.moments   clip queries: ranges placed by frames (the API)
+
+run() takes what it reads as arguments: the index (search, ntotal, dim), the catalogue,
+and `load`, the one read from SQL (the candidates' segment vectors, for re-ranking and
+best segments). No gRPC, no SQL here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from services.errors import ConflictError
+from services.index import Catalogue
+from services.store import Level
+from sora_encoder.copy_score import CopyCalibration
+
+from .copy_verdict import annotate_copies
+from .filters import admit
+from .rerank import Load, depth, segment_hits, video_hits
+from .retrieve import query_rows, retrieve
+from .types import Hit, Query, SearchOptions, SearchResult
+
+
+class Index(Protocol):
+    """What search needs of services.index.VectorIndex."""
+
+    dim: int
+
+    @property
+    def ntotal(self) -> int: ...
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def run(
+    queries: Sequence[Query],
+    opts: SearchOptions,
+    *,
+    index: Index,
+    catalogue: Catalogue,
+    load: Load,
+    version: str | None,
+    calibration: CopyCalibration | None = None,
+    check: Callable[[], None] = lambda: None,
+) -> list[SearchResult]:
+    """One SearchResult per query, in order (opts already checked)."""
+    for q in queries:
+        if q.vector.shape[0] != index.dim:
+            raise ConflictError(
+                f"the query has {q.vector.shape[0]}-d vectors, the index {index.dim}-d"
+            )
+    reranks = [q.is_sequence and opts.alignment for q in queries]
+    rows = [query_rows(q, opts.level) for q in queries]
+    excluded = [q.video_id if opts.exclude_query_video else None for q in queries]
+    retrieved = retrieve(
+        index.search,
+        [xq for xq, _ in rows],
+        ntotal=index.ntotal,
+        wanted=[depth(opts, r) for r in reranks],
+        admit=lambda n, ids: admit(catalogue, opts.level, ids, opts, excluded[n]),
+        min_score=opts.min_score,
+        per_video=opts.level == "video",
+        check=check,
+    )
+    out = []
+    for q, rr, (xq, qrows), got in zip(queries, reranks, rows, retrieved, strict=True):
+        check()
+        if opts.level == "video":
+            hits = video_hits(got.candidates, q, opts, rerank=rr, info=catalogue.video,
+                              load=load, check=check)  # fmt: skip
+        else:
+            cands = _with_segments(catalogue, opts.level, got.candidates)
+            hits = segment_hits(cands, qrows, q, opts, rerank=rr, info=catalogue.video,
+                                load=load, check=check)  # fmt: skip
+        if opts.min_score is not None:
+            hits = [h for h in hits if h.score >= opts.min_score]
+        hits = hits[: opts.top_k]
+        threshold = None
+        if calibration is not None and calibration.dim == index.dim:
+            # the segment rows the score is made of: the rows searched (segment level), or
+            # every query segment when alignment mixed segment similarities in (video level)
+            query_rows_used = xq if opts.level == "segment" and q.is_sequence else None
+            if opts.level == "video" and rr:
+                query_rows_used = q.segments
+            annotate_copies(hits, calibration, level=opts.level, query_vector=q.vector,
+                            query_rows=query_rows_used)  # fmt: skip
+            threshold = calibration.threshold
+        out.append(SearchResult(hits, version, got.returned, copy_threshold=threshold))
+    return out
+
+
+def _with_segments(catalogue: Catalogue, level: Level, cands: list) -> list:
+    """Segment-level candidates with their (index, start_s, end_s) from the catalogue."""
+    if not cands:
+        return cands
+    p = catalogue.places(level, np.array([c.vector_id for c in cands], dtype=np.int64))
+    return [
+        replace(c, segment=(int(p.segment_index[j]), float(p.start_s[j]), float(p.end_s[j])))
+        for j, c in enumerate(cands)
+    ]
+
+
+def merge_variant_hits(results: Sequence[SearchResult], top_k: int, level: Level) -> SearchResult:
+    """One result from the searches of a query's variants (whole picture, regions): per
+    video (video level) or segment (segment level) the variant hit with the best evidence,
+    best first. Evidence is the copy score when the model is calibrated (each variant is
+    normalised by its own background similarity, so they compare), else the score."""
+
+    def evidence(h: Hit) -> float:
+        return h.copy_score if h.copy_score is not None else h.score
+
+    best: dict[int, Hit] = {}
+    for r in results:
+        for h in r.hits:
+            key = h.video.id if level == "video" else (h.segment_id or 0)
+            if key not in best or evidence(h) > evidence(best[key]):
+                best[key] = h
+    hits = sorted(best.values(), key=evidence, reverse=True)[:top_k]
+    first = results[0]
+    return SearchResult(
+        hits, first.model_version, sum(r.candidates for r in results), first.copy_threshold
+    )

@@ -1,0 +1,310 @@
+"""Search in stages through a real server: SearchBatch against single searches, its
+refusals, the in-memory catalogue (filters and hits without SQL, new videos after a sync),
+and deletes that no search sees once DeleteVideo has returned, also under a busy ingest."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import grpc
+import numpy as np
+import pytest
+from sqlalchemy import event
+
+from services.api.gen.sora.v1 import sora_pb2 as pb
+from services.api.index_keeper import IndexKeeper
+from services.api.search_service import SearchService
+from services.index import IndexSet
+from services.search.options import MAX_BATCH
+from services.search.types import SearchOptions
+from services.store import delete_video
+from tests.test_api_harness import *  # noqa: F403 - fixtures
+from tests.test_api_harness import DIM, MODEL, Api, add_video, unit
+
+
+def _hits(r: pb.SearchResponse) -> list[tuple]:
+    return [
+        (h.video.id, h.segment_id, round(h.target.start_s, 3), h.aligned, h.video.title)
+        for h in r.hits
+    ]
+
+
+def _library(api: Api, rng, n: int = 30) -> list[int]:
+    ids = []
+    for i in range(n):
+        ids.append(
+            add_video(
+                api.store,
+                rng.normal(size=(3, DIM)),
+                collection=f"c{i % 3}",
+                tags=["even"] if i % 2 == 0 else ["odd"],
+            )  # fmt: skip
+        )
+    api.sync()
+    return ids
+
+
+def _count_searches(api: Api, level: str, monkeypatch) -> list[int]:
+    """Wrap the served index of `level` so that each FAISS search records its rows."""
+    index = api.server.keeper.current()[1][level]
+    calls: list[int] = []
+    search = type(index).search
+
+    def counting(xq, k):
+        calls.append(len(xq))
+        return search(index, xq, k)
+
+    monkeypatch.setattr(index, "search", counting)
+    return calls
+
+
+@pytest.mark.parametrize("level", ["video", "segment"])
+def test_search_batch_by_vectors_equals_single_searches_with_one_index_search(
+    api: Api, level, monkeypatch
+):
+    rng = np.random.default_rng(20)
+    _library(api, rng)
+    xq = unit(rng.normal(size=(24, DIM)))  # >= 20 rows: faiss takes its BLAS path
+    for filters in ({}, {"collection": "c1"}, {"tags": ["even"]}, {"min_score": 0.2}):
+        singles = [api.client.search(vector=x, level=level, top_k=4, **filters) for x in xq]
+        calls = _count_searches(api, level, monkeypatch)
+        batch = api.client.search_batch(vectors=xq, level=level, top_k=4, **filters)
+        # ONE FAISS search over the whole batch; a filter that leaves too few in the first
+        # round sends only the queries that need more for another (together)
+        assert calls[0] == 24 and all(n < 24 for n in calls[1:])
+        if not filters:
+            assert calls == [24]
+        assert len(batch) == 24
+        for one, got in zip(singles, batch, strict=True):
+            assert _hits(got) == _hits(one)
+            assert [h.score for h in got.hits] == pytest.approx([h.score for h in one.hits],
+                                                                  abs=1e-5)  # fmt: skip
+            assert got.model_version == MODEL and got.candidates == one.candidates
+        if "collection" in filters:
+            assert all(h.video.collection == "c1" for r in batch for h in r.hits)
+
+
+def test_search_batch_by_video_ids_aligns_like_search_by_id(api: Api):
+    rng = np.random.default_rng(21)
+    ids = _library(api, rng, n=12)
+    host = unit(rng.normal(size=(6, DIM)))
+    host[2:5] = unit(api.client.get_embeddings(ids[0]).segments[0].vector + 0.01 * rng.normal(
+        size=(3, DIM)))  # fmt: skip
+    add_video(api.store, host, title="host")
+    api.sync()
+    wanted = ids[:5]
+    singles = [api.client.search(video_id=v, top_k=3, exclude_query_video=True) for v in wanted]
+    batch = api.client.search_batch(video_ids=wanted, top_k=3, exclude_query_video=True)
+    assert [_hits(r) for r in batch] == [_hits(r) for r in singles]
+    assert all(v not in {h.video.id for h in r.hits} for v, r in zip(wanted, batch, strict=True))
+    seg = api.client.search_batch(video_ids=wanted, level="segment", top_k=3)
+    assert [_hits(r) for r in seg] == [
+        _hits(api.client.search(video_id=v, level="segment", top_k=3)) for v in wanted
+    ]
+
+
+def test_search_batch_refusals_say_what_to_change(api: Api):
+    rng = np.random.default_rng(22)
+    _library(api, rng, n=3)
+
+    def refused(**kw) -> str:
+        with pytest.raises(grpc.RpcError) as e:
+            api.client.search_batch(**kw)
+        assert e.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        return e.value.details()
+
+    assert "the batch is empty: give 1..256" in refused(vectors=[])
+    msg = refused(vectors=[np.ones(DIM), np.ones(DIM - 3)])
+    assert f"query 1 of the batch has {DIM - 3} values; model version {MODEL} makes " \
+           f"{DIM}-d vectors" in msg  # fmt: skip
+    msg = refused(vectors=np.ones((MAX_BATCH + 1, DIM)))
+    assert f"{MAX_BATCH + 1} queries; at most {MAX_BATCH} per call: split it into 2" in msg
+    assert "top_k 5000: expected 1..1000" in refused(vectors=[np.ones(DIM)], top_k=5000)
+    both = pb.SearchBatchRequest(vectors=[pb.VectorQuery(values=[1.0] * DIM)], video_ids=[1])
+    with pytest.raises(grpc.RpcError) as e:
+        api.client.stub.SearchBatch(both, metadata=api.client._auth, timeout=10)
+    assert e.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "not both" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        api.client.search_batch(video_ids=[10**9])
+    assert e.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_filters_and_hits_come_from_memory_not_sql(api: Api):
+    rng = np.random.default_rng(23)
+    q = unit(rng.normal(size=DIM))
+    near = add_video(api.store, [q, q], collection="a", tags=["x", "y"], title="near")
+    add_video(api.store, [q + 0.3 * rng.normal(size=DIM)], collection="b", tags=["x"])
+    api.sync()
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        if threading.current_thread().name.startswith("sora-rpc"):
+            statements.append(statement)
+
+    event.listen(api.store.engine, "before_cursor_execute", record)
+    try:
+        for level in ("video", "segment"):
+            r = api.client.search(vector=q, level=level, collection="a", tags=["y"])
+            assert {h.video.id for h in r.hits} == {near}
+            assert r.hits[0].video.title == "near" and list(r.hits[0].video.tags) == ["x", "y"]
+            assert r.hits[0].video.uri and r.hits[0].video.content_sha256
+    finally:
+        event.remove(api.store.engine, "before_cursor_execute", record)
+    on_videos = [s for s in statements if re.search(r"\b(videos|video_tags)\b", s)]
+    assert on_videos == []  # the only read left is the segment vectors (best segment)
+
+
+def test_a_new_video_is_searchable_after_the_sync(api: Api):
+    rng = np.random.default_rng(24)
+    _library(api, rng, n=4)
+    q = unit(rng.normal(size=DIM))
+    late = add_video(api.store, [q], collection="late", tags=["new"])
+    assert late not in {h.video.id for h in api.client.search(vector=q, top_k=10).hits}
+    api.sync()
+    r = api.client.search(vector=q, top_k=1, collection="late", tags=["new"])
+    assert [h.video.id for h in r.hits] == [late]
+    catalogue = api.server.keeper.serving().catalogue
+    assert catalogue is not None and catalogue.video(late).collection == "late"
+
+
+def test_a_deleted_video_never_appears_after_delete_returns(api: Api):
+    """Delete-then-search, many times, with no sync in between, while another thread keeps
+    ingesting and syncing the index (and so the catalogue)."""
+    rng = np.random.default_rng(25)
+    q = unit(rng.normal(size=DIM))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def busy_ingest() -> None:
+        r = np.random.default_rng(26)
+        try:
+            while not stop.is_set():
+                add_video(api.store, [q + 0.5 * r.normal(size=DIM)], collection="noise")
+                api.sync()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    worker = threading.Thread(target=busy_ingest, daemon=True)
+    worker.start()
+    try:
+        for _ in range(25):
+            victim = add_video(api.store, [q, q])
+            api.sync()
+            found = api.client.search(vector=q, top_k=3).hits
+            assert found[0].video.id == victim  # searchable before the delete
+            api.client.delete_video(victim)
+            for level in ("video", "segment"):
+                hits = api.client.search(vector=q, level=level, top_k=50).hits
+                assert victim not in {h.video.id for h in hits}
+            batch = api.client.search_batch(vectors=[q, q], top_k=50)
+            assert all(victim not in {h.video.id for h in r.hits} for r in batch)
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not errors, errors
+
+
+def test_a_delete_during_a_version_switch_stays_deleted(db, tmp_path, monkeypatch):
+    """A fresh IndexSet (a new serving version) read its catalogue before a delete
+    committed; the keeper replays the delete on it before swapping it in."""
+    rng = np.random.default_rng(27)
+    ids = [add_video(db, rng.normal(size=(2, DIM))) for _ in range(3)]
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL)
+    victim = ids[1]
+    original = IndexSet.sync
+
+    def sync_then_delete(self, **kw):
+        out = original(self, **kw)
+        if self.catalogue is not None and self.catalogue.video(victim) is not None:
+            with db.Session.begin() as s:
+                delete_video(s, victim)
+            keeper.forget_video(victim)  # what VideoService.delete does after the commit
+        return out
+
+    monkeypatch.setattr(IndexSet, "sync", sync_then_delete)
+    keeper.sync_once()
+    serving = keeper.serving()
+    assert serving.catalogue is not None and serving.catalogue.video(victim) is None
+    svc = SearchService(db, keeper)
+    assert victim not in {h.video.id for h in svc.search_video(ids[0], SearchOptions()).hits}
+    for level in ("video", "segment"):
+        r = svc.search_vector(rng.normal(size=DIM), SearchOptions(level=level, top_k=10))
+        assert victim not in {h.video.id for h in r.hits} and r.hits
+
+
+def test_the_catalogue_follows_sql_through_the_sync(db, tmp_path):
+    """Tombstones drop a deleted video's vectors and the video; new vector rows bring a
+    video in (a revived one too); a change of tags arrives with re-ingested vectors."""
+    from services.store import complete_ingest, register_video
+
+    rng = np.random.default_rng(28)
+    a = add_video(db, rng.normal(size=(2, DIM)), tags=["t"])
+    b = add_video(db, rng.normal(size=(3, DIM)))
+    sets = IndexSet(db, MODEL, tmp_path / "index", catalogue=True)
+    sets.sync(save=False)
+    cat = sets.catalogue
+    assert cat is not None and cat.video(a).tags == ("t",) and cat.video(b) is not None
+    assert cat.vector_count("segment") == 5 and cat.vector_count("video") == 2
+    with db.Session.begin() as s:
+        sha = delete_video(s, a).content_sha256
+    sets.sync(save=False)  # no forget_video: the tombstones alone
+    assert cat.video(a) is None and cat.vector_count("segment") == 3
+    with db.Session.begin() as s:  # the same bytes again: revived, same id, new tags
+        video, job, _ = register_video(s, uri="/again.mp4", content_sha256=sha, size_bytes=1,
+                                       tags=["u"])  # fmt: skip
+        xb = unit(rng.normal(size=(2, DIM)))
+        complete_ingest(s, job.id, video.id, model_version=MODEL,
+                        segments=[(i, 4.0 * i, 4.0 * i + 4, x) for i, x in enumerate(xb)],
+                        video_vector=unit(xb.mean(axis=0)))  # fmt: skip
+    assert video.id == a
+    sets.sync(save=False)
+    assert cat.video(a).tags == ("u",) and cat.video(a).uri == "/again.mp4"
+    assert cat.vector_count("segment") == 5
+
+
+def test_sora_search_asks_many_queries_in_batches(api: Api, tmp_path, capsys, monkeypatch):
+    import json
+
+    import sora_cli.search_cmd as search_cmd
+    from sora_cli.main import main
+
+    rng = np.random.default_rng(29)
+    ids = _library(api, rng, n=5)
+    monkeypatch.setattr(search_cmd, "BATCH", 2)  # 5 queries: 3 calls
+    xq = unit(rng.normal(size=(5, DIM)))
+    np.save(tmp_path / "q.npy", xq)
+    client = ["--address", api.address, "--token", api.settings.api_token, "--json"]
+    assert main(["search", "--vectors-file", str(tmp_path / "q.npy"), "--top-k", "2", *client]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["query"] for o in out] == [f"vector {i}" for i in range(5)]
+    for o, x in zip(out, xq, strict=True):
+        one = api.client.search(vector=x, top_k=2)
+        assert [h["video_id"] for h in o["hits"]] == [h.video.id for h in one.hits]
+    assert main(["search", "--ids", *map(str, ids[:3]), *client]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [o["query"] for o in out] == [f"video {v}" for v in ids[:3]]
+    assert all(f"video {h['video_id']}" != o["query"] for o in out for h in o["hits"])
+
+
+def test_delete_takes_the_vectors_out_of_the_served_index_before_any_sync(db, tmp_path):
+    from services.api.video_service import VideoService
+
+    rng = np.random.default_rng(30)
+    victim = add_video(db, rng.normal(size=(3, DIM)))
+    other = add_video(db, rng.normal(size=(2, DIM)))
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, interval_s=3600)
+    keeper.sync_once()
+    syncs = keeper.syncs
+    VideoService(db, keeper).delete(victim)
+    _, indexes = keeper.current()
+    assert indexes["segment"].ntotal == 2 and indexes["video"].ntotal == 1
+    assert keeper.syncs == syncs  # no sync ran: the delete itself did it
+    built = {lv: index.manifest.built_at for lv, index in indexes.items()}
+    keeper.sync_once()  # the tombstones find the ids gone: still aligned, nothing rebuilt
+    _, indexes = keeper.current()
+    assert indexes["segment"].ntotal == 2
+    assert {lv: index.manifest.built_at for lv, index in indexes.items()} == built
+    r = SearchService(db, keeper).search_video(other, SearchOptions(top_k=5))
+    assert [h.video.id for h in r.hits] == [other]

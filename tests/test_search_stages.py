@@ -1,0 +1,226 @@
+"""The search stages one by one, without SQL or gRPC: options, retrieve (over-fetch over a
+batch), the catalogue and the filter it answers, re-rank order, merge of variants, and the
+lazy query thumbnails of moment refinement."""
+
+# ruff: noqa: E741  (I is faiss's name for the id matrix)
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import faiss
+import numpy as np
+import pytest
+
+from services.errors import InvalidArgumentError
+from services.index import Catalogue, VideoInfo
+from services.search.filters import admit
+from services.search.moments import refine_targets
+from services.search.options import (
+    MAX_BATCH,
+    check_batch_size,
+    check_options,
+    query_matrix,
+    query_vector,
+)
+from services.search.rerank import rank
+from services.search.retrieve import MIN_FETCH, OVER_FETCH, query_rows, retrieve
+from services.search.types import Hit, Query, SearchOptions
+from services.store import VectorPlaces, VideoStatus
+
+D = 8
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def info(vid: int, *, status=VideoStatus.READY, collection=None, tags=()) -> VideoInfo:
+    return VideoInfo(vid, f"/v/{vid}.mp4", f"{vid:064x}", 1, status, collection=collection,
+                     tags=tuple(tags))  # fmt: skip
+
+
+def video_places(ids, vids) -> VectorPlaces:
+    n = len(ids)
+    return VectorPlaces(np.asarray(ids, np.int64), np.asarray(vids, np.int64),
+                        np.full(n, -1, np.int32), np.zeros(n), np.zeros(n))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- options
+
+
+def test_options_are_checked_with_messages_that_say_what_to_change():
+    assert check_options(SearchOptions(tags=(" a ", "b"))).tags == ("a", "b")
+    for bad, needle in [
+        (SearchOptions(top_k=0), "top_k 0: expected 1..1000"),
+        (SearchOptions(level="frame"), "expected 'video' or 'segment'"),  # type: ignore[arg-type]
+        (SearchOptions(min_score=2.0), "cosine in [-1, 1]"),
+        (SearchOptions(tags=(" ",)), "non-empty"),
+    ]:
+        with pytest.raises(
+            InvalidArgumentError, match=needle.replace("[", r"\[").replace(".", r"\.")
+        ):
+            check_options(bad)
+
+
+def test_batch_checks_name_the_query_and_the_cap():
+    with pytest.raises(InvalidArgumentError, match="the batch is empty: give 1..256"):
+        query_matrix([], D, "v1")
+    with pytest.raises(InvalidArgumentError, match=r"query 1 of the batch has 7 values; model "
+                       r"version v1 makes 8-d vectors"):  # fmt: skip
+        query_matrix([np.ones(D), np.ones(D - 1)], D, "v1")
+    with pytest.raises(InvalidArgumentError, match="query 0 of the batch is all zeros"):
+        query_matrix([np.zeros(D)], D, "v1")
+    with pytest.raises(
+        InvalidArgumentError, match=f"at most {MAX_BATCH} per call: split it into 2"
+    ):
+        check_batch_size(MAX_BATCH + 1)
+    X = query_matrix([np.ones(D), 2 * np.eye(D)[0]], D, "v1")
+    assert X.shape == (2, D) and np.allclose(np.linalg.norm(X, axis=1), 1.0)
+    assert query_vector(np.ones(D), None, None).shape == (D,)  # nothing indexed: no dim check
+
+
+# ---------------------------------------------------------------------------- retrieve
+
+
+class CountingFlat:
+    """An exact faiss index that counts its searches and the rows each had."""
+
+    def __init__(self, xb: np.ndarray, ids: np.ndarray) -> None:
+        self.index = faiss.IndexIDMap(faiss.IndexFlatIP(xb.shape[1]))
+        self.index.add_with_ids(xb, ids)
+        self.calls: list[tuple[int, int]] = []
+
+    def search(self, xq: np.ndarray, k: int):
+        self.calls.append((len(xq), k))
+        return self.index.search(np.ascontiguousarray(xq, dtype=np.float32), k)
+
+
+def test_a_batch_is_one_index_search_and_gives_each_query_what_it_gets_alone():
+    rng = np.random.default_rng(0)
+    xb = unit(rng.normal(size=(300, D)))
+    ids = np.arange(1000, 1300, dtype=np.int64)
+    flat = CountingFlat(xb, ids)
+    xq = [unit(rng.normal(size=(1, D))) for _ in range(30)]
+    accept_all = lambda q, got: got.copy()  # noqa: E731 - every id passes, as its own video
+    batch = retrieve(flat.search, xq, ntotal=300, wanted=[5] * 30, admit=accept_all)
+    assert flat.calls == [(30, max(OVER_FETCH * 5, MIN_FETCH))]  # one search, all 30 rows
+    for q in range(30):
+        alone = retrieve(flat.search, [xq[q]], ntotal=300, wanted=[5], admit=accept_all)[0]
+        assert [c.vector_id for c in batch[q].candidates] == [c.vector_id for c in alone.candidates]
+        assert [c.score for c in batch[q].candidates] == pytest.approx(
+            [c.score for c in alone.candidates], abs=1e-6
+        )
+        D_, I_ = flat.index.search(xq[q], 20)
+        assert [c.vector_id for c in alone.candidates] == I_[0].tolist()
+
+
+def test_over_fetch_searches_again_only_for_the_queries_that_need_it():
+    rng = np.random.default_rng(1)
+    xb = unit(rng.normal(size=(500, D)))
+    ids = np.arange(1, 501, dtype=np.int64)
+    flat = CountingFlat(xb, ids)
+    xq = [unit(rng.normal(size=(1, D))) for _ in range(4)]
+
+    # query 2 accepts only ids divisible by 50: 10 of 500, so the first 16 rarely hold 2
+    def admit_fn(q, got):
+        return np.where(got % 50 == 0, got, -1) if q == 2 else got.copy()
+
+    out = retrieve(flat.search, xq, ntotal=500, wanted=[2] * 4, admit=admit_fn)
+    assert flat.calls[0] == (4, 16)
+    assert all(n == 1 for n, _ in flat.calls[1:]) and len(flat.calls) >= 2
+    assert len(out[2].candidates) >= 2 and all(c.vector_id % 50 == 0 for c in out[2].candidates)
+    assert [len(r.candidates) for r in (out[0], out[1], out[3])] == [16, 16, 16]
+
+
+def test_each_id_keeps_its_best_row_and_scores_under_the_minimum_are_left_out():
+    def search(xq, k):
+        D_ = np.array([[0.9, 0.5, 0.1], [0.95, 0.4, -np.inf]], np.float32)
+        I_ = np.array([[7, 8, 9], [8, 7, -1]], np.int64)
+        return D_, I_
+
+    got = retrieve(search, [np.zeros((2, D), np.float32)], ntotal=3, wanted=[1],
+                   admit=lambda q, i: i.copy(), min_score=0.3, per_video=False)[0]  # fmt: skip
+    assert [(c.vector_id, c.query_row) for c in got.candidates] == [(8, 1), (7, 0)]
+    assert [c.score for c in got.candidates] == pytest.approx([0.95, 0.9])
+    assert got.returned == 3
+
+
+def test_segment_level_searches_at_most_32_evenly_spaced_query_rows():
+    q = Query(vector=unit(np.ones(D)), segments=unit(np.ones((100, D))),
+              times=[(i, i + 1.0) for i in range(100)])  # fmt: skip
+    xq, rows = query_rows(q, "segment")
+    assert xq.shape == (32, D) and rows[0] == 0 and rows[-1] == 99
+    xq, rows = query_rows(q, "video")
+    assert xq.shape == (1, D) and rows == [None]
+
+
+# ---------------------------------------------------------------------------- catalogue + filter
+
+
+def test_the_catalogue_answers_places_and_filters_from_memory():
+    cat = Catalogue("v1")
+    cat.add_places("video", video_places([10, 11, 12, 13], [1, 2, 3, 4]))
+    cat.apply_videos([
+        info(1, collection="a", tags=["red", "big"]),
+        info(2, collection="b", tags=["red"]),
+        info(3, status=VideoStatus.PROCESSING),  # not servable: left out
+        info(4, collection="a"),
+    ])  # fmt: skip
+    assert len(cat) == 3 and cat.video(3) is None
+    ids = np.array([13, 10, 99, 11, 12], np.int64)
+    assert cat.places("video", ids).video_id.tolist() == [4, 1, -1, 2, 3]  # 99: unknown
+
+    def passing(**kw):
+        exclude = kw.pop("exclude", None)
+        return admit(cat, "video", ids, SearchOptions(**kw), exclude).tolist()
+
+    assert passing() == [4, 1, -1, 2, -1]
+    assert passing(collection="a") == [4, 1, -1, -1, -1]
+    assert passing(tags=("red",)) == [-1, 1, -1, 2, -1]
+    assert passing(tags=("red", "big")) == [-1, 1, -1, -1, -1]
+    assert passing(exclude=1) == [4, -1, -1, 2, -1]
+
+    cat.remove_video(1)  # the API, after DeleteVideo committed
+    assert passing() == [4, -1, -1, 2, -1]
+    assert cat.drop_vectors("video", np.array([11, 99])) == {2}  # tombstones
+    assert cat.places("video", ids).video_id.tolist() == [4, 1, -1, -1, 3]
+    cat.apply_videos([], touched={2})  # a touched video without a row: out
+    assert cat.video(2) is None
+    with pytest.raises(ValueError, match="id order"):
+        cat.add_places("video", video_places([12], [3]))
+
+
+# ---------------------------------------------------------------------------- re-rank, merge
+
+
+def test_aligned_hits_rank_first_then_by_score():
+    v = info(1)
+    plain, aligned_low, aligned_high = Hit(0.9, v), Hit(0.5, v), Hit(0.7, v)
+    aligned_low.alignment_score = aligned_high.alignment_score = 0.5
+    assert rank([plain, aligned_low, aligned_high]) == [aligned_high, aligned_low, plain]
+
+
+# ---------------------------------------------------------------------------- lazy thumbnails
+
+
+def test_query_thumbnails_are_decoded_only_when_a_hit_will_be_refined(tmp_path):
+    calls = []
+
+    def thumbs():
+        calls.append(1)
+        return None  # undecodable: the ranges stay
+
+    def hit(uri, aligned=True):
+        return SimpleNamespace(video=SimpleNamespace(id=1, uri=uri, content_box=None),
+                               target=(0.0, 4.0), query=(0.0, 4.0),
+                               alignment_score=0.9 if aligned else None)  # fmt: skip
+
+    assert refine_targets([], thumbs) == 0
+    assert refine_targets([hit("/nowhere/x.mp4"), hit("https://h/x.mp4")], thumbs) == 0
+    local = tmp_path / "x.mp4"
+    local.write_bytes(b"x")
+    assert refine_targets([hit(str(local), aligned=False)], thumbs) == 0
+    assert calls == []  # nothing to refine: nothing decoded
+    assert refine_targets([hit(f"file://{local}")], thumbs) == 0
+    assert calls == [1]  # one aligned hit with a file here: decoded once
