@@ -36,7 +36,11 @@ from sora_encoder.eval.transforms import FAMILIES, families_from
 from .encoder_options import add_encoder_options
 
 SERVICE = "sora@service"  # the service's own search path (workers.eval_search), on request
-SERVICE_REGIONS = "sora@service+regions"  # the same, clip queries with query_regions on
+# The same with clip query regions always / never searched (the service's default is
+# "auto": only for a query whose whole picture found no copy)
+SERVICE_REGIONS = "sora@service+regions"
+SERVICE_WHOLE = "sora@service+whole"
+SERVICE_REGION_MODES = {SERVICE: "auto", SERVICE_REGIONS: "always", SERVICE_WHOLE: "never"}
 CANDIDATE = "candidate"  # --candidate CKPT: a second Sora checkpoint in the same run
 
 
@@ -96,7 +100,7 @@ def add_parser(sub: Any) -> None:
     )
     n.add_argument("--json", metavar="OUT", help="write the results as JSON")
     n.add_argument("--markdown", metavar="OUT", help="write the tables as Markdown")
-    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=(*ANCHOR_NAMES, SERVICE, SERVICE_REGIONS))
+    _common(n, EMBEDDER_NAMES + DEFAULT_ANCHORS, also=(*ANCHOR_NAMES, *SERVICE_REGION_MODES))
     n.set_defaults(func=run_neardup)
 
     c = ev.add_parser(
@@ -216,12 +220,12 @@ def _neardup_embedders(args: argparse.Namespace) -> tuple[list[Any], dict[str, s
     names = _split_names(args.embedders)
     if getattr(args, "candidate", None) and CANDIDATE not in names:
         names.insert(names.index("sora") + 1 if "sora" in names else 0, CANDIDATE)
-    known = EMBEDDER_NAMES + ANCHOR_NAMES + (SERVICE, SERVICE_REGIONS, CANDIDATE)
+    known = EMBEDDER_NAMES + ANCHOR_NAMES + (*SERVICE_REGION_MODES, CANDIDATE)
     unknown = sorted(set(names) - set(known))
     if unknown:
         raise ValueError(f"unknown embedders {unknown}; known: {list(known)}")
     anchors, skipped = build_anchors([n for n in names if n in ANCHOR_NAMES])
-    for service in (SERVICE, SERVICE_REGIONS):
+    for service, regions in SERVICE_REGION_MODES.items():
         if service in names:
             from sora_encoder import load_embedder
             from workers.eval_search import ServiceSearchMatcher
@@ -232,7 +236,7 @@ def _neardup_embedders(args: argparse.Namespace) -> tuple[list[Any], dict[str, s
                     embedder,
                     name=service,
                     checkpoint=args.checkpoint,
-                    regions=service == SERVICE_REGIONS,
+                    regions=regions,
                 )  # fmt: skip
             )
     if CANDIDATE in names:

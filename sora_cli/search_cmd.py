@@ -31,9 +31,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-alignment", action="store_true", help="skip temporal re-ranking")
     p.add_argument(
         "--regions",
-        action="store_true",
-        help="with --clip: also search with the clip's corner and centre regions "
-        "(picture in picture, split screens, heavy crops; 6x the embedding time)",
+        choices=("auto", "always", "never"),
+        nargs="?",
+        const="always",  # a bare --regions, as before the modes
+        default="auto",
+        help="with --clip: when to also search with the clip's corner and centre regions "
+        "(picture in picture, split screens, heavy crops; 6x the embedding time). auto "
+        "(default): only when the whole picture found no copy",
     )
     p.add_argument("--json", action="store_true", help="a JSON list of hits")
     add_client_options(p)
@@ -67,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
         if res.HasField("copy_threshold")
         else "; no copy calibration for this model (`sora checkpoint calibrate`)"
     )
-    print(f"{len(hits)} hit(s), model {res.model_version}, {res.candidates} candidate(s){verdicts}")
+    regions = "; the clip's regions searched too" if res.regions_searched else ""
+    print(
+        f"{len(hits)} hit(s), model {res.model_version}, {res.candidates} candidate(s)"
+        f"{verdicts}{regions}"
+    )
     for n, h in enumerate(hits, 1):
         where = f"{h['start_s']:7.2f}-{h['end_s']:7.2f} s"
         match = (

@@ -124,15 +124,19 @@ class VideoEmbedder:
         path: str | Path,
         regions: Sequence[ContentBox] = QUERY_REGIONS,
         *,
+        whole: bool = True,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> list[VideoEmbedding]:
-        """The whole picture, then each of `regions` (fractions of the picture inside the
-        borders) embedded on its own: a query that may hold a library video as a part of
-        its frame (picture in picture, split screen, a heavy crop). One decode and one
-        encoder pass per region, so it costs (1 + len(regions)) x `embed`."""
+        """The whole picture (unless `whole` is False), then each of `regions` (fractions of
+        the picture inside the borders) embedded on its own: a query that may hold a library
+        video as a part of its frame (picture in picture, split screen, a heavy crop). One
+        decode and one encoder pass per region, so it costs (1 + len(regions)) x `embed`."""
         info = probe(path, self.limits)
         box, _ = self._content_box(path, info)
-        return [self._embed_box(path, info, b, on_batch) for b in (box, *map(box.inner, regions))]
+        boxes = [box] if whole else []
+        return [
+            self._embed_box(path, info, b, on_batch) for b in (*boxes, *map(box.inner, regions))
+        ]
 
     def _content_box(self, path: str | Path, info: VideoInfo) -> tuple[ContentBox, float]:
         t0 = time.perf_counter()

@@ -30,6 +30,7 @@ from services.store import (
     register_video,
     renew_lease,
 )
+from sora_encoder.copy_score import CopyCalibration
 from tests.test_api_harness import *  # noqa: F403 - fixtures
 from tests.test_api_harness import DIM, TOKEN, Api, add_video, make_api, unit
 
@@ -730,12 +731,12 @@ class RegionsFakeEmbedder(FakeEmbedder):
         self.inset = inset
         self.region_calls = 0
 
-    def embed_regions(self, path, *, on_batch=None):
+    def embed_regions(self, path, *, whole=True, on_batch=None):
         self.region_calls += 1
-        whole = self.embed(path, on_batch=on_batch)
+        picture = [self.embed(path, on_batch=on_batch)] if whole else []
         others = [FakeEmbedder(self.segments).embed(path) for _ in range(4)]
         inset = FakeEmbedder(self.inset).embed(path)
-        return [whole, *others[:2], inset, *others[2:]]
+        return [*picture, *others[:2], inset, *others[2:]]
 
 
 def test_search_by_clip_with_regions_finds_a_video_shown_inside_the_query(db, tmp_path):
@@ -751,18 +752,60 @@ def test_search_by_clip_with_regions_finds_a_video_shown_inside_the_query(db, tm
         a.sync()
         clip = tmp_path / "query.mp4"
         clip.write_bytes(b"clip bytes" * 1000)
-        plain = a.client.search_by_clip(clip, top_k=3)
-        assert fake.region_calls == 0
+        plain = a.client.search_by_clip(clip, top_k=3)  # auto, but no calibration: never
+        assert fake.region_calls == 0 and not plain.regions_searched
         assert plain.hits[0].video.id != inset_id or plain.hits[0].score < 0.5
-        found = a.client.search_by_clip(clip, top_k=3, regions=True)
-        assert fake.region_calls == 1
+        found = a.client.search_by_clip(clip, top_k=3, regions="always")
+        assert fake.region_calls == 1 and found.regions_searched
         assert found.hits[0].video.id == inset_id and found.hits[0].score > 0.99
         ids = [h.video.id for h in found.hits]
         assert len(ids) == len(set(ids))  # one hit per video across the variants
-        seg = a.client.search_by_clip(clip, top_k=3, regions=True, level="segment")
+        seg = a.client.search_by_clip(clip, top_k=3, regions="always", level="segment")
         assert seg.hits[0].video.id == inset_id
         seg_ids = [h.segment_id for h in seg.hits]
         assert len(seg_ids) == len(set(seg_ids))
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
+def _calibrated_checkpoint(folder: Path, rng, threshold: float = 0.3) -> Path:
+    """A checkpoint folder holding only a copy calibration of FakeEmbedder's model."""
+    folder.mkdir()
+    bg = unit(rng.normal(size=(50, DIM)))
+    CopyCalibration("test-v1", {"video": bg, "segment": bg}, k=5, threshold=threshold).save(folder)
+    return folder
+
+
+def test_auto_regions_search_them_only_when_the_whole_picture_found_no_copy(db, tmp_path):
+    rng = np.random.default_rng(9)
+    Q = unit(rng.normal(size=(3, DIM)))
+    inset_video = unit(rng.normal(size=(3, DIM)))
+    ckpt = _calibrated_checkpoint(tmp_path / "ckpt", rng)
+    fake = RegionsFakeEmbedder(Q, inset_video)
+    a = make_api(db, tmp_path, embedder=fake, checkpoint=ckpt)
+    try:
+        inset_id = add_video(db, inset_video)
+        for _ in range(5):
+            add_video(db, rng.normal(size=(3, DIM)))
+        a.sync()
+        clip = tmp_path / "query.mp4"
+        clip.write_bytes(b"clip bytes" * 1000)
+        # The whole picture is in no library video: its top hit is no copy, so "auto"
+        # searches the regions, and the inset's video comes first as a copy.
+        r = a.client.search_by_clip(clip, top_k=3)
+        assert r.HasField("copy_threshold") and r.regions_searched and fake.region_calls == 1
+        assert r.hits[0].video.id == inset_id and r.hits[0].is_copy
+        never = a.client.search_by_clip(clip, top_k=3, regions="never")
+        assert fake.region_calls == 1 and not never.regions_searched
+        assert not any(h.is_copy for h in never.hits)
+        # A plain copy (the whole picture is a library video) is confirmed by the first
+        # search: no region is embedded.
+        whole_id = add_video(db, Q)
+        a.sync()
+        copy = a.client.search_by_clip(clip, top_k=3)
+        assert copy.hits[0].video.id == whole_id and copy.hits[0].is_copy
+        assert not copy.regions_searched and fake.region_calls == 1
     finally:
         a.client.close()
         a.server.stop(0).wait(10)

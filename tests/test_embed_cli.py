@@ -140,3 +140,6 @@ def test_embed_regions_embeds_the_picture_and_each_region_inside_the_borders(tmp
         assert region.box == whole.box.inner(sub)  # inside the borders, not the frame
         assert len(region.segments) == len(whole.segments)
         assert not np.allclose(region.vector, whole.vector, atol=1e-3)
+    only_regions = embedder.embed_regions(framed, whole=False)  # what "auto" adds later
+    assert [r.box for r in only_regions] == [r.box for r in regions]
+    assert np.allclose(only_regions[0].vector, regions[0].vector, atol=1e-5)

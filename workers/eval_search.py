@@ -32,6 +32,7 @@ from services.api.index_keeper import IndexKeeper
 from services.api.search_service import MAX_TOP_K, SearchOptions, SearchService
 from services.errors import ConflictError, InvalidArgumentError
 from services.search.copy_verdict import CalibrationSource
+from services.search.types import RegionMode
 from services.store import open_store, register_video
 from sora_encoder import VideoEmbedder
 from sora_encoder.eval.anchors import AnchorError
@@ -73,12 +74,15 @@ class ServiceSearchMatcher:
         *,
         name: str = "sora@service",
         checkpoint: str | os.PathLike | None = None,
-        regions: bool = False,
+        regions: RegionMode = "auto",
     ) -> None:
         self.embedder = embedder
         self.name = name
         self.regions = regions
-        self.key = f"service:{embedder.model_version}:video+align" + ("+regions" if regions else "")
+        self.key = f"service:{embedder.model_version}:video+align+regions-{regions}"
+        # queries of the last score_matrix that also searched their regions (the cost of
+        # "auto": each costs 6 embeddings instead of 1)
+        self.queries_with_regions = 0
         self.dim = 0
         # The service's copy verdicts: hits are scored by their copy score and the eval
         # reports precision/recall at its threshold (None: the model has no calibration).
@@ -99,6 +103,7 @@ class ServiceSearchMatcher:
     def score_matrix(self, xq: Sequence[Path], xb: Sequence[Path]) -> np.ndarray:
         D = np.full((len(xq), len(xb)), -np.inf)  # (nq, nb)
         self.top_ranges = [None] * len(xq)
+        self.queries_with_regions = 0
         with tempfile.TemporaryDirectory(prefix="sora-eval-service-") as tmp:
             root = Path(tmp)
             store = open_store(f"sqlite:///{root / 'eval.db'}")
@@ -124,6 +129,7 @@ class ServiceSearchMatcher:
                         log.warning("%s: query %s failed: %s", self.name, q, exc)
                         D[i] = np.nan
                         continue
+                    self.queries_with_regions += result.regions_searched
                     for hit in result.hits:
                         score = hit.copy_score if hit.copy_score is not None else hit.score
                         for j in column.get(hit.video.id, ()):
@@ -133,6 +139,8 @@ class ServiceSearchMatcher:
                         self.top_ranges[i] = (column[top.video.id][0], *top.target)
             finally:
                 store.dispose()
+        log.info("%s: %d of %d queries also searched their regions (regions=%s)",
+                 self.name, self.queries_with_regions, len(xq), self.regions)  # fmt: skip
         return D
 
     def _ingest(self, store, xb: Sequence[Path], D: np.ndarray) -> dict[int, list[int]]:

@@ -28,6 +28,12 @@ from services.api.gen.sora.v1 import sora_pb2_grpc
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 30.0
 LEVELS = {"video": pb.SEARCH_LEVEL_VIDEO, "segment": pb.SEARCH_LEVEL_SEGMENT}
+# Clip queries: when to also search with the clip's regions (RegionSearch in the .proto)
+REGION_SEARCH = {
+    "auto": pb.REGION_SEARCH_AUTO,
+    "always": pb.REGION_SEARCH_ALWAYS,
+    "never": pb.REGION_SEARCH_NEVER,
+}
 VIDEO_STATUSES = {
     "PENDING": pb.VIDEO_STATUS_PENDING,
     "PROCESSING": pb.VIDEO_STATUS_PROCESSING,
@@ -62,10 +68,12 @@ def search_options(
     min_score: float = 0.0,
     exclude_query_video: bool = False,
     alignment: bool = True,
-    regions: bool = False,
+    regions: str = "auto",
 ) -> pb.SearchOptions:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
+    if regions not in REGION_SEARCH:
+        raise ValueError(f"regions must be one of {sorted(REGION_SEARCH)}, got {regions!r}")
     return pb.SearchOptions(
         level=LEVELS[level],
         top_k=top_k,
@@ -74,7 +82,7 @@ def search_options(
         min_score=min_score,
         exclude_query_video=exclude_query_video,
         disable_alignment=not alignment,
-        query_regions=regions,
+        region_search=REGION_SEARCH[regions],
     )
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.errors import InvalidArgumentError
 from services.index import VideoInfo
-from services.search.types import Hit, SearchOptions, SearchResult
+from services.search.types import Hit, RegionMode, SearchOptions, SearchResult
 from services.store import (
     Classifier,
     Job,
@@ -35,6 +35,12 @@ JOB_STATUS_TO_PB = {
     JobStatus.RUNNING: pb.JOB_STATUS_RUNNING,
     JobStatus.SUCCEEDED: pb.JOB_STATUS_SUCCEEDED,
     JobStatus.FAILED: pb.JOB_STATUS_FAILED,
+}
+REGIONS_FROM_PB = {
+    pb.REGION_SEARCH_UNSPECIFIED: "auto",
+    pb.REGION_SEARCH_AUTO: "auto",
+    pb.REGION_SEARCH_ALWAYS: "always",
+    pb.REGION_SEARCH_NEVER: "never",
 }
 LEVEL_FROM_PB = {
     pb.SEARCH_LEVEL_UNSPECIFIED: "video",
@@ -156,8 +162,22 @@ def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
         min_score=o.min_score or None,
         exclude_query_video=o.exclude_query_video,
         alignment=not o.disable_alignment,
-        regions=o.query_regions,
+        regions=_regions_from_pb(o),
     )
+
+
+def _regions_from_pb(o: pb.SearchOptions) -> RegionMode:
+    try:
+        mode = REGIONS_FROM_PB[o.region_search]
+    except KeyError:
+        raise InvalidArgumentError(f"unknown region_search {o.region_search}") from None
+    if not o.query_regions:
+        return mode
+    if o.region_search == pb.REGION_SEARCH_NEVER:  # the old flag says the opposite
+        raise InvalidArgumentError(
+            "query_regions=true contradicts region_search=NEVER: set only region_search"
+        )
+    return "always"
 
 
 def _range(r: tuple[float, float] | None) -> pb.TimeRange | None:
@@ -184,6 +204,7 @@ def search_to_pb(r: SearchResult) -> pb.SearchResponse:
         model_version=r.model_version or "",
         candidates=r.candidates,
         copy_threshold=r.copy_threshold,
+        regions_searched=r.regions_searched,
     )
 
 

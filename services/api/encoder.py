@@ -25,7 +25,7 @@ class Embedder(Protocol):
     def embed(self, path: Any, *, on_batch: Callable[[int, int], None] | None = None) -> Any: ...
 
     def embed_regions(
-        self, path: Any, *, on_batch: Callable[[int, int], None] | None = None
+        self, path: Any, *, whole: bool = True, on_batch: Callable[[int, int], None] | None = None
     ) -> list[Any]: ...
 
 
@@ -55,9 +55,17 @@ class EncoderHolder:
         """The configured encoder's model version (loads it once); None without one."""
         return self.get().model_version if self.enabled else None
 
-    def embed(self, path: Path, call: Call, *, regions: bool = False) -> list[Any]:
-        """[the clip's embedding] or, with `regions`, it and its regions' (embed_regions).
-        Undecodable media is INVALID_ARGUMENT."""
+    def embed(self, path: Path, call: Call) -> Any:
+        """The clip's embedding. Undecodable media is INVALID_ARGUMENT."""
+        return self._run(call, lambda e, check: e.embed(path, on_batch=check))
+
+    def embed_regions(self, path: Path, call: Call) -> list[Any]:
+        """The embeddings of the clip's regions (not of its whole picture: `embed`)."""
+        return self._run(
+            call, lambda e, check: list(e.embed_regions(path, whole=False, on_batch=check))
+        )
+
+    def _run(self, call: Call, work: Callable[[Embedder, Callable], Any]) -> Any:
         from sora_encoder.media import MediaError
 
         embedder = self.get()
@@ -67,9 +75,7 @@ class EncoderHolder:
             call.check()
             check = lambda done, total: call.check()  # noqa: E731
             try:
-                if regions:
-                    return list(embedder.embed_regions(path, on_batch=check))
-                return [embedder.embed(path, on_batch=check)]
+                return work(embedder, check)
             except MediaError as exc:
                 raise InvalidArgumentError(f"the query clip cannot be used: {exc}") from None
         finally:

@@ -32,7 +32,7 @@ from services.search.options import (
     query_matrix,
     query_vector,
 )
-from services.search.pipeline import merge_variant_hits
+from services.search.pipeline import merge_variant_hits, wants_regions
 from services.search.types import Hit, Query, SearchOptions, SearchResult
 from services.store import (
     SegmentRows,
@@ -142,17 +142,18 @@ class SearchService:
         path = receive_file(chunks, self.clip_dir, cap=self.max_clip_bytes, call=call,
                             declared_size=declared_size, what="the query clip").path  # fmt: skip
         try:
-            embs = self.encoder.embed(path, call, regions=opts.regions)
-            for emb in embs:
-                self._check_encoder(serving.version, emb.model_version)
-            if not embs[0].segments:
+            whole = self.encoder.embed(path, call)
+            self._check_encoder(serving.version, whole.model_version)
+            if not whole.segments:
                 raise InvalidArgumentError("the query clip gave no segments (is it empty?)")
-            results = self._run([Query.of_embedding(e) for e in embs], opts, serving, call)
-            result = results[0] if len(results) == 1 else merge_variant_hits(
-                results, opts.top_k, opts.level)  # fmt: skip
+            [result] = self._run([Query.of_embedding(whole)], opts, serving, call)
+            if wants_regions(opts.regions, result):
+                regions = self.encoder.embed_regions(path, call)
+                more = self._run([Query.of_embedding(e) for e in regions], opts, serving, call)
+                result = merge_variant_hits([result, *more], opts.top_k, opts.level)
             if opts.alignment and opts.level == "video":  # a segment hit is one segment
                 call.check()
-                refine_targets(result.hits, lambda: query_thumbnails(path, embs[0]))
+                refine_targets(result.hits, lambda: query_thumbnails(path, whole))
             return result
         finally:
             path.unlink(missing_ok=True)

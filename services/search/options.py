@@ -17,7 +17,7 @@ import numpy as np
 
 from services.errors import InvalidArgumentError
 
-from .types import SearchOptions
+from .types import REGION_MODES, SearchOptions
 
 MAX_TOP_K = 1000
 # Queries in one SearchBatch call: 256 x top_k 1000 hits stays within the default 64 MiB
@@ -32,6 +32,8 @@ def check_options(o: SearchOptions) -> SearchOptions:
         raise InvalidArgumentError(f"top_k {o.top_k}: expected 1..{MAX_TOP_K}")
     if o.min_score is not None and not -1.0 <= o.min_score <= 1.0:
         raise InvalidArgumentError(f"min_score {o.min_score}: expected a cosine in [-1, 1]")
+    if o.regions not in REGION_MODES:
+        raise InvalidArgumentError(f"regions {o.regions!r}: expected one of {REGION_MODES}")
     tags = tuple(t.strip() for t in o.tags)
     if any(not t for t in tags):
         raise InvalidArgumentError("tags must be non-empty strings")

@@ -30,7 +30,7 @@ from .copy_verdict import annotate_copies
 from .filters import admit
 from .rerank import Load, depth, segment_hits, video_hits
 from .retrieve import query_rows, retrieve
-from .types import Hit, Query, SearchOptions, SearchResult
+from .types import Hit, Query, RegionMode, SearchOptions, SearchResult
 
 
 class Index(Protocol):
@@ -112,6 +112,18 @@ def _with_segments(catalogue: Catalogue, level: Level, cands: list) -> list:
     ]
 
 
+def wants_regions(mode: RegionMode, whole: SearchResult) -> bool:
+    """Whether a clip query also searches with its regions, given the whole picture's
+    result. "auto": only when that found no copy: its top hit is not a copy by the model's
+    calibration (or there is no hit). Without a calibration nothing confirms a copy, and
+    paying 6x on every query for that would be the wrong default, so "auto" is "never"."""
+    if mode != "auto":
+        return mode == "always"
+    if whole.copy_threshold is None:
+        return False
+    return not (whole.hits and whole.hits[0].is_copy)
+
+
 def merge_variant_hits(results: Sequence[SearchResult], top_k: int, level: Level) -> SearchResult:
     """One result from the searches of a query's variants (whole picture, regions): per
     video (video level) or segment (segment level) the variant hit with the best evidence,
@@ -130,5 +142,9 @@ def merge_variant_hits(results: Sequence[SearchResult], top_k: int, level: Level
     hits = sorted(best.values(), key=evidence, reverse=True)[:top_k]
     first = results[0]
     return SearchResult(
-        hits, first.model_version, sum(r.candidates for r in results), first.copy_threshold
+        hits,
+        first.model_version,
+        sum(r.candidates for r in results),
+        first.copy_threshold,
+        regions_searched=len(results) > 1,
     )

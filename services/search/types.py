@@ -4,12 +4,15 @@ options, queries, hits, results. Plain data, no SQL, no gRPC."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from services.index import VideoInfo
 from services.store import Level
+
+RegionMode = Literal["auto", "always", "never"]
+REGION_MODES: tuple[RegionMode, ...] = ("auto", "always", "never")
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,11 @@ class SearchOptions:
     min_score: float | None = None
     exclude_query_video: bool = False
     alignment: bool = True
-    # Clip queries: also search with the query's corner and centre regions (picture in
-    # picture, split screens, heavy crops); 6x the embedding cost. See merge_variant_hits.
-    regions: bool = False
+    # Clip queries: when to also search with the query's corner and centre regions
+    # (picture in picture, split screens, heavy crops; 6x the embedding cost, see
+    # merge_variant_hits): "always", "never", or "auto": only when the whole picture found
+    # no copy, so a plain copy costs one embedding (RegionSearch in the .proto).
+    regions: RegionMode = "auto"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class SearchResult:
     model_version: str | None
     candidates: int  # ids the index returned before filters and re-ranking
     copy_threshold: float | None = None  # the verdicts' threshold; None: no calibration
+    regions_searched: bool = False  # clip queries: the query's regions were searched too
 
 
 @dataclass(frozen=True)

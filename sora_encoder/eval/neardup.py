@@ -525,6 +525,8 @@ def run_neardup(
                 "key": e.key,
                 "dim": int(getattr(e, "dim", 0)),
                 "copy_threshold": getattr(e, "copy_threshold", None),
+                # a service matcher: how many queries also searched their regions
+                "queries_with_regions": getattr(e, "queries_with_regions", None),
             }
             for e in embedders
         ],

@@ -29,6 +29,13 @@ class SearchLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SEARCH_LEVEL_UNSPECIFIED: _ClassVar[SearchLevel]
     SEARCH_LEVEL_VIDEO: _ClassVar[SearchLevel]
     SEARCH_LEVEL_SEGMENT: _ClassVar[SearchLevel]
+
+class RegionSearch(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REGION_SEARCH_UNSPECIFIED: _ClassVar[RegionSearch]
+    REGION_SEARCH_AUTO: _ClassVar[RegionSearch]
+    REGION_SEARCH_ALWAYS: _ClassVar[RegionSearch]
+    REGION_SEARCH_NEVER: _ClassVar[RegionSearch]
 VIDEO_STATUS_UNSPECIFIED: VideoStatus
 VIDEO_STATUS_PENDING: VideoStatus
 VIDEO_STATUS_PROCESSING: VideoStatus
@@ -43,6 +50,10 @@ JOB_STATUS_FAILED: JobStatus
 SEARCH_LEVEL_UNSPECIFIED: SearchLevel
 SEARCH_LEVEL_VIDEO: SearchLevel
 SEARCH_LEVEL_SEGMENT: SearchLevel
+REGION_SEARCH_UNSPECIFIED: RegionSearch
+REGION_SEARCH_AUTO: RegionSearch
+REGION_SEARCH_ALWAYS: RegionSearch
+REGION_SEARCH_NEVER: RegionSearch
 
 class Video(_message.Message):
     __slots__ = ("id", "uri", "content_sha256", "size_bytes", "status", "error", "duration_s", "fps", "width", "height", "rotation", "codec", "title", "collection", "tags", "created_at", "content_box")
@@ -261,7 +272,7 @@ class Embeddings(_message.Message):
     def __init__(self, video_id: _Optional[int] = ..., model_version: _Optional[str] = ..., video_vector: _Optional[_Iterable[float]] = ..., segments: _Optional[_Iterable[_Union[SegmentEmbedding, _Mapping]]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("level", "top_k", "collection", "tags", "min_score", "exclude_query_video", "disable_alignment", "query_regions")
+    __slots__ = ("level", "top_k", "collection", "tags", "min_score", "exclude_query_video", "disable_alignment", "query_regions", "region_search")
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -270,6 +281,7 @@ class SearchOptions(_message.Message):
     EXCLUDE_QUERY_VIDEO_FIELD_NUMBER: _ClassVar[int]
     DISABLE_ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     QUERY_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    REGION_SEARCH_FIELD_NUMBER: _ClassVar[int]
     level: SearchLevel
     top_k: int
     collection: str
@@ -278,7 +290,8 @@ class SearchOptions(_message.Message):
     exclude_query_video: bool
     disable_alignment: bool
     query_regions: bool
-    def __init__(self, level: _Optional[_Union[SearchLevel, str]] = ..., top_k: _Optional[int] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., min_score: _Optional[float] = ..., exclude_query_video: _Optional[bool] = ..., disable_alignment: _Optional[bool] = ..., query_regions: _Optional[bool] = ...) -> None: ...
+    region_search: RegionSearch
+    def __init__(self, level: _Optional[_Union[SearchLevel, str]] = ..., top_k: _Optional[int] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., min_score: _Optional[float] = ..., exclude_query_video: _Optional[bool] = ..., disable_alignment: _Optional[bool] = ..., query_regions: _Optional[bool] = ..., region_search: _Optional[_Union[RegionSearch, str]] = ...) -> None: ...
 
 class VectorQuery(_message.Message):
     __slots__ = ("values",)
@@ -361,16 +374,18 @@ class Hit(_message.Message):
     def __init__(self, score: _Optional[float] = ..., video: _Optional[_Union[Video, _Mapping]] = ..., segment_id: _Optional[int] = ..., target: _Optional[_Union[TimeRange, _Mapping]] = ..., query: _Optional[_Union[TimeRange, _Mapping]] = ..., aligned: _Optional[bool] = ..., alignment_score: _Optional[float] = ..., copy_score: _Optional[float] = ..., is_copy: _Optional[bool] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "model_version", "candidates", "copy_threshold")
+    __slots__ = ("hits", "model_version", "candidates", "copy_threshold", "regions_searched")
     HITS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     COPY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     model_version: str
     candidates: int
     copy_threshold: float
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., candidates: _Optional[int] = ..., copy_threshold: _Optional[float] = ...) -> None: ...
+    regions_searched: bool
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., candidates: _Optional[int] = ..., copy_threshold: _Optional[float] = ..., regions_searched: _Optional[bool] = ...) -> None: ...
 
 class LabelledVideo(_message.Message):
     __slots__ = ("video_id", "label")
