@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,16 @@ def search_options(
         disable_alignment=not alignment,
         region_search=REGION_SEARCH[regions],
     )
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """FindDuplicates' answer, its pages put together."""
+
+    groups: list[pb.DuplicateGroup]  # largest first; each with its pairs, best first
+    model_version: str
+    copy_threshold: float | None  # the verdicts' threshold; None without a calibration
+    min_score: float | None  # the pair criterion when given (else the copy verdict)
 
 
 class SoraClient:
@@ -404,3 +415,44 @@ class SoraClient:
             assert vector is not None
             request = pb.ClassifyRequest(classifier=classifier, vector=_vector(vector))
         return self.stub.Classify(request, **self._kw(timeout))
+
+    # ------------------------------------------------------------------ duplicates
+    def find_duplicates(
+        self,
+        *,
+        collection: str | None = None,
+        min_score: float | None = None,
+        top_k: int = 10,
+        page_size: int = 0,
+        refine: bool = True,
+        on_progress: Callable[[pb.DuplicatesProgress], None] | None = None,
+        timeout: float | None = None,
+    ) -> Duplicates:
+        """Groups of videos that are copies of each other or share segments (FindDuplicates).
+        min_score None: pairs by the model's copy verdict. on_progress is called with each
+        progress message as it streams in. No deadline by default: the call searches the
+        whole library (README "Duplicates" says how long that takes)."""
+        request = pb.FindDuplicatesRequest(
+            collection=collection or "",
+            min_score=min_score or 0.0,
+            top_k=top_k,
+            page_size=page_size,
+            disable_refinement=not refine,
+        )
+        groups: list[pb.DuplicateGroup] = []
+        last: pb.DuplicateGroupsPage | None = None
+        for message in self.stub.FindDuplicates(request, timeout=timeout, metadata=self._auth):
+            if message.WhichOneof("part") == "progress":
+                if on_progress is not None:
+                    on_progress(message.progress)
+            else:
+                last = message.page
+                groups.extend(last.groups)
+        if last is None or not last.last:
+            raise RuntimeError("FindDuplicates ended before its last page")
+        return Duplicates(
+            groups=groups,
+            model_version=last.model_version,
+            copy_threshold=last.copy_threshold if last.HasField("copy_threshold") else None,
+            min_score=last.min_score or None,
+        )

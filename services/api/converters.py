@@ -10,6 +10,7 @@ import numpy as np
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.errors import InvalidArgumentError
 from services.index import VideoInfo
+from services.search.duplicates import DuplicateGroup, DuplicatePair
 from services.search.types import Hit, RegionMode, SearchOptions, SearchResult
 from services.store import (
     Classifier,
@@ -19,6 +20,7 @@ from services.store import (
     VideoStatus,
 )
 
+from .duplicate_service import DuplicatesProgress, DuplicatesReport, DuplicatesRequest
 from .ingest_service import IngestResult, ItemResult, NewVideo
 from .video_service import EmbeddingsView
 
@@ -237,3 +239,68 @@ def classify_to_pb(labels: Sequence[tuple[str, float]], model_version: str) -> p
         labels=[pb.LabelScore(label=name, probability=p) for name, p in labels],
         model_version=model_version,
     )
+
+
+# ---- duplicates ------------------------------------------------------------------------
+
+DUPLICATES_PAGE_SIZE, MAX_DUPLICATES_PAGE_SIZE = 100, 1000
+
+
+def duplicates_request_from_pb(r: pb.FindDuplicatesRequest) -> DuplicatesRequest:
+    return DuplicatesRequest(
+        collection=r.collection or None,
+        min_score=r.min_score or None,
+        top_k=r.top_k or 10,
+        refine=not r.disable_refinement,
+    )
+
+
+def duplicates_page_size(value: int) -> int:
+    if value == 0:
+        return DUPLICATES_PAGE_SIZE
+    if not 1 <= value <= MAX_DUPLICATES_PAGE_SIZE:
+        raise InvalidArgumentError(f"page_size {value}: expected 1..{MAX_DUPLICATES_PAGE_SIZE}")
+    return value
+
+
+def duplicates_progress_to_pb(p: DuplicatesProgress) -> pb.DuplicatesProgress:
+    return pb.DuplicatesProgress(
+        videos_searched=p.videos_searched,
+        videos_total=p.videos_total,
+        pairs_found=p.pairs_found,
+        pairs_refined=p.pairs_refined,
+    )
+
+
+def duplicate_pair_to_pb(p: DuplicatePair) -> pb.DuplicatePair:
+    return pb.DuplicatePair(
+        query=pb.DuplicateSide(video=video_to_pb(p.query), range=_range(p.query_range)),
+        target=pb.DuplicateSide(video=video_to_pb(p.target), range=_range(p.target_range)),
+        score=p.score,
+        copy_score=p.copy_score,
+        is_copy=p.is_copy,
+        refined=p.refined,
+    )
+
+
+def duplicate_group_to_pb(g: DuplicateGroup) -> pb.DuplicateGroup:
+    return pb.DuplicateGroup(
+        video_ids=list(g.video_ids), pairs=[duplicate_pair_to_pb(p) for p in g.pairs]
+    )
+
+
+def duplicate_pages(r: DuplicatesReport, page_size: int) -> list[pb.DuplicateGroupsPage]:
+    """The report's groups in pages of `page_size` (one empty page when there are none)."""
+    chunks = [r.groups[i : i + page_size] for i in range(0, len(r.groups), page_size)] or [[]]
+    return [
+        pb.DuplicateGroupsPage(
+            groups=[duplicate_group_to_pb(g) for g in chunk],
+            page=n,
+            last=n == len(chunks) - 1,
+            groups_total=len(r.groups),
+            model_version=r.model_version or "",
+            copy_threshold=r.copy_threshold,
+            min_score=r.min_score or 0.0,
+        )
+        for n, chunk in enumerate(chunks)
+    ]

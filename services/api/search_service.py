@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.errors import ConflictError, InvalidArgumentError
+from services.errors import ConflictError, InvalidArgumentError, NotFoundError
 from services.search import pipeline
 from services.search.moments import query_thumbnails, refine_targets
 from services.search.options import (
@@ -38,10 +38,9 @@ from services.store import (
     SegmentRows,
     Store,
     VideoStatus,
-    get_segments,
-    get_video,
-    get_video_embedding,
     segment_rows,
+    video_vectors,
+    videos_by_ids,
 )
 from sora_encoder.copy_score import CopyCalibration
 
@@ -162,6 +161,14 @@ class SearchService:
         """The configured encoder's model version (loads the encoder once)."""
         return self.encoder.version()
 
+    def serving(self) -> Serving:
+        """What searches serve now (the first READY video caught up, as for a search)."""
+        return self._serving()
+
+    def copy_calibration(self, version: str | None) -> CopyCalibration | None:
+        """The copy calibration of a model version (None: hits carry no verdict)."""
+        return self._calibration(version)
+
     # ------------------------------------------------------------------ internals
     def _serving(self) -> Serving:
         """The keeper's serving; when it serves nothing yet, it catches up once first, so
@@ -193,22 +200,28 @@ class SearchService:
         self, video_ids: Sequence[int], version: str | None
     ) -> tuple[list[Query], list[tuple[int, VideoStatus]]]:
         """The stored vectors of each video as a query, and (id, status) of those without
-        vectors of `version`. NotFoundError for an unknown video."""
+        vectors of `version`. NotFoundError for an unknown video. Three reads for the whole
+        batch (videos, video vectors, segments), not three per video."""
         queries, waiting = [], []
         with self.store.ReadSession.begin() as s:
-            for video_id in video_ids:
-                video = get_video(s, video_id)
-                emb = get_video_embedding(s, video_id, version) if version else None
-                segments = get_segments(s, video_id, version) if version else []
-                if emb is None or not segments:
-                    waiting.append((video_id, video.status))
-                    continue
-                queries.append(Query(
-                    vector=emb.as_array(),
-                    segments=np.stack([g.as_array() for g in segments]),  # (m, d)
-                    times=[(g.start_s, g.end_s) for g in segments],
-                    video_id=video_id,
-                ))  # fmt: skip
+            videos = {v.id: v for v in videos_by_ids(s, video_ids)}
+            vectors = video_vectors(s, video_ids, version) if version else {}
+            segments = segment_rows(s, video_ids, version) if version else {}
+        for video_id in video_ids:
+            video = videos.get(video_id)
+            if video is None or video.status is VideoStatus.DELETED:
+                raise NotFoundError(f"video {video_id} not found")
+            rows = segments.get(video_id)
+            if video_id not in vectors or rows is None or len(rows.ids) == 0:
+                waiting.append((video_id, video.status))
+                continue
+            queries.append(Query(
+                vector=vectors[video_id],
+                segments=rows.xb,  # (m, d), in time order
+                times=[(float(a), float(b)) for a, b in zip(rows.start_s, rows.end_s,
+                                                            strict=True)],
+                video_id=video_id,
+            ))  # fmt: skip
         return queries, waiting
 
     def _check_encoder(self, serving: str | None, encoder: str | None) -> None:

@@ -37,6 +37,7 @@ from services.store import Store, open_store
 
 from .auth import BearerTokenInterceptor
 from .classifier_service import ClassifierService
+from .duplicate_service import DuplicateService
 from .encoder import Embedder, EncoderHolder
 from .index_keeper import IndexKeeper
 from .ingest_service import IngestService, JobSender, sweep_partial_files
@@ -209,6 +210,7 @@ def create_server(
         jobs=JobService(store),
         search=search,
         classifiers=ClassifierService(store, keeper),
+        duplicates=DuplicateService(search),
     )
 
     sweep_partial_files(

@@ -19,6 +19,7 @@ from services.errors import InvalidArgumentError
 
 from .call import Call
 from .classifier_service import ClassifierService
+from .duplicate_service import DuplicateService, DuplicatesProgress
 from .errors import with_status_codes
 from .ingest_service import IngestService
 from .limits import StreamGuard
@@ -35,6 +36,7 @@ class Services:
     jobs: JobService
     search: SearchService
     classifiers: ClassifierService
+    duplicates: DuplicateService
 
 
 def _split_stream(requests: Iterator[Any], what: str) -> tuple[Any, Iterator[bytes]]:
@@ -186,3 +188,14 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
         else:
             raise InvalidArgumentError("the input is missing: set `video_id` or `vector`")
         return cv.classify_to_pb(labels, version)
+
+    # ---- duplicates
+    def FindDuplicates(self, request: pb.FindDuplicatesRequest, context: grpc.ServicerContext):
+        page_size = cv.duplicates_page_size(request.page_size)
+        for event in self.s.duplicates.find(cv.duplicates_request_from_pb(request),
+                                            Call.of(context)):  # fmt: skip
+            if isinstance(event, DuplicatesProgress):
+                yield pb.FindDuplicatesResponse(progress=cv.duplicates_progress_to_pb(event))
+            else:
+                for page in cv.duplicate_pages(event, page_size):
+                    yield pb.FindDuplicatesResponse(page=page)

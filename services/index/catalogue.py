@@ -140,6 +140,12 @@ class Catalogue:
             np.where(found, t.end_s[pos], 0.0),
         )
 
+    def videos(self, collection: str | None = None) -> list[VideoInfo]:
+        """The servable videos (of a collection), in id order."""
+        held = self._videos  # replaced whole by writers: one consistent view
+        return [held[v] for v in sorted(held)
+                if collection is None or held[v].collection == collection]  # fmt: skip
+
     def vector_count(self, level: Level) -> int:
         return len(self._places[level])
 

@@ -25,7 +25,7 @@ from sora_encoder.media import ContentBox, MediaError, MediaLimits, detect_conte
 from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 from sora_encoder.moments import place
 
-__all__ = ["PAD_S", "REFINE_TOP", "query_thumbnails", "refine_targets"]
+__all__ = ["PAD_S", "REFINE_TOP", "query_thumbnails", "refine_targets", "video_thumbnails"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,23 @@ def query_thumbnails(path: Path, emb: Any) -> Thumbnails | None:
         return decode_thumbnails(path, info, box=getattr(emb, "box", FULL))
     except (MediaError, OSError) as exc:
         log.info("no query thumbnails for moment refinement: %s", exc)
+        return None
+
+
+def video_thumbnails(video: Any, limits: MediaLimits | None = None) -> Thumbnails | None:
+    """A library video's thumbnails inside the borders ingest cut off, when its file is on
+    this machine (a video-id query's, for refine_targets); None when it is not, or cannot
+    be decoded (hits then keep their segment-level ranges)."""
+    path = _local_file(video.uri)
+    if path is None:
+        return None
+    limits = limits or MediaLimits()
+    try:
+        info = probe(path, limits)
+        return decode_thumbnails(path, info, box=_content_box(video, path, info, limits),
+                                 limits=limits)  # fmt: skip
+    except (MediaError, OSError) as exc:
+        log.info("no thumbnails of video %s for moment refinement: %s", video.id, exc)
         return None
 
 

@@ -10,7 +10,7 @@
 
 run() takes what it reads as arguments: the index (search, ntotal, dim), the catalogue,
 and `load`, the one read from SQL (the candidates' segment vectors, for re-ranking and
-best segments). No gRPC, no SQL here.
+best segments; once for a whole batch of queries, _batch_load). No gRPC, no SQL here.
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def run(
         per_video=opts.level == "video",
         check=check,
     )
+    if len(queries) > 1:
+        load = _batch_load(load, opts, reranks, retrieved)
     out = []
     for q, rr, (xq, qrows), got in zip(queries, reranks, rows, retrieved, strict=True):
         check()
@@ -99,6 +101,27 @@ def run(
             threshold = calibration.threshold
         out.append(SearchResult(hits, version, got.returned, copy_threshold=threshold))
     return out
+
+
+# A batch reads its candidates' segment vectors in one go (a few IN (...) statements)
+# rather than a few statements per query, up to this many videos (about 15 KB each for a
+# one-minute video at 256-d: ~120 MB at most); beyond it, per query as for one search.
+BATCH_LOAD_MAX_VIDEOS = 8192
+
+
+def _batch_load(load: Load, opts: SearchOptions, reranks: list[bool], retrieved: list) -> Load:
+    """`load` over the union of the videos that re-ranking of the batch may read: every
+    query's first max(top_k, depth) candidates (a superset of what rerank.py loads)."""
+    wanted: dict[int, None] = {}
+    for rr, got in zip(reranks, retrieved, strict=True):
+        if opts.level == "segment" and not rr:
+            continue  # segment hits without re-ranking read no vectors
+        for c in got.candidates[: max(opts.top_k, depth(opts, rr))]:
+            wanted[c.video_id] = None
+    if not wanted or len(wanted) > BATCH_LOAD_MAX_VIDEOS:
+        return load
+    held = dict(load(list(wanted)))
+    return lambda video_ids: {v: held[v] for v in video_ids if v in held}
 
 
 def _with_segments(catalogue: Catalogue, level: Level, cands: list) -> list:

@@ -14,6 +14,7 @@ from .catalogue import (
     ready_videos,
     segment_rows,
     vector_places,
+    video_vectors,
     videos_by_ids,
 )
 from .classifiers import delete_classifier, get_classifier, list_classifiers, save_classifier
@@ -87,6 +88,7 @@ __all__ = [
     "LEVELS",
     "SegmentRows",
     "segment_rows",
+    "video_vectors",
     "VectorPlaces",
     "ready_videos",
     "vector_places",

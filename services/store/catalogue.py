@@ -5,6 +5,7 @@ rows' places (no vector bytes) above a watermark, and the videos they belong to.
     vector_places(s, "video", v, after_id)   -> ids, video ids (index -1, times 0)
     videos_by_ids(s, ids) / ready_videos(s)  -> Video rows with their tags
     segment_rows(s, video ids, v)            -> SegmentRows (the vectors re-ranking aligns)
+    video_vectors(s, video ids, v)           -> video vectors (video-id queries, a batch)
 
 Functions take the caller's session and never commit.
 """
@@ -145,4 +146,20 @@ def segment_rows(
             np.fromiter((r[3] for r in rs), np.float64, n),
             decode_vectors([r[4] for r in rs]),  # (n, d)
         )
+    return out
+
+
+def video_vectors(
+    session: Session, video_ids: Iterable[int], model_version: str
+) -> dict[int, np.ndarray]:
+    """video id -> its video vector (d,) of the version; a video without one is absent."""
+    ids = sorted({int(v) for v in video_ids})
+    out: dict[int, np.ndarray] = {}
+    for i in range(0, len(ids), ID_CHUNK):
+        stmt = select(VideoEmbedding.video_id, VideoEmbedding.vector).where(
+            VideoEmbedding.video_id.in_(ids[i : i + ID_CHUNK]),
+            VideoEmbedding.model_version == model_version,
+        )
+        for vid, blob in session.execute(stmt):
+            out[int(vid)] = decode_vectors([blob])[0]
     return out

@@ -464,3 +464,87 @@ class ClassifyResponse(_message.Message):
     labels: _containers.RepeatedCompositeFieldContainer[LabelScore]
     model_version: str
     def __init__(self, labels: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class FindDuplicatesRequest(_message.Message):
+    __slots__ = ("collection", "min_score", "top_k", "page_size", "disable_refinement")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_REFINEMENT_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    min_score: float
+    top_k: int
+    page_size: int
+    disable_refinement: bool
+    def __init__(self, collection: _Optional[str] = ..., min_score: _Optional[float] = ..., top_k: _Optional[int] = ..., page_size: _Optional[int] = ..., disable_refinement: _Optional[bool] = ...) -> None: ...
+
+class DuplicateSide(_message.Message):
+    __slots__ = ("video", "range")
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    video: Video
+    range: TimeRange
+    def __init__(self, video: _Optional[_Union[Video, _Mapping]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ...) -> None: ...
+
+class DuplicatePair(_message.Message):
+    __slots__ = ("query", "target", "score", "copy_score", "is_copy", "refined")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    COPY_SCORE_FIELD_NUMBER: _ClassVar[int]
+    IS_COPY_FIELD_NUMBER: _ClassVar[int]
+    REFINED_FIELD_NUMBER: _ClassVar[int]
+    query: DuplicateSide
+    target: DuplicateSide
+    score: float
+    copy_score: float
+    is_copy: bool
+    refined: bool
+    def __init__(self, query: _Optional[_Union[DuplicateSide, _Mapping]] = ..., target: _Optional[_Union[DuplicateSide, _Mapping]] = ..., score: _Optional[float] = ..., copy_score: _Optional[float] = ..., is_copy: _Optional[bool] = ..., refined: _Optional[bool] = ...) -> None: ...
+
+class DuplicateGroup(_message.Message):
+    __slots__ = ("video_ids", "pairs")
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    video_ids: _containers.RepeatedScalarFieldContainer[int]
+    pairs: _containers.RepeatedCompositeFieldContainer[DuplicatePair]
+    def __init__(self, video_ids: _Optional[_Iterable[int]] = ..., pairs: _Optional[_Iterable[_Union[DuplicatePair, _Mapping]]] = ...) -> None: ...
+
+class DuplicatesProgress(_message.Message):
+    __slots__ = ("videos_searched", "videos_total", "pairs_found", "pairs_refined")
+    VIDEOS_SEARCHED_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FOUND_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_REFINED_FIELD_NUMBER: _ClassVar[int]
+    videos_searched: int
+    videos_total: int
+    pairs_found: int
+    pairs_refined: int
+    def __init__(self, videos_searched: _Optional[int] = ..., videos_total: _Optional[int] = ..., pairs_found: _Optional[int] = ..., pairs_refined: _Optional[int] = ...) -> None: ...
+
+class DuplicateGroupsPage(_message.Message):
+    __slots__ = ("groups", "page", "last", "groups_total", "model_version", "copy_threshold", "min_score")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COPY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[DuplicateGroup]
+    page: int
+    last: bool
+    groups_total: int
+    model_version: str
+    copy_threshold: float
+    min_score: float
+    def __init__(self, groups: _Optional[_Iterable[_Union[DuplicateGroup, _Mapping]]] = ..., page: _Optional[int] = ..., last: _Optional[bool] = ..., groups_total: _Optional[int] = ..., model_version: _Optional[str] = ..., copy_threshold: _Optional[float] = ..., min_score: _Optional[float] = ...) -> None: ...
+
+class FindDuplicatesResponse(_message.Message):
+    __slots__ = ("progress", "page")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    progress: DuplicatesProgress
+    page: DuplicateGroupsPage
+    def __init__(self, progress: _Optional[_Union[DuplicatesProgress, _Mapping]] = ..., page: _Optional[_Union[DuplicateGroupsPage, _Mapping]] = ...) -> None: ...

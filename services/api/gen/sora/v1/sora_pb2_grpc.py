@@ -109,6 +109,11 @@ class SoraIndexStub:
                 request_serializer=sora_dot_v1_dot_sora__pb2.ClassifyRequest.SerializeToString,
                 response_deserializer=sora_dot_v1_dot_sora__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
+        self.FindDuplicates = channel.unary_stream(
+                '/sora.v1.SoraIndex/FindDuplicates',
+                request_serializer=sora_dot_v1_dot_sora__pb2.FindDuplicatesRequest.SerializeToString,
+                response_deserializer=sora_dot_v1_dot_sora__pb2.FindDuplicatesResponse.FromString,
+                _registered_method=True)
 
 
 class SoraIndexServicer:
@@ -217,6 +222,17 @@ class SoraIndexServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindDuplicates(self, request, context):
+        """Duplicates
+        Library-wide duplicates: every READY video (of a collection) is searched as a query
+        (SearchBatch by video ids, through the index: no all-pairs scan), pairs are kept by the
+        copy verdict (or min_score), and groups are their connected components. Streams
+        `progress` after each batch of queries, then the groups in pages of `page_size`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SoraIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -294,6 +310,11 @@ def add_SoraIndexServicer_to_server(servicer, server):
                     servicer.Classify,
                     request_deserializer=sora_dot_v1_dot_sora__pb2.ClassifyRequest.FromString,
                     response_serializer=sora_dot_v1_dot_sora__pb2.ClassifyResponse.SerializeToString,
+            ),
+            'FindDuplicates': grpc.unary_stream_rpc_method_handler(
+                    servicer.FindDuplicates,
+                    request_deserializer=sora_dot_v1_dot_sora__pb2.FindDuplicatesRequest.FromString,
+                    response_serializer=sora_dot_v1_dot_sora__pb2.FindDuplicatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -701,6 +722,33 @@ class SoraIndex:
             '/sora.v1.SoraIndex/Classify',
             sora_dot_v1_dot_sora__pb2.ClassifyRequest.SerializeToString,
             sora_dot_v1_dot_sora__pb2.ClassifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindDuplicates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sora.v1.SoraIndex/FindDuplicates',
+            sora_dot_v1_dot_sora__pb2.FindDuplicatesRequest.SerializeToString,
+            sora_dot_v1_dot_sora__pb2.FindDuplicatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
