@@ -9,6 +9,8 @@ import json
 from typing import Any
 
 from .client_options import add_client_options, connect, read_vector_file, read_vectors_file
+from .output import say
+from .review_output import clip_side, match_of_hit, side_of, write_sheet, write_timeline
 
 BATCH = 256  # queries per SearchBatch call: the server's cap (services.search.options)
 
@@ -40,6 +42,14 @@ def add_parser(sub: Any) -> None:
         "(default): only when the whole picture found no copy",
     )
     p.add_argument("--json", action="store_true", help="a JSON list of hits")
+    p.add_argument(
+        "--sheet", metavar="PNG", help="with --clip or --id: a contact sheet of the matched moments"
+    )
+    p.add_argument(
+        "--otio",
+        metavar="FILE",
+        help="with --clip or --id: the hits as an OpenTimelineIO timeline (+ FILE.edl)",
+    )
     add_client_options(p)
     p.set_defaults(func=run)
 
@@ -53,15 +63,24 @@ def run(args: argparse.Namespace) -> int:
         min_score=args.min_score,
         alignment=not args.no_alignment,
     )
+    review = args.sheet or args.otio
+    if review and not (args.clip or args.id is not None):
+        say("sora: --sheet and --otio need a query video: --clip FILE or --id ID")
+        return 2
     if args.ids or args.vectors_file:
         return _run_batch(args, options)
     with connect(args) as client:
         if args.clip:
             res = client.search_by_clip(args.clip, regions=args.regions, **options)
+            query = clip_side(args.clip) if review else None
         elif args.id is not None:
             res = client.search(video_id=args.id, exclude_query_video=True, **options)
+            video = client.get_video(args.id) if review else None
+            query = side_of(video, 0.0, video.duration_s) if video is not None else None
         else:
             res = client.search(vector=read_vector_file(args.vector_file), **options)
+    if review:
+        _write_review(args, res, query)
     hits = [hit_to_json(h) for h in res.hits]
     if args.json:
         print(json.dumps(hits, indent=2))
@@ -88,6 +107,23 @@ def run(args: argparse.Namespace) -> int:
         copy = f"{'COPY' if h['copy'] else 'no':>4} {h['copy_score']:+.3f}  " if "copy" in h else ""
         print(f"{n:3d}. {h['score']:.4f}  {copy}video {h['video_id']:<6} {where}  {name}{match}")
     return 0
+
+
+def _write_review(args: argparse.Namespace, res: Any, query: Any) -> None:
+    """The contact sheet (aligned hits: they say which moment of the query matched) and
+    the timeline (every hit) the options asked for."""
+    matches = [match_of_hit(h, query) for h in res.hits]
+    if args.sheet:
+        aligned = [m for m, h in zip(matches, res.hits, strict=True) if h.aligned]
+        if aligned:
+            write_sheet(aligned, args.sheet, title=f"query {query.name}: {len(aligned)} match(es)")
+        else:
+            say("no contact sheet: no hit has a matched range (alignment found none)")
+    if args.otio:
+        if matches:
+            write_timeline(matches, args.otio, name=f"sora search: {query.name}")
+        else:
+            say("no timeline: the search found no hits")
 
 
 def _run_batch(args: argparse.Namespace, options: dict[str, Any]) -> int:

@@ -23,7 +23,7 @@ from sora_encoder.media.stills import STILL_HEIGHT, grab_stills
 
 from .matches import Match, Side
 
-__all__ = ["FRAMES", "contact_sheet", "match_strip"]
+__all__ = ["FRAMES", "Probes", "contact_sheet", "match_strip"]
 
 FRAMES = 4  # stills a side per match: enough to see the moments line up, small on a page
 PAD = 6  # pixels between cells
@@ -42,7 +42,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
-class _Probes:
+class Probes:
     """Each file probed once per sheet; None for a side that has no file here."""
 
     def __init__(self, limits: MediaLimits) -> None:
@@ -92,12 +92,12 @@ def match_strip(
     frames: int = FRAMES,
     height: int = STILL_HEIGHT,
     limits: MediaLimits | None = None,
-    probes: _Probes | None = None,
+    probes: Probes | None = None,
     label: str = "",
 ) -> Image.Image:
     """One match as a strip: header, query stills, target stills at the aligned times."""
     limits = limits or MediaLimits()
-    probes = probes or _Probes(limits)
+    probes = probes or Probes(limits)
     times = match.aligned_times(frames)
     cell = (int(round(height * 16 / 9)), height)
     rows = []
@@ -135,10 +135,11 @@ def contact_sheet(
     if not matches:
         raise ValueError("a contact sheet needs at least one match")
     limits = limits or MediaLimits()
-    probes = _Probes(limits)
+    probes = Probes(limits)
     strips = [
-        match_strip(m, frames=frames, height=height, limits=limits, probes=probes,
-                    label=f"#{n}")  # fmt: skip
+        match_strip(
+            m, frames=frames, height=height, limits=limits, probes=probes, label=f"#{n}"
+        )  # fmt: skip
         for n, m in enumerate(matches, 1)
     ]
     top = 24 if title else 0

@@ -96,7 +96,9 @@ def _clip(side: Side, m: Match, n: int, role: str) -> otio.schema.Clip:
 def timeline_of(matches: Sequence[Match], *, name: str = "sora matches") -> otio.schema.Timeline:
     """Two video tracks, targets and queries, one clip per match on each (see above)."""
     rate = _rate(matches[0].target) if matches else DEFAULT_RATE
-    timeline = otio.schema.Timeline(name=name, global_start_time=otio.opentime.RationalTime(0, rate))
+    timeline = otio.schema.Timeline(
+        name=name, global_start_time=otio.opentime.RationalTime(0, rate)
+    )
     targets = otio.schema.Track(name="targets", kind=otio.schema.TrackKind.Video)
     queries = otio.schema.Track(name="queries", kind=otio.schema.TrackKind.Video)
     for n, m in enumerate(matches, 1):
