@@ -5,6 +5,7 @@ video-id queries read in a few SQL statements, not a few per video."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import grpc
@@ -177,3 +178,111 @@ def test_unique_pairs_keep_the_better_direction_and_groups_are_components():
     groups = group_pairs(pairs)
     assert [g.video_ids for g in groups] == [(3, 4, 5), (1, 2), (6, 7)]
     assert [p.score for p in groups[0].pairs] == [0.99, 0.92]
+
+
+def _add_file_video(api: Api, path, segments: np.ndarray, duration_s: float) -> int:
+    """A video whose uri is a real file on this machine (the ranges can be placed by its
+    frames), with these segment vectors."""
+    from services.store import ProbeFacts, complete_ingest, register_video
+
+    xb = unit(segments)
+    with api.store.Session.begin() as s:
+        video, job, _ = register_video(s, uri=str(path), content_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                                       size_bytes=path.stat().st_size, title=path.stem)  # fmt: skip
+        complete_ingest(
+            s, job.id, video.id, model_version=MODEL,
+            segments=[(i, 4.0 * i, min(duration_s, 4.0 * (i + 1)), xb[i]) for i in range(len(xb))],
+            video_vector=unit(xb.mean(axis=0)),
+            probe=ProbeFacts(duration_s=duration_s, fps=25.0, width=160, height=120),
+        )  # fmt: skip
+        return video.id
+
+
+def test_an_excerpt_is_placed_inside_its_source_by_frames(api: Api, tmp_path):
+    """The source is searched as the query too, but the pair's ranges are placed with the
+    excerpt (the shorter video) sliding along the source: 6.5-14.5 s, not 4-s steps."""
+    from tests.media_factory import ffmpeg_run, make_video
+
+    source = make_video(tmp_path / "source.mp4", duration_s=20.0, fps=25, size=(160, 120))
+    excerpt = tmp_path / "excerpt.mp4"
+    ffmpeg_run(["-y", "-ss", "6.5", "-i", str(source), "-t", "8", "-vf", "scale=128:96",
+                "-c:v", "libx264", "-preset", "ultrafast", str(excerpt)])  # fmt: skip
+    rng = np.random.default_rng(6)
+    xs = unit(rng.normal(size=(5, DIM)))
+    xe = unit(xs[1:4] + 0.05 * rng.normal(size=(3, DIM)))  # ~ the source's 4-16 s
+    ids = {"source": _add_file_video(api, source, xs, 20.0),
+           "excerpt": _add_file_video(api, excerpt, xe[:2], 8.0)}  # fmt: skip
+    for _ in range(4):
+        add_video(api.store, unit(rng.normal(size=(3, DIM))))
+    api.sync()
+    found = api.client.find_duplicates(min_score=0.6)
+    [group] = found.groups
+    [pair] = group.pairs
+    assert pair.query.video.id == ids["excerpt"] and pair.target.video.id == ids["source"]
+    assert pair.refined
+    assert pair.query.range.start_s == pytest.approx(0.0, abs=0.3)
+    assert pair.query.range.end_s == pytest.approx(8.0, abs=0.3)
+    assert pair.target.range.start_s == pytest.approx(6.5, abs=0.3)
+    assert pair.target.range.end_s == pytest.approx(14.5, abs=0.3)
+    unrefined = api.client.find_duplicates(min_score=0.6, refine=False)
+    p = unrefined.groups[0].pairs[0]
+    assert not p.refined and p.target.range.start_s % 4.0 == 0.0  # segment steps
+
+
+def test_sora_duplicates_and_search_write_what_reviewers_and_editors_open(
+    api: Api, tmp_path, capsys
+):
+    """The commands end to end: JSON, CSV, the HTML report with a strip per pair, the OTIO
+    timeline with the pair's ranges in the media's frames, a search's contact sheet."""
+    import csv
+    import json
+
+    import opentimelineio as otio
+    from PIL import Image
+
+    from sora_cli.main import main
+    from tests.media_factory import ffmpeg_run, make_video
+
+    source = make_video(tmp_path / "source.mp4", duration_s=20.0, fps=25, size=(160, 120))
+    excerpt = tmp_path / "excerpt.mp4"
+    ffmpeg_run(["-y", "-ss", "6.5", "-i", str(source), "-t", "8", "-c:v", "libx264",
+                "-preset", "ultrafast", str(excerpt)])  # fmt: skip
+    rng = np.random.default_rng(7)
+    xs = unit(rng.normal(size=(5, DIM)))
+    src = _add_file_video(api, source, xs, 20.0)
+    exc = _add_file_video(api, excerpt, unit(xs[1:3] + 0.05 * rng.normal(size=(2, DIM))), 8.0)
+    for _ in range(3):
+        add_video(api.store, unit(rng.normal(size=(3, DIM))))
+    api.sync()
+    client = ["--address", api.address, "--token", api.settings.api_token]
+    assert main(["duplicates", "--min-score", "0.6", "--json", *client]) == 0
+    [group] = json.loads(capsys.readouterr().out)
+    assert group["video_ids"] == sorted([src, exc])
+    [pair] = group["pairs"]
+    assert (pair["query_id"], pair["target_id"], pair["refined"]) == (exc, src, True)
+    report, timeline = tmp_path / "report", tmp_path / "d.otio"
+    assert main(["duplicates", "--min-score", "0.6", "--csv", str(tmp_path / "d.csv"),
+                 "--html", str(report), "--otio", str(timeline), *client]) == 0  # fmt: skip
+    [row] = list(csv.DictReader(open(tmp_path / "d.csv")))
+    assert (int(row["group"]), int(row["query_id"]), int(row["target_id"])) == (1, exc, src)
+    assert float(row["target_start_s"]) == pytest.approx(6.5, abs=0.3)
+    assert '<img src="images/g1-p1.jpg"' in (report / "index.html").read_text()
+    assert Image.open(report / "images" / "g1-p1.jpg").width > 600
+    [target, query] = otio.adapters.read_from_file(str(timeline)).tracks
+    [clip] = target.find_clips()
+    # the pair's target range, in the source's frames at 25 fps, to the frame
+    start, end = float(row["target_start_s"]), float(row["target_end_s"])
+    assert clip.source_range.start_time == otio.opentime.RationalTime(round(start * 25), 25)
+    assert clip.source_range.duration.value == round(end * 25) - round(start * 25)
+    assert clip.media_reference.target_url == source.resolve().as_uri()
+    assert (tmp_path / "d.edl").read_text().startswith("TITLE: sora duplicates")
+    # a search by id with a contact sheet and a timeline
+    sheet = tmp_path / "s.png"
+    assert main(["search", "--id", str(exc), "--top-k", "2", "--sheet", str(sheet),
+                 "--otio", str(tmp_path / "s.otio"), *client]) == 0  # fmt: skip
+    assert Image.open(sheet).height > 200
+    [hit_clip, _] = otio.adapters.read_from_file(str(tmp_path / "s.otio")).tracks[0].find_clips()
+    assert hit_clip.media_reference.target_url == source.resolve().as_uri()
+    # --sheet needs a query video
+    assert main(["search", "--vector-file", str(tmp_path / "d.csv"), "--sheet", "x.png",
+                 *client]) == 2  # fmt: skip

@@ -5,7 +5,8 @@ through the index, then grouped (services/search/duplicates.py draws the groupin
       -> batches of MAX_BATCH video ids -> SearchService.search_videos (SearchBatch's path:
          ONE FAISS search a batch at video level, alignment re-ranks the candidates)
       -> pairs_of: the hits that pass the copy verdict (or min_score)   progress per batch
-      -> unique_pairs -> refine: each pair's ranges placed by frames    progress per video
+      -> unique_pairs -> refine: each pair's ranges placed by frames, the shorter video
+         as the query (an excerpt is placed inside its source)         progress per video
       -> group_pairs -> DuplicatesReport (the servicer pages it)
 
 Cost: one video-id query per video, so the work grows as n x (FAISS search of one vector
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from services.errors import ConflictError, InvalidArgumentError, NotFoundError
 from services.index import VideoInfo
@@ -92,6 +93,7 @@ class DuplicateService:
             found = unique_pairs(found)
             yield DuplicatesProgress(start + len(batch), len(videos), len(found))
         if request.refine:
+            found = [shorter_first(p) for p in found]
             yield from self._refine(found, len(videos), call)
         yield DuplicatesReport(
             groups=group_pairs(found),
@@ -133,12 +135,25 @@ class DuplicateService:
             hits = [Hit(score=p.score, video=p.target, target=p.target_range,
                         query=p.query_range, alignment_score=p.score) for p in group]  # fmt: skip
             query = group[0].query
-            refine_targets(hits, lambda q=query: video_thumbnails(q), top=len(hits))
+            placed: list[Hit] = []
+            refine_targets(hits, lambda q=query: video_thumbnails(q), top=len(hits),
+                           placed=placed)  # fmt: skip
             for p, h in zip(group, hits, strict=True):
-                if (h.target, h.query) != (p.target_range, p.query_range):
+                if any(h is x for x in placed):
                     p.target_range, p.query_range, p.refined = h.target, h.query, True
             done += len(group)
             yield DuplicatesProgress(total, total, len(pairs), done)
+
+
+def shorter_first(p: DuplicatePair) -> DuplicatePair:
+    """The pair with its shorter video as the query: frames place a query inside its
+    target (sora_encoder.moments slides the query along), so an excerpt is placed inside
+    its source, not the other way round."""
+    q, t = p.query.duration_s, p.target.duration_s
+    if q is None or t is None or q <= t:
+        return p
+    return replace(p, query=p.target, target=p.query, query_range=p.target_range,
+                   target_range=p.query_range)  # fmt: skip
 
 
 def _check(r: DuplicatesRequest) -> None:

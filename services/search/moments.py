@@ -102,12 +102,14 @@ def refine_targets(
     *,
     limits: MediaLimits | None = None,
     top: int = REFINE_TOP,
+    placed: list | None = None,
 ) -> int:
     """Narrow the `target` (and `query`) ranges of the first `top` aligned hits in place;
     returns how many moved. `hits` need `.video.uri`, `.target`, `.query`,
     `.alignment_score` (services.search.types.Hit). `query` may be a function that decodes
     the query's thumbnails: it is called once, and only when a hit is to be refined (an
-    aligned hit whose file is on this machine), so a search with none decodes nothing."""
+    aligned hit whose file is on this machine), so a search with none decodes nothing.
+    `placed`: a list the hits placed by frames are appended to (also those that stayed)."""
     limits = limits or MediaLimits()
     picked = []
     for hit in [h for h in hits if h.alignment_score is not None and h.target][:top]:
@@ -141,12 +143,14 @@ def refine_targets(
             continue
         # the whole query first: frames are finer evidence than the segments' alignment,
         # but a query that only partly matches scores low along its whole length
-        p, placed = place(query, target), query
+        p, part_placed = place(query, target), query
         if p is None or p.score < WHOLE_MIN_SCORE:
-            p, placed = place(part, target), part
+            p, part_placed = place(part, target), part
         if p is None:
             continue
         hit.target = (max(0.0, p.start_s), min(info.duration_s, p.end_s))
-        hit.query = (placed.start_s, placed.start_s + placed.duration_s)
+        hit.query = (part_placed.start_s, part_placed.start_s + part_placed.duration_s)
         moved += 1
+        if placed is not None:
+            placed.append(hit)
     return moved

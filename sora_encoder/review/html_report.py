@@ -33,6 +33,7 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; }
 .copy { color: #b00; font-weight: bold; }
 .note { color: #555; }
 table { border-collapse: collapse; } td, th { padding: 2px 10px 2px 0; text-align: left; }
+td.range { white-space: nowrap; } td.note { font-size: 0.85em; word-break: break-all; }
 """
 
 
@@ -52,7 +53,8 @@ def _side(label: str, s) -> str:
     vid = f" (video {s.video_id})" if s.video_id is not None else ""
     return (
         f"<tr><th>{label}</th><td>{_e(s.name)}{_e(vid)}</td>"
-        f"<td>{s.start_s:.2f}&ndash;{s.end_s:.2f} s</td><td class=note>{_e(s.uri)}</td></tr>"
+        f"<td class=range>{s.start_s:.2f}&ndash;{s.end_s:.2f} s</td>"
+        f"<td class=note>{_e(s.uri)}</td></tr>"
     )
 
 
