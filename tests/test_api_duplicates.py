@@ -187,7 +187,8 @@ def _add_file_video(api: Api, path, segments: np.ndarray, duration_s: float) -> 
 
     xb = unit(segments)
     with api.store.Session.begin() as s:
-        video, job, _ = register_video(s, uri=str(path), content_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        video, job, _ = register_video(s, uri=str(path), content_sha256=sha,
                                        size_bytes=path.stat().st_size, title=path.stem)  # fmt: skip
         complete_ingest(
             s, job.id, video.id, model_version=MODEL,
