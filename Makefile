@@ -118,6 +118,7 @@ bench: setup
 	$(BIN)/python bench/bench_index.py --json bench/results/index.json
 	$(BIN)/python bench/bench_ingest.py --json bench/results/ingest.json
 	$(BIN)/python bench/bench_search.py --json bench/results/search.json
+	$(BIN)/python bench/bench_duplicates.py --json bench/results/duplicates.json
 
 # The README's first command: set up, start the embedded service, ingest sample videos
 # made with ffmpeg (or VIDEOS=dir), search by a transformed clip, show the hits.
