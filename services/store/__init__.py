@@ -14,6 +14,7 @@ from .catalogue import (
     ready_videos,
     segment_rows,
     vector_places,
+    video_changes,
     videos_by_ids,
 )
 from .classifiers import delete_classifier, get_classifier, list_classifiers, save_classifier
@@ -57,6 +58,8 @@ from .models import (
     Video,
     VideoEmbedding,
     VideoStatus,
+    VideoChange,
+    VideoMetadataEntry,
     VideoTag,
 )
 from .segments import (
@@ -73,6 +76,12 @@ from .uris import is_url, local_path
 from .vector_source import LEVELS, Level, SqlVectorSource, Tombstones, VectorBatch, vector_source
 from .versions import coverage, serving_model_version, videos_missing_version
 from .videos import (
+    AssetFields,
+    find_video_by_external_id,
+    get_video_by_external_id,
+    normalize_external_id,
+    normalize_user_metadata,
+    record_video_change,
     decode_page_token,
     delete_video,
     encode_page_token,
@@ -84,6 +93,15 @@ from .videos import (
 )
 
 __all__ = [
+    "AssetFields",
+    "VideoChange",
+    "VideoMetadataEntry",
+    "find_video_by_external_id",
+    "get_video_by_external_id",
+    "normalize_external_id",
+    "normalize_user_metadata",
+    "record_video_change",
+    "video_changes",
     "LEVELS",
     "SegmentRows",
     "segment_rows",
