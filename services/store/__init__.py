@@ -30,6 +30,7 @@ from .db import (
     migrate,
     open_store,
 )
+from .embeddings import VideoVectors, list_video_vectors
 from .identity import database_id
 from .jobs import (
     MAX_ATTEMPTS,
@@ -90,9 +91,13 @@ from .videos import (
     list_videos,
     register_video,
     set_tags,
+    videos_where,
 )
 
 __all__ = [
+    "VideoVectors",
+    "list_video_vectors",
+    "videos_where",
     "AssetFields",
     "VideoChange",
     "VideoMetadataEntry",

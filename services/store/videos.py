@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -500,7 +500,28 @@ def list_videos(
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidArgumentError(f"page_size {page_size}: expected 1..{MAX_PAGE_SIZE}")
     after = decode_page_token(page_token) if page_token else 0
-    stmt = select(Video).where(Video.id > after)
+    stmt = videos_where(
+        select(Video).where(Video.id > after),
+        collection=collection, tag=tag, status=status, external_id=external_id,
+        user_metadata=user_metadata,
+    )  # fmt: skip
+    videos = list(session.scalars(stmt.order_by(Video.id).limit(page_size + 1)))
+    if len(videos) > page_size:
+        videos = videos[:page_size]
+        return videos, encode_page_token(videos[-1].id)
+    return videos, None
+
+
+def videos_where(
+    stmt: Select,
+    *,
+    collection: str | None = None,
+    tag: str | None = None,
+    status: VideoStatus | str | None = None,
+    external_id: str | None = None,
+    user_metadata: Mapping[str, str] | None = None,
+) -> Select:
+    """`stmt` (a SELECT from videos) with the listing filters, ANDed (see list_videos)."""
     if status is None:
         stmt = stmt.where(Video.status != VideoStatus.DELETED)
     else:
@@ -518,8 +539,4 @@ def list_videos(
     for key, value in normalize_user_metadata(user_metadata).items():
         m = aliased(VideoMetadataEntry)
         stmt = stmt.join(m, (m.video_id == Video.id) & (m.key == key) & (m.value == value))
-    videos = list(session.scalars(stmt.order_by(Video.id).limit(page_size + 1)))
-    if len(videos) > page_size:
-        videos = videos[:page_size]
-        return videos, encode_page_token(videos[-1].id)
-    return videos, None
+    return stmt
