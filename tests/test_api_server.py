@@ -165,7 +165,7 @@ def test_tls_when_certificate_and_key_are_configured(db, tmp_path):
         with SoraClient(a.address, token=TOKEN, tls_ca=cert, timeout=5) as c:
             assert c.health() == "SERVING"
             assert c.list_videos().videos == []
-        with SoraClient(a.address, token=TOKEN, timeout=2) as plain:
+        with SoraClient(a.address, token=TOKEN, timeout=2, retry=NO_RETRIES) as plain:
             with pytest.raises(grpc.RpcError) as e:
                 plain.list_videos()
             assert _code(e) is grpc.StatusCode.UNAVAILABLE
