@@ -58,7 +58,9 @@ def test_upload_keeps_external_id_metadata_and_the_clients_name_and_path(api, tm
     v = api.client.get_video(r.video_id)
     assert (v.external_id, dict(v.user_metadata)) == ("ASSET-1", {"reel": "3", "camera": "A"})
     assert (v.original_name, v.original_path, v.title) == (
-        "Beach Day.mp4", str(clip.absolute()), "Beach Day"
+        "Beach Day.mp4",
+        str(clip.absolute()),
+        "Beach Day",
     )
     assert v.uri != v.original_path  # the server's copy, under its uploads folder
     assert api.client.get_video_by_external_id("ASSET-1", collection="trips").id == r.video_id
@@ -98,11 +100,16 @@ def test_server_paths_urls_and_bulk_keep_ids_and_where_they_came_from(db, tmp_pa
             r2 = a.client.ingest_uri(url, external_id="W1", collection="web")
             v1, v2 = a.client.get_video(r1.video_id), a.client.get_video(r2.video_id)
             assert (v1.external_id, v1.original_name, v1.original_path) == (
-                "L1", "local.mp4", str(local)
+                "L1",
+                "local.mp4",
+                str(local),
             )
             assert dict(v1.user_metadata) == {"src": "disk"}
             assert (v2.external_id, v2.original_name, v2.original_path, v2.title) == (
-                "W1", "webclip.mp4", url, "webclip"
+                "W1",
+                "webclip.mp4",
+                url,
+                "webclip",
             )
             more = a.roots[0] / "more.mp4"
             more.write_bytes(os.urandom(2000))
@@ -140,7 +147,8 @@ def test_filters_on_external_ids_and_metadata_in_list_search_and_batch(api):
     assert hit_ids(user_metadata={"reel": "9"}) == []
     hit = api.client.search(vector=base, external_ids=["C"]).hits[0]
     assert (hit.video.external_id, dict(hit.video.user_metadata)) == (
-        "C", {"reel": "1", "cam": "x"}
+        "C",
+        {"reel": "1", "cam": "x"},
     )
     batch = api.client.search_batch(video_ids=[ids["A"], ids["B"]], user_metadata={"reel": "2"})
     assert [[h.video.id for h in r.hits] for r in batch] == [[ids["B"]], [ids["B"]]]
@@ -182,8 +190,11 @@ def test_ids_metadata_and_filters_survive_a_server_restart(db, tmp_path):
 
 def test_list_embeddings_pages_equal_get_embeddings(api, monkeypatch):
     rng = np.random.default_rng(2)
-    made = [add_asset(api.store, rng.standard_normal((n, DIM)), external_id=f"E{n}",
-                      collection="c", user_metadata={"n": str(n)}) for n in (3, 1, 4, 2)]  # fmt: skip
+    made = [
+        add_asset(api.store, rng.standard_normal((n, DIM)), external_id=f"E{n}",
+                  collection="c", user_metadata={"n": str(n)})
+        for n in (3, 1, 4, 2)
+    ]  # fmt: skip
     add_asset(api.store, rng.standard_normal((2, DIM)), collection="elsewhere")
     api.sync()
     monkeypatch.setattr(video_service, "MAX_PAGE_SEGMENTS", 5)  # pages end early on segments
@@ -210,9 +221,7 @@ def test_list_embeddings_pages_equal_get_embeddings(api, monkeypatch):
         assert dict(e.video.user_metadata) == {"n": str(len(e.segments))}
     light = api.client.list_embeddings(collection="c", video_vectors_only=True, page_size=10)
     assert [len(e.segments) for e in light.videos] == [0] * 4 and len(light.videos) == 4
-    assert [e.video_id for e in api.client.iter_embeddings(user_metadata={"n": "4"})] == [
-        made[2]
-    ]
+    assert [e.video_id for e in api.client.iter_embeddings(user_metadata={"n": "4"})] == [made[2]]
     with pytest.raises(grpc.RpcError) as e:
         api.client.list_embeddings(page_size=5000)
     assert code(e) is grpc.StatusCode.INVALID_ARGUMENT

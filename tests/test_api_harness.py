@@ -153,9 +153,7 @@ def make_api(
     if start:
         server.start()
         assert server.keeper.wait_ready(10), "the index did not load"
-    client = SoraClient(
-        f"127.0.0.1:{port}", token=settings.api_token, timeout=10, retry=NO_RETRIES
-    )
+    client = SoraClient(f"127.0.0.1:{port}", token=settings.api_token, timeout=10, retry=NO_RETRIES)
     return Api(server, port, client, store, settings, dispatcher, [allowed])
 
 

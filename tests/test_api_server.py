@@ -18,7 +18,7 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.api.client import SoraClient
+from services.api.client import NO_RETRIES, SoraClient
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.api.server import create_server, is_loopback
 from services.settings import Settings

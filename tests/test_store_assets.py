@@ -58,7 +58,9 @@ def test_a_new_video_keeps_its_external_id_metadata_and_original_path(db):
         assert found.id == video.id
         assert (found.external_id, found.user_metadata) == ("A-1", {"reel": "3", "cam": ""})
         assert (found.original_name, found.original_path, found.title) == (
-            "beach.mp4", "/home/u/Videos/beach.mp4", "beach"
+            "beach.mp4",
+            "/home/u/Videos/beach.mp4",
+            "beach",
         )
         with pytest.raises(NotFoundError, match="give the collection too"):
             get_video_by_external_id(s, "A-1")  # no collection: another namespace
@@ -201,12 +203,25 @@ def test_bad_external_ids_and_metadata_are_refused(db, kwargs):
 
 def test_list_videos_filters_by_external_id_and_metadata(db):
     with db.Session.begin() as s:
-        a, _, _ = register_video(s, uri="/a", content_sha256=sha(11), size_bytes=1,
-                                 external_id="A", user_metadata={"reel": "1", "cam": "x"})
-        b, _, _ = register_video(s, uri="/b", content_sha256=sha(12), size_bytes=1,
-                                 external_id="B", user_metadata={"reel": "1", "cam": "y"})
+        a, _, _ = register_video(
+            s,
+            uri="/a",
+            content_sha256=sha(11),
+            size_bytes=1,
+            external_id="A",
+            user_metadata={"reel": "1", "cam": "x"},
+        )
+        b, _, _ = register_video(
+            s,
+            uri="/b",
+            content_sha256=sha(12),
+            size_bytes=1,
+            external_id="B",
+            user_metadata={"reel": "1", "cam": "y"},
+        )
         register_video(s, uri="/c", content_sha256=sha(13), size_bytes=1)
     with db.Session.begin() as s:
+
         def ids(**kw) -> list[int]:
             return [v.id for v in list_videos(s, **kw)[0]]
 

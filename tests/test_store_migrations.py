@@ -13,12 +13,12 @@ from services.store import (
     Base,
     alembic_config,
     current_revision,
-    head_revision,
-    make_engine,
-    migrate,
     get_segments,
     get_video,
     get_video_by_external_id,
+    head_revision,
+    make_engine,
+    migrate,
     open_store,
     register_video,
 )
@@ -136,7 +136,6 @@ def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path):
         engine.dispose()
 
 
-
 def test_upgrade_from_0003_keeps_videos_and_adds_asset_identity(empty_db_url):
     """An old database (revision 0003, with a video, its tags and a segment written by the
     SQL of that time) upgrades in place: the rows stay, the new columns are empty, and
@@ -175,7 +174,10 @@ def test_upgrade_from_0003_keeps_videos_and_adds_asset_identity(empty_db_url):
         with store.Session.begin() as s:
             old = get_video(s, vid)
             assert (old.title, old.collection, old.tags, old.status.value) == (
-                "old", "trips", ["beach"], "READY"
+                "old",
+                "trips",
+                ["beach"],
+                "READY",
             )
             assert (old.external_id, old.user_metadata, old.original_path) == (None, {}, None)
             assert len(get_segments(s, vid, "mv")) == 1

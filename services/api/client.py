@@ -271,7 +271,9 @@ class SoraClient:
         external_id: the caller's id of the asset (see VideoMetadata in the .proto: the same
         id and bytes again update the metadata; other bytes are ALREADY_EXISTS)."""
         meta = _metadata(title, collection, tags, external_id, user_metadata)
-        return self._unary(self.stub.IngestUri, pb.IngestUriRequest(uri=uri, metadata=meta), timeout)
+        return self._unary(
+            self.stub.IngestUri, pb.IngestUriRequest(uri=uri, metadata=meta), timeout
+        )
 
     def upload(
         self,
@@ -340,7 +342,7 @@ class SoraClient:
 
     def bulk_ingest(
         self,
-        uris: Iterable[str] | Mapping[str, str],
+        uris: Iterable[str] | Iterable[tuple[str, str]] | Mapping[str, str],
         *,
         collection: str | None = None,
         tags: Iterable[str] = (),
@@ -348,15 +350,18 @@ class SoraClient:
         timeout: Any = _Unset,
     ) -> list[pb.BulkIngestItem]:
         """Per-item results: `item.result` on success, `item.error`/`item.error_code` not.
-        uris: a list, or {uri: external_id} to give each its external id."""
+        uris: a list, or (uri, external_id) pairs / {uri: external_id} to give each one."""
         tags = list(tags)
-        ids = uris if isinstance(uris, Mapping) else dict.fromkeys(uris, "")
+        pairs = [
+            (u, "") if isinstance(u, str) else (u[0], u[1])
+            for u in (uris.items() if isinstance(uris, Mapping) else uris)
+        ]
         request = pb.BulkIngestRequest(
             videos=[
                 pb.IngestUriRequest(
                     uri=u, metadata=_metadata(None, collection, tags, ext, user_metadata)
                 )
-                for u, ext in ids.items()
+                for u, ext in pairs
             ]
         )
         return list(self._unary(self.stub.BulkIngest, request, timeout).items)

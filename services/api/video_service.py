@@ -128,7 +128,6 @@ class VideoService:
                 video_id, version, emb.as_array() if emb is not None else None, segments
             )
 
-
     def list_embeddings(
         self,
         *,
@@ -159,8 +158,7 @@ class VideoService:
                 collection=collection, tag=tag, user_metadata=user_metadata,
             )  # fmt: skip
         views = [
-            EmbeddingsView(r.video.id, version, r.video_vector, r.segments, r.video)
-            for r in rows
+            EmbeddingsView(r.video.id, version, r.video_vector, r.segments, r.video) for r in rows
         ]
         return EmbeddingsPage(views, encode_page_token(last) if last else None, version)
 

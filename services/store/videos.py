@@ -491,7 +491,8 @@ def list_videos(
 ) -> tuple[list[Video], str | None]:
     """One page of videos in id order -> (videos, next_page_token or None at the end).
 
-    Filters combine with AND; `user_metadata` matches videos carrying every key=value. `status=None` lists every video except DELETED ones; ask for
+    Filters combine with AND; `user_metadata` matches videos carrying every key=value.
+    `status=None` lists every video except DELETED ones; ask for
     `status="DELETED"` to see those. Keyset pagination: the opaque token carries the last
     id, so pages stay consistent while videos are added or deleted.
     """
