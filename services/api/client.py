@@ -174,9 +174,16 @@ class SoraClient:
         None: plaintext. timeout: the default deadline of each call in seconds (None: no
         deadline); every method takes `timeout=` to override it. retry: the policy for
         UNAVAILABLE (default RetryPolicy(); NO_RETRIES turns retries off)."""
+        self.retry = retry or RetryPolicy()
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # The channel's own reconnection after a failure paces like the retries: with
+            # gRPC's default (1 s, then longer), a retry soon after a server came back
+            # would still fail fast on the broken channel.
+            ("grpc.initial_reconnect_backoff_ms", max(1, int(self.retry.initial_backoff_s * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(1, int(self.retry.initial_backoff_s * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(1, int(self.retry.max_backoff_s * 1000))),
         ]
         if tls_ca is not None:
             root = tls_ca if isinstance(tls_ca, bytes) else Path(tls_ca).read_bytes()
@@ -188,7 +195,6 @@ class SoraClient:
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
         self.timeout = timeout
         self.chunk_size = chunk_size
-        self.retry = retry or RetryPolicy()
         self._auth = (("authorization", f"Bearer {token}"),) if token else ()
 
     # ------------------------------------------------------------------ plumbing
