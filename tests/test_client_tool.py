@@ -193,7 +193,7 @@ def test_unavailable_is_retried_with_back_off_until_the_server_is_up(tmp_path):
         assert (
             waits[:2] == [0.1, 0.2]
             and all(  # exponential
-                b == 2 * a for a, b in zip(waits, waits[1:])
+                b == 2 * a for a, b in zip(waits, waits[1:], strict=False)
             )
         )
         with SoraClient(
