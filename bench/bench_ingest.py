@@ -4,6 +4,8 @@ and encode-only times of the same files, measured in the same run.
     e2e     submit (hash + register + send) .. every video READY/FAILED, one `sora worker`
     decode  probe + decode_clips of every file (the worker's windows, frames and size)
     encode  the decoded clips through the same runtime, video by video, as the worker does
+    borders detect_content_box of every file (keyframes only): the step border-aware
+            decoding added to every ingest, which decode-only leaves out
 
 Target: e2e <= 1.1 x (decode + encode): the queue, the database and the index add <= 10%.
 (The worker overlaps decoding with encoding, so e2e can come in under the sum.)
@@ -68,6 +70,7 @@ def main() -> int:
         e2e = run_end_to_end(files, env, home)
         decode_s, clips = run_decode_only(files)
         encode_s = run_encode_only(clips, args.variant)
+        borders_s = run_borders_only(files)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -78,6 +81,7 @@ def main() -> int:
         {"stage": "decode only", "s": decode_s, "vps": video_s / decode_s},
         {"stage": "encode only", "s": encode_s, "vps": video_s / encode_s},
         {"stage": "decode + encode", "s": bound, "vps": video_s / bound},
+        {"stage": "border detection only", "s": borders_s, "vps": video_s / borders_s},
     ]
     print(f"\n{len(files)} files, {video_s:.0f} s of video, stack {args.stack}, "
           f"{e2e['ready']} READY, {e2e['failed']} FAILED")  # fmt: skip
@@ -87,12 +91,14 @@ def main() -> int:
           f"{e2e['encode_s']:.2f} s encoding and {e2e['decode_wait_s']:.2f} s waiting for "
           f"ffmpeg; {e2e['seconds'] - e2e['in_task_s']:.2f} s between tasks")  # fmt: skip
     ratio = e2e["seconds"] / bound
-    print(f"\nend to end / (decode + encode) = {ratio:.3f}  (target <= 1.1)")
+    print(f"\nend to end / (decode + encode) = {ratio:.3f}  (target <= 1.1); border "
+          f"detection is {borders_s / bound:.1%} of decode + encode")  # fmt: skip
     if args.json:
         write_json(args.json, {
             "machine": machine_info(), "stack": args.stack, "files": len(files),
             "video_seconds": video_s, "e2e_s": e2e["seconds"], "decode_s": decode_s,
-            "encode_s": encode_s, "ratio_e2e_over_decode_plus_encode": ratio,
+            "encode_s": encode_s, "borders_s": borders_s,
+            "ratio_e2e_over_decode_plus_encode": ratio,
             "ready": e2e["ready"], "failed": e2e["failed"],
         })  # fmt: skip
     return 0
@@ -180,6 +186,18 @@ def run_decode_only(files: list[Path]):
         except MediaError:
             pass
     return time.perf_counter() - t0, clips
+
+
+def run_borders_only(files: list[Path]) -> float:
+    from sora_encoder.media import MediaError, detect_content_box, probe
+
+    t0 = time.perf_counter()
+    for path in files:
+        try:
+            detect_content_box(path, probe(path))
+        except MediaError:
+            pass
+    return time.perf_counter() - t0
 
 
 def run_encode_only(clips, variant: str | None) -> float:

@@ -7,6 +7,8 @@ the one that says what went wrong; the API maps each to a gRPC status code in on
     ConflictError           -> FAILED_PRECONDITION: the request contradicts the stored state
                                (a video not READY, completing a job of a deleted video)
       LeaseLostError           another worker owns the job now
+    AlreadyExistsError      -> ALREADY_EXISTS: what the request would create is another
+                               video's already (an external id naming other bytes)
     PermissionDeniedError   -> PERMISSION_DENIED (a path outside the allowed roots, a URL off
                                the allow-list)
     ResourceExhaustedError  -> RESOURCE_EXHAUSTED (an upload over its cap)
@@ -39,6 +41,11 @@ class ConflictError(ServiceError):
 
 class LeaseLostError(ConflictError):
     """The caller no longer holds the job's lease: another worker claimed it."""
+
+
+class AlreadyExistsError(ServiceError):
+    """The request would make a second thing where only one may be (an external id that
+    already names another video in its collection)."""
 
 
 class PermissionDeniedError(ServiceError):

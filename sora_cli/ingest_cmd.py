@@ -1,10 +1,18 @@
-"""`sora ingest PATH...`: videos (folders recursively) into the index.
+"""`sora ingest PATH|URL...`: videos (folders recursively, or http(s) URLs the server may
+fetch) into the index.
 
-    default        upload each file to the API server (works against any server)
+    default        upload each file to the API server (works against any server); its
+                   name and absolute path go along (the video's original_name/_path)
     --server-path  send the absolute paths instead (a server that reads the same disk,
                    inside its allowed roots)
     --direct       no server: register in the database and send to the broker directly
                    (the settings' URLs), for an operator on the service's own machine
+
+Asset identity: --external-id ID (one file or URL), or --external-id-from relpath|stem|
+name for folders (relpath: the file's path under the folder given, e.g. "day1/a.mp4");
+--meta KEY=VALUE (repeatable) attaches user metadata to every video. Ingesting a file
+again under its external id updates its metadata; another file under a taken id is
+refused (ALREADY_EXISTS), and reported with the other failures.
 
 With --wait: a progress bar of videos done, then failures with their reasons."""
 
@@ -13,16 +21,27 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .client_options import add_client_options, connect
+from .metadata_options import parse_key_values
+
+EXTERNAL_ID_FROM = ("relpath", "stem", "name")
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("ingest", help="ingest video files or folders (recursively)")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH|URL")
     p.add_argument("--collection", help="collection to file the videos under")
     p.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    ids = p.add_mutually_exclusive_group()
+    ids.add_argument("--external-id", help="the asset's id in your tools (one PATH or URL)")
+    ids.add_argument("--external-id-from", choices=EXTERNAL_ID_FROM,
+                     help="each file's external id: its path under the folder given, its "
+                     "stem or its name")  # fmt: skip
+    p.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                   help="user metadata for every video (repeatable)")  # fmt: skip
     p.add_argument("--wait", action="store_true", help="wait until every video is done")
     p.add_argument(
         "--timeout", type=float, default=0, help="with --wait: give up after S seconds (0: never)"
@@ -38,24 +57,63 @@ def run(args: argparse.Namespace) -> int:
     return run_direct(args) if args.direct else run_remote(args)
 
 
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def sources(args: argparse.Namespace) -> list[tuple[str | Path, str | None]]:
+    """(a file or URL, its external id or None) for every video the arguments name.
+    FileNotFoundError for a missing path; ValueError for --external-id on many videos."""
+    from sora_encoder.files import find_videos
+
+    out: list[tuple[str | Path, str | None]] = []
+    for arg in args.paths:
+        if _is_url(arg):
+            out.append((arg, None))
+            continue
+        root = Path(arg)
+        for path in find_videos([arg]):
+            ext = None
+            if args.external_id_from == "relpath":
+                ext = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            elif args.external_id_from == "stem":
+                ext = path.stem
+            elif args.external_id_from == "name":
+                ext = path.name
+            out.append((path, ext))
+    if args.external_id:
+        if len(out) != 1:
+            raise ValueError(
+                f"--external-id names one video, but the arguments give {len(out)}: use "
+                f"--external-id-from {'|'.join(EXTERNAL_ID_FROM)} for many"
+            )
+        out = [(out[0][0], args.external_id)]
+    return out
+
+
 def run_remote(args: argparse.Namespace) -> int:
     import grpc
 
-    from sora_encoder.files import find_videos
-
     try:
-        files = find_videos(args.paths)
-    except FileNotFoundError as exc:
+        todo = sources(args)
+        user_metadata = parse_key_values(args.meta)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"sora ingest: {exc}", file=sys.stderr)
         return 2
+    files = todo
     failures: list[tuple[str, str]] = []
     jobs: dict[int, str] = {}  # job id -> file
     known = 0
     with connect(args) as client:
-        for path in files:
-            meta = dict(collection=args.collection, tags=args.tag)
+        for path, external_id in todo:
+            meta = dict(
+                collection=args.collection, tags=args.tag, external_id=external_id,
+                user_metadata=user_metadata,
+            )  # fmt: skip
             try:
-                if args.server_path:
+                if isinstance(path, str):  # a URL: the server fetches it
+                    res = client.ingest_uri(path, **meta)
+                elif args.server_path:
                     res = client.ingest_uri(str(path.resolve()), **meta)
                 else:
                     res = client.upload(path, **meta)
@@ -116,6 +174,13 @@ def run_direct(args: argparse.Namespace) -> int:
     from sora_encoder.files import find_videos
 
     settings = Settings.from_env()
+    if args.external_id or args.external_id_from or args.meta:
+        print("sora ingest: --direct keeps no external ids or metadata: ingest through the "
+              "API server (drop --direct)", file=sys.stderr)  # fmt: skip
+        return 2
+    if any(_is_url(p) for p in args.paths):
+        print("sora ingest: --direct takes files, not URLs", file=sys.stderr)
+        return 2
     store = open_store(settings.database_url)
     try:
         files = find_videos(args.paths)

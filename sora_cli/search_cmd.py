@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from .client_options import add_client_options, connect, read_vector_file, read_vectors_file
+from .metadata_options import parse_key_values
 from .output import say
 from .review_output import clip_side, match_of_hit, side_of, write_sheet, write_timeline
 
@@ -30,6 +31,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--collection")
     p.add_argument("--tag", action="append", default=[], help="required tag (repeatable)")
     p.add_argument("--min-score", type=float, default=0.0)
+    p.add_argument(
+        "--external-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only the video with this external id (repeatable: any of them)",
+    )
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only videos with this user metadata (repeatable: all of them)",
+    )
     p.add_argument("--no-alignment", action="store_true", help="skip temporal re-ranking")
     p.add_argument(
         "--regions",
@@ -62,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         tags=args.tag,
         min_score=args.min_score,
         alignment=not args.no_alignment,
+        external_ids=args.external_id,
+        user_metadata=parse_key_values(args.meta),
     )
     review = args.sheet or args.otio
     if review and not (args.clip or args.id is not None):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.api.client import SoraClient
+from services.api.client import NO_RETRIES, SoraClient
 from services.api.server import SoraServer, create_server
 from services.settings import Settings
 from services.store import Store, complete_ingest, register_video
@@ -117,7 +117,7 @@ class Api:
         self.server.keeper.sync_once()
 
     def client_with(self, token: str | None) -> SoraClient:
-        return SoraClient(self.address, token=token, timeout=10)
+        return SoraClient(self.address, token=token, timeout=10, retry=NO_RETRIES)
 
 
 def make_api(
@@ -153,7 +153,7 @@ def make_api(
     if start:
         server.start()
         assert server.keeper.wait_ready(10), "the index did not load"
-    client = SoraClient(f"127.0.0.1:{port}", token=settings.api_token, timeout=10)
+    client = SoraClient(f"127.0.0.1:{port}", token=settings.api_token, timeout=10, retry=NO_RETRIES)
     return Api(server, port, client, store, settings, dispatcher, [allowed])
 
 

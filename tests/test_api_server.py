@@ -18,7 +18,7 @@ from google.protobuf import message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.api.client import SoraClient
+from services.api.client import NO_RETRIES, SoraClient
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.api.server import create_server, is_loopback
 from services.settings import Settings
@@ -165,7 +165,7 @@ def test_tls_when_certificate_and_key_are_configured(db, tmp_path):
         with SoraClient(a.address, token=TOKEN, tls_ca=cert, timeout=5) as c:
             assert c.health() == "SERVING"
             assert c.list_videos().videos == []
-        with SoraClient(a.address, token=TOKEN, timeout=2) as plain:
+        with SoraClient(a.address, token=TOKEN, timeout=2, retry=NO_RETRIES) as plain:
             with pytest.raises(grpc.RpcError) as e:
                 plain.list_videos()
             assert _code(e) is grpc.StatusCode.UNAVAILABLE

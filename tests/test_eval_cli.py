@@ -183,15 +183,18 @@ def test_classify_end_to_end(dataset: Path, tmp_path: Path) -> None:
     out_json, out_png = tmp_path / "c.json", tmp_path / "c.png"
     rc = main(["eval", "classify", str(dataset), "--manifest", str(dataset / "MANIFEST.csv"),
                "--variant", "sora-t", "--json", str(out_json), "--png", str(out_png),
-               "--quiet"])  # fmt: skip
+               "--folds", "2", "--quiet"])  # fmt: skip
     assert rc == 0
     r = json.loads(out_json.read_text())
+    assert r["setup"]["folds"] == 2
     assert [t["name"] for t in r["tasks"]] == ["a_vs_b", "time_reversal"]
     for name in EMBEDDERS:
         task = r["metrics"][name]["a_vs_b"]
         assert task["train_examples"] == 6 and task["test_examples"] == 2
         assert np.array(task["confusion"]).sum() == 2
         assert 0 <= task["accuracy"] <= 1 and 0 <= task["macro_f1"] <= 1
+        cv = task["cv"]  # every clip once, less a fold whose training lacked a label
+        assert 4 <= cv["examples"] <= 8 and np.array(cv["confusion"]).sum() == cv["examples"]
         tr = r["metrics"][name]["time_reversal"]
         assert tr["test_counts"] == {"forward": 2, "reversed": 2}
     # mean pooling cannot tell a clip from its reversal: both get one vector, one answer

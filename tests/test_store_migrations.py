@@ -13,6 +13,9 @@ from services.store import (
     Base,
     alembic_config,
     current_revision,
+    get_segments,
+    get_video,
+    get_video_by_external_id,
     head_revision,
     make_engine,
     migrate,
@@ -30,6 +33,8 @@ TABLES = {
     "jobs",
     "classifiers",
     "store_identity",
+    "video_metadata",
+    "video_changes",
 }
 SHA = "ab" * 32
 
@@ -129,3 +134,61 @@ def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(tmp_path):
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 12500
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0003_keeps_videos_and_adds_asset_identity(empty_db_url):
+    """An old database (revision 0003, with a video, its tags and a segment written by the
+    SQL of that time) upgrades in place: the rows stay, the new columns are empty, and
+    external ids and user metadata work on the old video afterwards."""
+    migrate(empty_db_url, "0003")
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO videos (uri, content_sha256, size_bytes, status, title, "
+                    "collection, created_at, updated_at) VALUES ('/old.mp4', :sha, 3, "
+                    "'READY', 'old', 'trips', :now, :now)"
+                ),
+                {"sha": SHA, "now": "2026-12-01 00:00:00"},
+            )
+            vid = conn.execute(sa.text("SELECT id FROM videos")).scalar_one()
+            conn.execute(sa.text("INSERT INTO video_tags VALUES (:v, 'beach')"), {"v": vid})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO segments (video_id, segment_index, start_s, end_s, vector, "
+                    "model_version) VALUES (:v, 0, 0.0, 4.0, :b, 'mv')"
+                ),
+                {"v": vid, "b": b"\x00" * 16},
+            )
+        assert current_revision(engine) == "0003"
+        migrate(engine)
+        assert current_revision(engine) == head_revision()
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("videos")}
+        assert {"external_id", "external_key", "original_name", "original_path"} <= columns
+    finally:
+        engine.dispose()
+
+    store = open_store(empty_db_url)
+    try:
+        with store.Session.begin() as s:
+            old = get_video(s, vid)
+            assert (old.title, old.collection, old.tags, old.status.value) == (
+                "old",
+                "trips",
+                ["beach"],
+                "READY",
+            )
+            assert (old.external_id, old.user_metadata, old.original_path) == (None, {}, None)
+            assert len(get_segments(s, vid, "mv")) == 1
+        with store.Session.begin() as s:  # the same bytes again, now with an external id
+            again, job, created = register_video(
+                s, uri="/old.mp4", content_sha256=SHA, size_bytes=3, collection="trips",
+                external_id="A-1", user_metadata={"reel": "3"},
+            )  # fmt: skip
+            assert (again.id, job, created) == (vid, None, False)
+        with store.Session.begin() as s:
+            found = get_video_by_external_id(s, "A-1", "trips")
+            assert (found.id, found.user_metadata) == (vid, {"reel": "3"})
+    finally:
+        store.dispose()

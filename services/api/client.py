@@ -1,23 +1,47 @@
-"""A Python client for the SoraIndex API: one method per RPC.
+"""The Python client of the SoraIndex API, the way tools call the service: one method per
+RPC, iterators over pages, deadlines, and retries of what is safe to retry.
 
     with SoraClient("127.0.0.1:50051", token=os.environ.get("SORA_API_TOKEN")) as c:
-        r = c.upload("clip.mp4", collection="holiday", tags=["2026"])   # IngestResponse
+        r = c.upload("clip.mp4", collection="holiday", external_id="A-1",
+                     user_metadata={"reel": "3"})                        # IngestResponse
         for job in c.watch_job(r.job_id): print(job.segments_done, job.segments_total)
-        hits = c.search(video_id=r.video_id, top_k=5).hits
+        hits = c.search(video_id=r.video_id, top_k=5, user_metadata={"reel": "3"}).hits
+        for e in c.iter_embeddings(collection="holiday"): ...       # every page, in turn
 
 Methods return the proto messages (`services.api.gen.sora.v1.sora_pb2`) or plain Python
 values; failures raise grpc.RpcError with the server's status code and message
 (`err.code()`, `err.details()`). Uploads stream the file in chunks (1 MiB by default).
+docs/examples/tool_client.py is a whole tool to copy from.
+
+Deadlines: every call has one, `timeout=` seconds (the client's default, 30 s, unless
+given; None: none). Uploads and WatchJob have none by default (big files, long jobs).
+
+Retries (RetryPolicy): a call that fails with UNAVAILABLE (server restarting, index still
+loading, database or broker down) is tried again after an exponential back-off with
+jitter (0.2 s, 0.4 s, ... at most 5 s; 5 attempts in all by default), each attempt with
+the call's full deadline. Only calls that are safe to repeat are retried:
+
+    retried      every read (GetVideo, ListVideos, GetJob, GetEmbeddings, ListEmbeddings,
+                 Search, SearchBatch, SearchByClip of a file, Classify, ListClassifiers,
+                 health) and the ingest calls, which are idempotent: IngestUri, BulkIngest,
+                 UploadVideo of a file (the same bytes, or the same external id, give the
+                 same video), and DeleteVideo (deleting twice is a no-op)
+    not retried  TrainClassifier (expensive; it may have run), upload_bytes (an iterator
+                 cannot be replayed), WatchJob (a stream: watch again)
+
+Any other code (INVALID_ARGUMENT, NOT_FOUND, DEADLINE_EXCEEDED, ...) is raised at once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import numpy as np
@@ -44,10 +68,52 @@ VIDEO_STATUSES = {
 }
 
 _Unset = object()
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
-def _metadata(title: str | None, collection: str | None, tags: Iterable[str]) -> pb.VideoMetadata:
-    return pb.VideoMetadata(title=title or "", collection=collection or "", tags=list(tags))
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of UNAVAILABLE for the calls that are safe to repeat (module docstring)."""
+
+    max_attempts: int = 5  # attempts in all; 1: no retries
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.2  # each wait is scaled by a random factor in [1 - j, 1 + j]
+    sleep: Callable[[float], None] = time.sleep  # for tests: a hook that sees each wait
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts {self.max_attempts}: expected >= 1")
+        if not (0 <= self.initial_backoff_s <= self.max_backoff_s) or self.multiplier < 1:
+            raise ValueError("expected 0 <= initial_backoff_s <= max_backoff_s, multiplier >= 1")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter {self.jitter}: expected 0 <= jitter < 1")
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1, 2, ...)."""
+        base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (retry - 1))
+        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+NO_RETRIES = RetryPolicy(max_attempts=1)
+
+
+def _metadata(
+    title: str | None,
+    collection: str | None,
+    tags: Iterable[str],
+    external_id: str | None = None,
+    user_metadata: Mapping[str, str] | None = None,
+) -> pb.VideoMetadata:
+    return pb.VideoMetadata(
+        title=title or "",
+        collection=collection or "",
+        tags=list(tags),
+        external_id=external_id or "",
+        user_metadata=dict(user_metadata or {}),
+    )
 
 
 def _file_chunks(path: Path, chunk_size: int) -> Iterator[bytes]:
@@ -70,6 +136,8 @@ def search_options(
     exclude_query_video: bool = False,
     alignment: bool = True,
     regions: str = "auto",
+    external_ids: Iterable[str] = (),
+    user_metadata: Mapping[str, str] | None = None,
 ) -> pb.SearchOptions:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
@@ -84,6 +152,8 @@ def search_options(
         exclude_query_video=exclude_query_video,
         disable_alignment=not alignment,
         region_search=REGION_SEARCH[regions],
+        external_ids=list(external_ids),
+        user_metadata=dict(user_metadata or {}),
     )
 
 
@@ -105,16 +175,25 @@ class SoraClient:
         token: str | None = None,
         tls_ca: str | os.PathLike | bytes | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
-        max_message_bytes: int = 16 << 20,
+        max_message_bytes: int = 64 << 20,
         chunk_size: int = CHUNK,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """token: sent as `authorization: Bearer <token>` on every call.
         tls_ca: a PEM file (or its bytes) of the CA that signed the server's certificate;
         None: plaintext. timeout: the default deadline of each call in seconds (None: no
-        deadline); every method takes `timeout=` to override it."""
+        deadline); every method takes `timeout=` to override it. retry: the policy for
+        UNAVAILABLE (default RetryPolicy(); NO_RETRIES turns retries off)."""
+        self.retry = retry or RetryPolicy()
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # The channel's own reconnection after a failure paces like the retries: with
+            # gRPC's default (1 s, then longer), a retry soon after a server came back
+            # would still fail fast on the broken channel.
+            ("grpc.initial_reconnect_backoff_ms", max(1, int(self.retry.initial_backoff_s * 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(1, int(self.retry.initial_backoff_s * 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(1, int(self.retry.max_backoff_s * 1000))),
         ]
         if tls_ca is not None:
             root = tls_ca if isinstance(tls_ca, bytes) else Path(tls_ca).read_bytes()
@@ -144,11 +223,31 @@ class SoraClient:
             "metadata": self._auth,
         }
 
+    def _retrying(self, attempt: Callable[[], T], what: str) -> T:
+        """attempt() until it returns, or fails with anything but UNAVAILABLE, or the
+        policy's attempts are spent (the last error is raised)."""
+        for n in range(1, self.retry.max_attempts + 1):
+            try:
+                return attempt()
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or n == self.retry.max_attempts:
+                    raise
+                wait = self.retry.backoff(n)
+                log.info("%s: UNAVAILABLE (%s); retry %d in %.2f s", what, exc.details(), n, wait)
+                self.retry.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _unary(self, rpc: Any, request: Any, timeout: Any, *, retry: bool = True) -> Any:
+        """One unary call with the deadline and auth; retried on UNAVAILABLE if `retry`."""
+        name = getattr(rpc, "_method", b"call")
+        call = lambda: rpc(request, **self._kw(timeout))  # noqa: E731
+        return self._retrying(call, str(name)) if retry else call()
+
     # ------------------------------------------------------------------ health
     def health(self, service: str = "", *, timeout: Any = _Unset) -> str:
         """ "SERVING", "NOT_SERVING", ... (no token needed)."""
-        r = self.health_stub.Check(
-            health_pb2.HealthCheckRequest(service=service), **self._kw(timeout)
+        r = self._unary(
+            self.health_stub.Check, health_pb2.HealthCheckRequest(service=service), timeout
         )
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
 
@@ -158,7 +257,13 @@ class SoraClient:
         last: Exception | str | None = None
         while time.monotonic() < deadline:
             try:
-                last = self.health(timeout=max(0.5, min(5.0, deadline - time.monotonic())))
+                last = self._unary(
+                    self.health_stub.Check,
+                    health_pb2.HealthCheckRequest(service=""),
+                    max(0.5, min(5.0, deadline - time.monotonic())),
+                    retry=False,  # this loop is the retry
+                )
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(last.status)
                 if last == "SERVING":
                     return
             except grpc.RpcError as exc:
@@ -174,11 +279,17 @@ class SoraClient:
         title: str | None = None,
         collection: str | None = None,
         tags: Iterable[str] = (),
+        external_id: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
         timeout: Any = _Unset,
     ) -> pb.IngestResponse:
-        """A server-side path (inside the server's allowed roots) or an allowed URL."""
-        request = pb.IngestUriRequest(uri=uri, metadata=_metadata(title, collection, tags))
-        return self.stub.IngestUri(request, **self._kw(timeout))
+        """A server-side path (inside the server's allowed roots) or an allowed URL.
+        external_id: the caller's id of the asset (see VideoMetadata in the .proto: the same
+        id and bytes again update the metadata; other bytes are ALREADY_EXISTS)."""
+        meta = _metadata(title, collection, tags, external_id, user_metadata)
+        return self._unary(
+            self.stub.IngestUri, pb.IngestUriRequest(uri=uri, metadata=meta), timeout
+        )
 
     def upload(
         self,
@@ -187,13 +298,19 @@ class SoraClient:
         title: str | None = None,
         collection: str | None = None,
         tags: Iterable[str] = (),
+        external_id: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
         timeout: Any = None,
     ) -> pb.IngestResponse:
-        """Stream a local file to the server. No deadline by default (big files)."""
+        """Stream a local file to the server; its name and absolute path go along (the
+        video's original_name / original_path). No deadline by default (big files)."""
         p = Path(path)
         size = p.stat().st_size
         meta = pb.UploadMetadata(
-            filename=p.name, metadata=_metadata(title, collection, tags), size_bytes=size
+            filename=p.name,
+            metadata=_metadata(title, collection, tags, external_id, user_metadata),
+            size_bytes=size,
+            original_path=str(p.absolute()),
         )
 
         def requests() -> Iterator[pb.UploadVideoRequest]:
@@ -201,7 +318,10 @@ class SoraClient:
             for block in _file_chunks(p, self.chunk_size):
                 yield pb.UploadVideoRequest(chunk=block)
 
-        return self.stub.UploadVideo(requests(), **self._kw(timeout))
+        # each attempt reads the file again from its start
+        return self._retrying(
+            lambda: self.stub.UploadVideo(requests(), **self._kw(timeout)), "UploadVideo"
+        )
 
     def upload_bytes(
         self,
@@ -212,14 +332,20 @@ class SoraClient:
         collection: str | None = None,
         tags: Iterable[str] = (),
         size_bytes: int = 0,
+        external_id: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
+        original_path: str = "",
         timeout: Any = None,
     ) -> pb.IngestResponse:
-        """Upload bytes (or an iterable of chunks) from memory."""
+        """Upload bytes (or an iterable of chunks) from memory. Not retried."""
         blocks = [data] if isinstance(data, (bytes, bytearray)) else data
         if isinstance(data, (bytes, bytearray)) and not size_bytes:
             size_bytes = len(data)
         meta = pb.UploadMetadata(
-            filename=filename, metadata=_metadata(title, collection, tags), size_bytes=size_bytes
+            filename=filename,
+            metadata=_metadata(title, collection, tags, external_id, user_metadata),
+            size_bytes=size_bytes,
+            original_path=original_path,
         )
 
         def requests() -> Iterator[pb.UploadVideoRequest]:
@@ -232,24 +358,33 @@ class SoraClient:
 
     def bulk_ingest(
         self,
-        uris: Iterable[str],
+        uris: Iterable[str] | Iterable[tuple[str, str]] | Mapping[str, str],
         *,
         collection: str | None = None,
         tags: Iterable[str] = (),
+        user_metadata: Mapping[str, str] | None = None,
         timeout: Any = _Unset,
     ) -> list[pb.BulkIngestItem]:
-        """Per-item results: `item.result` on success, `item.error`/`item.error_code` not."""
+        """Per-item results: `item.result` on success, `item.error`/`item.error_code` not.
+        uris: a list, or (uri, external_id) pairs / {uri: external_id} to give each one."""
         tags = list(tags)
+        pairs = [
+            (u, "") if isinstance(u, str) else (u[0], u[1])
+            for u in (uris.items() if isinstance(uris, Mapping) else uris)
+        ]
         request = pb.BulkIngestRequest(
             videos=[
-                pb.IngestUriRequest(uri=u, metadata=_metadata(None, collection, tags)) for u in uris
+                pb.IngestUriRequest(
+                    uri=u, metadata=_metadata(None, collection, tags, ext, user_metadata)
+                )
+                for u, ext in pairs
             ]
         )
-        return list(self.stub.BulkIngest(request, **self._kw(timeout)).items)
+        return list(self._unary(self.stub.BulkIngest, request, timeout).items)
 
     # ------------------------------------------------------------------ jobs
     def get_job(self, job_id: int, *, timeout: Any = _Unset) -> pb.Job:
-        return self.stub.GetJob(pb.GetJobRequest(job_id=job_id), **self._kw(timeout))
+        return self._unary(self.stub.GetJob, pb.GetJobRequest(job_id=job_id), timeout)
 
     def watch_job(self, job_id: int, *, timeout: float | None = None) -> Iterator[pb.Job]:
         """The job now and at every change until it SUCCEEDED or FAILED (no deadline by
@@ -262,7 +397,35 @@ class SoraClient:
 
     # ------------------------------------------------------------------ videos
     def get_video(self, video_id: int, *, timeout: Any = _Unset) -> pb.Video:
-        return self.stub.GetVideo(pb.GetVideoRequest(video_id=video_id), **self._kw(timeout))
+        return self._unary(self.stub.GetVideo, pb.GetVideoRequest(video_id=video_id), timeout)
+
+    def get_video_by_external_id(
+        self, external_id: str, *, collection: str | None = None, timeout: Any = _Unset
+    ) -> pb.Video:
+        """The live video with this external id in `collection` (None: no collection)."""
+        request = pb.GetVideoRequest(external_id=external_id, collection=collection or "")
+        return self._unary(self.stub.GetVideo, request, timeout)
+
+    def wait_for_jobs(
+        self, job_ids: Iterable[int], *, timeout: float | None = None, poll_s: float = 0.5
+    ) -> list[pb.Job]:
+        """Poll until every job SUCCEEDED or FAILED -> the final jobs, in the order given.
+        TimeoutError after `timeout` seconds (None: wait as long as it takes)."""
+        final = (pb.JOB_STATUS_SUCCEEDED, pb.JOB_STATUS_FAILED)
+        ids = [int(j) for j in job_ids]
+        done: dict[int, pb.Job] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for job_id in ids:
+                if job_id not in done:
+                    job = self.get_job(job_id)
+                    if job.status in final:
+                        done[job_id] = job
+            if len(done) == len(ids):
+                return [done[j] for j in ids]
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{len(ids) - len(done)} of {len(ids)} jobs not done")
+            time.sleep(poll_s)
 
     def list_videos(
         self,
@@ -272,20 +435,26 @@ class SoraClient:
         collection: str | None = None,
         tag: str | None = None,
         status: str | None = None,
+        external_id: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
         timeout: Any = _Unset,
     ) -> pb.ListVideosResponse:
-        """One page; pass `next_page_token` back for the next. status: e.g. "READY"."""
+        """One page; pass `next_page_token` back for the next (or use iter_videos).
+        status: e.g. "READY"; user_metadata: videos carrying every key=value."""
         request = pb.ListVideosRequest(
             page_size=page_size,
             page_token=page_token,
             collection=collection or "",
             tag=tag or "",
             status=VIDEO_STATUSES[status.upper()] if status else pb.VIDEO_STATUS_UNSPECIFIED,
+            external_id=external_id or "",
+            user_metadata=dict(user_metadata or {}),
         )
-        return self.stub.ListVideos(request, **self._kw(timeout))
+        return self._unary(self.stub.ListVideos, request, timeout)
 
     def iter_videos(self, *, page_size: int = 200, **filters: Any) -> Iterator[pb.Video]:
-        """Every video matching the filters, page after page."""
+        """Every video matching the filters (list_videos' keywords), page after page; each
+        page is one call with its own deadline and retries."""
         token = ""
         while True:
             page = self.list_videos(page_size=page_size, page_token=token, **filters)
@@ -296,13 +465,55 @@ class SoraClient:
 
     def delete_video(self, video_id: int, *, timeout: Any = _Unset) -> pb.Video:
         request = pb.DeleteVideoRequest(video_id=video_id)
-        return self.stub.DeleteVideo(request, **self._kw(timeout)).video
+        return self._unary(self.stub.DeleteVideo, request, timeout).video
 
     def get_embeddings(
         self, video_id: int, *, model_version: str = "", timeout: Any = _Unset
     ) -> pb.Embeddings:
         request = pb.GetEmbeddingsRequest(video_id=video_id, model_version=model_version)
-        return self.stub.GetEmbeddings(request, **self._kw(timeout))
+        return self._unary(self.stub.GetEmbeddings, request, timeout)
+
+    def list_embeddings(
+        self,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        collection: str | None = None,
+        tag: str | None = None,
+        user_metadata: Mapping[str, str] | None = None,
+        model_version: str = "",
+        video_vectors_only: bool = False,
+        timeout: Any = _Unset,
+    ) -> pb.ListEmbeddingsResponse:
+        """One page of READY videos with their vectors and metadata (or iter_embeddings)."""
+        request = pb.ListEmbeddingsRequest(
+            page_size=page_size,
+            page_token=page_token,
+            collection=collection or "",
+            tag=tag or "",
+            user_metadata=dict(user_metadata or {}),
+            model_version=model_version,
+            video_vectors_only=video_vectors_only,
+        )
+        return self._unary(self.stub.ListEmbeddings, request, timeout)
+
+    def iter_embeddings(self, *, page_size: int = 0, **filters: Any) -> Iterator[pb.Embeddings]:
+        """Every READY video's Embeddings (`.video` its metadata), page after page.
+        filters: list_embeddings' keywords. Raises RuntimeError if the served model version
+        changes between pages (a reindex finished): the vectors would not mix; start over."""
+        token, version = "", None
+        while True:
+            page = self.list_embeddings(page_size=page_size, page_token=token, **filters)
+            if version is not None and page.model_version and page.model_version != version:
+                raise RuntimeError(
+                    f"the served model version changed from {version} to "
+                    f"{page.model_version} while paging: start again (or pass model_version)"
+                )
+            version = version or page.model_version or None
+            yield from page.videos
+            token = page.next_page_token
+            if not token:
+                return
 
     # ------------------------------------------------------------------ search
     def search(
@@ -314,7 +525,8 @@ class SoraClient:
         **options: Any,
     ) -> pb.SearchResponse:
         """By a video id or a vector (exactly one). options: level ("video"/"segment"),
-        top_k, collection, tags, min_score, exclude_query_video, alignment."""
+        top_k, collection, tags, min_score, exclude_query_video, alignment, external_ids
+        (only these assets), user_metadata (only videos carrying every key=value)."""
         if (video_id is None) == (vector is None):
             raise ValueError("give exactly one of video_id and vector")
         opts = search_options(**options)
@@ -323,7 +535,7 @@ class SoraClient:
         else:
             assert vector is not None
             request = pb.SearchRequest(vector=_vector(vector), options=opts)
-        return self.stub.Search(request, **self._kw(timeout))
+        return self._unary(self.stub.Search, request, timeout)
 
     def search_batch(
         self,
@@ -344,7 +556,7 @@ class SoraClient:
         else:
             assert vectors is not None
             request = pb.SearchBatchRequest(vectors=[_vector(v) for v in vectors], options=opts)
-        return list(self.stub.SearchBatch(request, **self._kw(timeout)).results)
+        return list(self._unary(self.stub.SearchBatch, request, timeout).results)
 
     def search_by_clip(
         self, path: str | os.PathLike, *, timeout: Any = _Unset, **options: Any
@@ -360,7 +572,9 @@ class SoraClient:
             for block in _file_chunks(p, self.chunk_size):
                 yield pb.SearchByClipRequest(chunk=block)
 
-        return self.stub.SearchByClip(requests(), **self._kw(timeout))
+        return self._retrying(
+            lambda: self.stub.SearchByClip(requests(), **self._kw(timeout)), "SearchByClip"
+        )
 
     # ------------------------------------------------------------------ classifiers
     def train_classifier(
@@ -380,10 +594,10 @@ class SoraClient:
             holdout_fraction=holdout_fraction,
             seed=seed,
         )
-        return self.stub.TrainClassifier(request, **self._kw(timeout))
+        return self._unary(self.stub.TrainClassifier, request, timeout, retry=False)
 
     def list_classifiers(self, *, timeout: Any = _Unset) -> list[pb.Classifier]:
-        r = self.stub.ListClassifiers(pb.ListClassifiersRequest(), **self._kw(timeout))
+        r = self._unary(self.stub.ListClassifiers, pb.ListClassifiersRequest(), timeout)
         return list(r.classifiers)
 
     def classify(
@@ -414,7 +628,7 @@ class SoraClient:
         else:
             assert vector is not None
             request = pb.ClassifyRequest(classifier=classifier, vector=_vector(vector))
-        return self.stub.Classify(request, **self._kw(timeout))
+        return self._unary(self.stub.Classify, request, timeout)
 
     # ------------------------------------------------------------------ duplicates
     def find_duplicates(

@@ -86,6 +86,10 @@ def video_to_pb(v: Video | VideoInfo) -> pb.Video:
         collection=v.collection or "",
         tags=v.tags,
         created_at=rfc3339(v.created_at),
+        external_id=v.external_id or "",
+        user_metadata=v.user_metadata,
+        original_name=v.original_name or "",
+        original_path=v.original_path or "",
     )
 
 
@@ -120,12 +124,15 @@ def bulk_item_to_pb(item: ItemResult) -> pb.BulkIngestItem:
     return pb.BulkIngestItem(uri=item.uri, error=item.error, error_code=item.error_code)
 
 
-def new_video_from_pb(uri: str, m: pb.VideoMetadata) -> NewVideo:
+def new_video_from_pb(uri: str, m: pb.VideoMetadata, original_path: str = "") -> NewVideo:
     return NewVideo(
         uri=uri,
         title=m.title or None,
         collection=m.collection or None,
         tags=tuple(m.tags),
+        external_id=m.external_id or None,
+        user_metadata=dict(m.user_metadata),
+        original_path=original_path or None,
     )
 
 
@@ -135,6 +142,7 @@ def vector_from_pb(values: Sequence[float]) -> np.ndarray:
 
 def embeddings_to_pb(e: EmbeddingsView) -> pb.Embeddings:
     return pb.Embeddings(
+        video=video_to_pb(e.video) if e.video is not None else None,
         video_id=e.video_id,
         model_version=e.model_version,
         video_vector=e.video_vector.tolist() if e.video_vector is not None else [],
@@ -165,6 +173,8 @@ def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
         exclude_query_video=o.exclude_query_video,
         alignment=not o.disable_alignment,
         regions=_regions_from_pb(o),
+        external_ids=tuple(o.external_ids),
+        metadata_items=tuple(sorted(o.user_metadata.items())),
     )
 
 

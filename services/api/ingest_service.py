@@ -30,8 +30,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -72,6 +72,9 @@ class NewVideo:
     title: str | None = None
     collection: str | None = None
     tags: tuple[str, ...] = ()
+    external_id: str | None = None  # unique per collection (services/store/videos.py)
+    user_metadata: Mapping[str, str] = field(default_factory=dict)
+    original_path: str | None = None  # uploads: the file's path on the client's disk
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,14 @@ class ItemResult:
     result: IngestResult | None = None
     error: str = ""
     error_code: str = ""  # the gRPC status code name, as the single-item call would give
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the user knows the file: its name and path (or URL) as they gave it."""
+
+    name: str | None
+    path: str | None
 
 
 @dataclass(frozen=True)
@@ -271,9 +282,10 @@ class IngestService:
             call=call,
             declared_size=declared_size,
         )
-        name = os.path.basename(video.uri or "")
-        title = video.title or (Path(name).stem if name else None)
-        result = self._register_received(received, _suffix(name), video, title)
+        # the client's name may come with its path (a Windows one too): keep the last part
+        name = (video.uri or "").replace("\\", "/").rsplit("/", 1)[-1]
+        origin = Origin(name or None, video.original_path or video.uri or None)
+        result = self._register_received(received, _suffix(name), video, origin)
         self._dispatch([result])
         return result
 
@@ -385,10 +397,10 @@ class IngestService:
         if not uri:
             raise InvalidArgumentError("uri is empty: give a server-side path or an http(s) URL")
         if is_url(uri):
-            return self._ingest_url(NewVideo(uri, video.title, video.collection, video.tags), call)
+            return self._ingest_url(uri, video, call)
         path = self.resolve_path(uri)
         sha, size = self._hash_inside_roots(path, uri, call)
-        return self._register(path, sha, size, video, video.title or path.stem)
+        return self._register(path, sha, size, video, Origin(Path(uri).name, uri))
 
     def _hash_inside_roots(self, path: Path, uri: str, call: Call) -> tuple[str, int]:
         """Hash the file through one open descriptor, re-checking where that descriptor
@@ -411,13 +423,11 @@ class IngestService:
                 call.check()
         return h.hexdigest(), size
 
-    def _ingest_url(self, video: NewVideo, call: Call) -> IngestResult:
-        url = video.uri
+    def _ingest_url(self, url: str, video: NewVideo, call: Call) -> IngestResult:
         self.check_url(url)
         received = self._download(url, call)
         name = posixpath.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
-        title = video.title or (Path(name).stem if name else None)
-        return self._register_received(received, _suffix(name), video, title)
+        return self._register_received(received, _suffix(name), video, Origin(name or None, url))
 
     def _download(self, url: str, call: Call) -> ReceivedFile:
         service = self
@@ -515,7 +525,7 @@ class IngestService:
         )
 
     def _register_received(
-        self, received: ReceivedFile, suffix: str, video: NewVideo, title: str | None
+        self, received: ReceivedFile, suffix: str, video: NewVideo, origin: Origin
     ) -> IngestResult:
         """Register a received file as uploads/<sha256><suffix>, then move it there.
 
@@ -526,7 +536,7 @@ class IngestService:
         before it is in place."""
         final = self.uploads_dir / f"{received.sha256}{suffix}"
         try:
-            result = self._register(final, received.sha256, received.size, video, title)
+            result = self._register(final, received.sha256, received.size, video, origin)
             if result.job_id is None and self._known_uri(result.video_id) != str(final):
                 received.path.unlink()  # the bytes are known under another file
             else:
@@ -541,7 +551,7 @@ class IngestService:
             return get_video(s, video_id, include_deleted=True).uri
 
     def _register(
-        self, path: Path, sha: str, size: int, video: NewVideo, title: str | None
+        self, path: Path, sha: str, size: int, video: NewVideo, origin: Origin
     ) -> IngestResult:
         with self.store.Session.begin() as s:
             row, job, created = register_video(
@@ -549,9 +559,14 @@ class IngestService:
                 uri=str(path),
                 content_sha256=sha,
                 size_bytes=size,
-                title=title,
+                title=video.title,
+                default_title=Path(origin.name).stem if origin.name else None,
                 collection=video.collection,
                 tags=video.tags,
+                external_id=video.external_id,
+                user_metadata=video.user_metadata,
+                original_name=origin.name,
+                original_path=origin.path,
             )
             result = IngestResult(row.id, job.id if job else None, created, row.status)
         logger.info(

@@ -81,7 +81,7 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
 
     def UploadVideo(self, request_iterator: Iterator[Any], context: grpc.ServicerContext):
         meta, chunks = self._client_stream(request_iterator, context, "UploadVideo")
-        video = cv.new_video_from_pb(meta.filename, meta.metadata)
+        video = cv.new_video_from_pb(meta.filename, meta.metadata, meta.original_path)
         result = self.s.ingest.upload(
             video, chunks, declared_size=meta.size_bytes or None, call=Call.of(context)
         )
@@ -102,6 +102,13 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
 
     # ---- videos
     def GetVideo(self, request: pb.GetVideoRequest, context: grpc.ServicerContext):
+        if request.external_id:
+            if request.video_id:
+                raise InvalidArgumentError("give `video_id` or `external_id`, not both")
+            video = self.s.videos.get_by_external_id(
+                request.external_id, request.collection or None
+            )
+            return cv.video_to_pb(video)
         return cv.video_to_pb(self.s.videos.get(request.video_id))
 
     def ListVideos(self, request: pb.ListVideosRequest, context: grpc.ServicerContext):
@@ -111,6 +118,8 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
             collection=request.collection or None,
             tag=request.tag or None,
             status=cv.video_status_from_pb(request.status),
+            external_id=request.external_id or None,
+            user_metadata=dict(request.user_metadata),
         )
         return pb.ListVideosResponse(
             videos=[cv.video_to_pb(v) for v in videos], next_page_token=token or ""
@@ -122,6 +131,22 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
     def GetEmbeddings(self, request: pb.GetEmbeddingsRequest, context: grpc.ServicerContext):
         view = self.s.videos.embeddings(request.video_id, request.model_version or None)
         return cv.embeddings_to_pb(view)
+
+    def ListEmbeddings(self, request: pb.ListEmbeddingsRequest, context: grpc.ServicerContext):
+        page = self.s.videos.list_embeddings(
+            page_size=request.page_size,
+            page_token=request.page_token or None,
+            model_version=request.model_version or None,
+            with_segments=not request.video_vectors_only,
+            collection=request.collection or None,
+            tag=request.tag or None,
+            user_metadata=dict(request.user_metadata),
+        )
+        return pb.ListEmbeddingsResponse(
+            videos=[cv.embeddings_to_pb(v) for v in page.videos],
+            next_page_token=page.next_page_token or "",
+            model_version=page.model_version or "",
+        )
 
     # ---- search
     def Search(self, request: pb.SearchRequest, context: grpc.ServicerContext):

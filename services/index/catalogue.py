@@ -1,16 +1,18 @@
 """The catalogue of servable videos: what search filters on and what its hits show, in
 memory, so that no search call reads SQL to filter or to describe a hit.
 
-    videos   video id -> VideoInfo (status, collection, tags, title, uri, probe facts, ...),
-             READY videos only
+    videos   video id -> VideoInfo (status, collection, tags, external id, user metadata,
+             title, uri, probe facts, ...), READY videos only
     places   per level, vector id -> (video id, segment index, start_s, end_s): sorted id
              arrays (36 bytes a vector), looked up with searchsorted
 
 Kept current by the sync that catches the FAISS index up (IndexSet.sync ->
-sync_catalogue), with the same two watermarks:
+sync_catalogue), with the same two watermarks and one of its own:
 
     tombstones after tombstone_seq  -> drop those vector ids; their videos are re-read
     vector rows after the watermark -> add their places; their videos are read
+    video changes after change_seq  -> their videos are re-read (a metadata-only edit:
+                                       new tags, external id, user metadata; no vector moves)
     the videos read (under the lock) -> READY ones in, any other status out
 
 A delete does not wait for that: the API calls remove_video() once DeleteVideo's
@@ -43,6 +45,7 @@ from services.store import (
     ready_videos,
     vector_places,
     vector_source,
+    video_changes,
     videos_by_ids,
 )
 
@@ -72,6 +75,15 @@ class VideoInfo:
     collection: str | None = None
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None
+    external_id: str | None = None
+    # (key, value) pairs sorted by key: hashable, like the rest of the frozen record
+    metadata_items: tuple[tuple[str, str], ...] = ()
+    original_name: str | None = None
+    original_path: str | None = None
+
+    @property
+    def user_metadata(self) -> dict[str, str]:
+        return dict(self.metadata_items)
 
     @classmethod
     def of(cls, v: Video) -> VideoInfo:
@@ -80,7 +92,9 @@ class VideoInfo:
             status=v.status, error=v.error, duration_s=v.duration_s, fps=v.fps,
             width=v.width, height=v.height, rotation=v.rotation, codec=v.codec,
             content_box=v.content_box, title=v.title, collection=v.collection,
-            tags=tuple(v.tags), created_at=v.created_at,
+            tags=tuple(v.tags), created_at=v.created_at, external_id=v.external_id,
+            metadata_items=tuple(sorted(v.user_metadata.items())),
+            original_name=v.original_name, original_path=v.original_path,
         )  # fmt: skip
 
 
@@ -113,6 +127,7 @@ class Catalogue:
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
+        self.change_seq = 0  # the video_changes log read so far
         self.loaded = False  # a first full read of the READY videos is done
 
     # ------------------------------------------------------------------ reads
@@ -227,6 +242,9 @@ def sync_catalogue(catalogue: Catalogue, store: Store) -> CatalogueSync:
     # each read bounds itself by the log's head at that moment: the smaller one skips
     # nothing (a tombstone read twice is dropped twice, harmlessly)
     catalogue.tombstone_seq = min(seqs)
+    with store.ReadSession.begin() as s:
+        changed, catalogue.change_seq = video_changes(s, after_seq=catalogue.change_seq)
+    touched |= changed
     added = 0
     for level in LEVELS:
         while True:

@@ -1,9 +1,9 @@
 """Stage 3, filter: which vector ids a search may return, answered by the catalogue of
 servable videos in memory (services.index.catalogue), never by SQL.
 
-    ids --catalogue.places--> video ids --READY, collection, every tag, not the query
-        video--> video id, or -1 for an id that is refused (or unknown: deleted, or not
-        synced yet)
+    ids --catalogue.places--> video ids --READY, collection, every tag, external id one
+        of those asked for, every user metadata key=value, not the query video--> video
+        id, or -1 for an id that is refused (or unknown: deleted, or not synced yet)
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ def passes(info: VideoInfo | None, opts: SearchOptions, exclude_video: int | Non
         and info.status is VideoStatus.READY
         and (not opts.collection or info.collection == opts.collection)
         and all(t in info.tags for t in opts.tags)
+        and (not opts.external_ids or info.external_id in opts.external_ids)
+        and all(item in info.metadata_items for item in opts.metadata_items)
         and info.id != exclude_video
     )
 

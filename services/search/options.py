@@ -37,7 +37,13 @@ def check_options(o: SearchOptions) -> SearchOptions:
     tags = tuple(t.strip() for t in o.tags)
     if any(not t for t in tags):
         raise InvalidArgumentError("tags must be non-empty strings")
-    return replace(o, tags=tags)
+    external_ids = tuple(e.strip() for e in o.external_ids)
+    if any(not e for e in external_ids):
+        raise InvalidArgumentError("external_ids must be non-empty strings")
+    items = tuple(sorted((k.strip(), v) for k, v in o.metadata_items))
+    if any(not k for k, _ in items):
+        raise InvalidArgumentError("user metadata filter keys must be non-empty strings")
+    return replace(o, tags=tags, external_ids=external_ids, metadata_items=items)
 
 
 def check_batch_size(n: int, what: str = "query vectors or video ids") -> None:

@@ -29,6 +29,10 @@ class SearchOptions:
     # merge_variant_hits): "always", "never", or "auto": only when the whole picture found
     # no copy, so a plain copy costs one embedding (RegionSearch in the .proto).
     regions: RegionMode = "auto"
+    # Only videos whose external id is one of these (empty: any).
+    external_ids: tuple[str, ...] = ()
+    # Only videos carrying every one of these user metadata (key, value) pairs.
+    metadata_items: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

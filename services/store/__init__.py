@@ -14,6 +14,7 @@ from .catalogue import (
     ready_videos,
     segment_rows,
     vector_places,
+    video_changes,
     video_vectors,
     videos_by_ids,
 )
@@ -30,6 +31,7 @@ from .db import (
     migrate,
     open_store,
 )
+from .embeddings import VideoVectors, list_video_vectors
 from .identity import database_id
 from .jobs import (
     MAX_ATTEMPTS,
@@ -56,7 +58,9 @@ from .models import (
     VectorLevel,
     VectorTombstone,
     Video,
+    VideoChange,
     VideoEmbedding,
+    VideoMetadataEntry,
     VideoStatus,
     VideoTag,
 )
@@ -74,17 +78,36 @@ from .uris import is_url, local_path
 from .vector_source import LEVELS, Level, SqlVectorSource, Tombstones, VectorBatch, vector_source
 from .versions import coverage, serving_model_version, videos_missing_version
 from .videos import (
+    AssetFields,
     decode_page_token,
     delete_video,
     encode_page_token,
+    find_video_by_external_id,
     find_video_by_sha,
     get_video,
+    get_video_by_external_id,
     list_videos,
+    normalize_external_id,
+    normalize_user_metadata,
+    record_video_change,
     register_video,
     set_tags,
+    videos_where,
 )
 
 __all__ = [
+    "VideoVectors",
+    "list_video_vectors",
+    "videos_where",
+    "AssetFields",
+    "VideoChange",
+    "VideoMetadataEntry",
+    "find_video_by_external_id",
+    "get_video_by_external_id",
+    "normalize_external_id",
+    "normalize_user_metadata",
+    "record_video_change",
+    "video_changes",
     "LEVELS",
     "SegmentRows",
     "segment_rows",

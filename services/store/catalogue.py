@@ -3,7 +3,8 @@ rows' places (no vector bytes) above a watermark, and the videos they belong to.
 
     vector_places(s, "segment", v, after_id) -> ids, video ids, segment index, start, end
     vector_places(s, "video", v, after_id)   -> ids, video ids (index -1, times 0)
-    videos_by_ids(s, ids) / ready_videos(s)  -> Video rows with their tags
+    videos_by_ids(s, ids) / ready_videos(s)  -> Video rows with their tags and metadata
+    video_changes(s, after_seq)              -> ids of videos whose metadata changed, head seq
     segment_rows(s, video ids, v)            -> SegmentRows (the vectors re-ranking aligns)
     video_vectors(s, video ids, v)           -> video vectors (video-id queries, a batch)
 
@@ -16,10 +17,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Segment, Video, VideoEmbedding, VideoStatus
+from .models import Segment, Video, VideoChange, VideoEmbedding, VideoStatus
 from .segments import decode_vectors
 from .vector_source import Level
 
@@ -82,6 +83,20 @@ def vector_places(
         np.fromiter((r[3] for r in rows), np.float64, n),
         np.fromiter((r[4] for r in rows), np.float64, n),
     )
+
+
+def video_changes(session: Session, *, after_seq: int = 0) -> tuple[set[int], int]:
+    """(ids of the videos whose metadata changed after `after_seq`, the new watermark).
+
+    Bounded by the log's head read first: writers append under `lock_vector_log`, so
+    every change up to it has committed and the head skips nothing."""
+    head = int(session.scalar(select(func.max(VideoChange.seq))) or 0)
+    if head <= after_seq:
+        return set(), max(head, int(after_seq))
+    ids = session.scalars(
+        select(VideoChange.video_id).where(VideoChange.seq > after_seq, VideoChange.seq <= head)
+    ).all()
+    return {int(v) for v in ids}, head
 
 
 def videos_by_ids(session: Session, video_ids: Iterable[int]) -> list[Video]:

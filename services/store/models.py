@@ -1,10 +1,12 @@
 """The SQL schema: SQLAlchemy 2.0 declarative models, the source of truth of the index.
 
     videos ──< video_tags            (tag filter = index lookup on (tag, video_id))
+       │──< video_metadata           (user key/values; filter = lookup on (key, value))
        │──< segments                 (segments.id = FAISS id at segment level)
        │──< video_embeddings         (video_embeddings.id = FAISS id at video level)
        └──< jobs                     (ingest / reindex work, leases for the workers)
     vector_tombstones                (append-only log of removed vector ids, by seq)
+    video_changes                    (append-only log of videos whose metadata changed)
     classifiers                      (trained heads on the vectors)
 
 Every change to this file needs a migration in `migrations/versions/`; a test runs an
@@ -164,6 +166,19 @@ class Video(Base):
     content_box: Mapped[str | None] = mapped_column(String(64))
     title: Mapped[str | None] = mapped_column(Text)
     collection: Mapped[str | None] = mapped_column(String(255))
+    # The caller's id of the asset (its editing or review tool's), unique per collection
+    # among live videos (see external_key); NULL: none given.
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    # What makes external_id unique per collection: "<len(collection)>:<collection>:<id>"
+    # ('' for no collection). A unique constraint over (collection, external_id) would not
+    # do: NULLs are distinct in it on both databases, so two videos without a collection
+    # could share an id. NULL when there is no external id, or once the video is DELETED
+    # (its id is then free for another video; the row keeps external_id for the record).
+    external_key: Mapped[str | None] = mapped_column(String(520), unique=True)
+    # The file's name and path on the client's disk (uploads), or as given (server paths,
+    # URLs): `uri` is where the server reads the bytes, not where the user knows them.
+    original_name: Mapped[str | None] = mapped_column(Text)
+    original_path: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -173,10 +188,20 @@ class Video(Base):
         order_by="VideoTag.tag",
         passive_deletes=True,
     )
+    metadata_rows: Mapped[list[VideoMetadataEntry]] = relationship(
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        order_by="VideoMetadataEntry.key",
+        passive_deletes=True,
+    )
 
     @property
     def tags(self) -> list[str]:
         return [t.tag for t in self.tag_rows]
+
+    @property
+    def user_metadata(self) -> dict[str, str]:
+        return {m.key: m.value for m in self.metadata_rows}
 
     def __repr__(self) -> str:
         return f"Video(id={self.id}, status={self.status}, sha={self.content_sha256[:12]})"
@@ -191,6 +216,34 @@ class VideoTag(Base):
         BigIntId, ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
     )
     tag: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class VideoMetadataEntry(Base):
+    """One user key/value of a video (free metadata from the caller's tools)."""
+
+    __tablename__ = "video_metadata"
+    # The primary key serves "metadata of a video"; the index serves "videos with key=value".
+    __table_args__ = (Index("ix_video_metadata_key_value_video_id", "key", "value", "video_id"),)
+
+    video_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("videos.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(1024))
+
+
+class VideoChange(Base):
+    """Append-only: a video's metadata (title, collection, tags, external id, user
+    metadata) changed. Written, under `lock_vector_log`, in the transaction that changes
+    it, so that every search catalogue re-reads the video (`seq` is its watermark, as a
+    tombstone's is for removed vectors)."""
+
+    __tablename__ = "video_changes"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    seq: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    video_id: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Segment(Base):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from sora_encoder.eval.data import FORWARD, REVERSED, embed_files
-from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, split_of
+from sora_encoder.eval.splits import DEFAULT_SALT, DEFAULT_TEST_FRACTION, fold_of, split_of
 from sora_encoder.files import LabelledVideo
 from sora_encoder.heads import accuracy, confusion_matrix, macro_f1, train_head
 
@@ -130,6 +130,38 @@ def evaluate_task(
     }
 
 
+def cross_validate(
+    x: np.ndarray, y: Sequence[str], groups: Sequence[str], *, folds: int, salt: str, seed: int = 0
+) -> dict[str, Any]:
+    """Grouped k-fold: each fold's groups scored by a head fitted on the other folds; the
+    predictions pooled over every clip. Folds without both labels in training are skipped."""
+    fold = np.array([fold_of(g, folds, salt=salt) for g in groups])
+    y = list(y)
+    pred: list[str | None] = [None] * len(y)
+    per_fold = []
+    for k in range(folds):
+        te = np.flatnonzero(fold == k)
+        tr = np.flatnonzero(fold != k)
+        if len(te) == 0 or len({y[i] for i in tr}) < 2:
+            continue
+        head = train_head(x[tr], [y[i] for i in tr], groups=[groups[i] for i in tr], seed=seed)
+        for i, p in zip(te, head.predict(x[te]), strict=True):
+            pred[i] = p
+        per_fold.append(float(accuracy([y[i] for i in te], [pred[i] for i in te])))
+    scored = [i for i, p in enumerate(pred) if p is not None]
+    yt, yp = [y[i] for i in scored], [pred[i] for i in scored]
+    labels = sorted(set(y))
+    return {
+        "folds": folds,
+        "examples": len(scored),
+        "accuracy": float(accuracy(yt, yp)),
+        "macro_f1": float(macro_f1(yt, yp, labels)),
+        "fold_accuracy": per_fold,
+        "confusion": np.asarray(confusion_matrix(yt, yp, labels)).tolist(),
+        "labels": labels,
+    }
+
+
 @dataclass
 class ClassifyResult:
     embedders: list[dict[str, Any]]
@@ -160,9 +192,15 @@ def run_classify(
     test_fraction: float = DEFAULT_TEST_FRACTION,
     salt: str = DEFAULT_SALT,
     seed: int = 0,
+    folds: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ClassifyResult:
     """Every task (and the time-reversal task) for every embedder; see the module docstring.
+
+    `folds` >= 2 also scores each task by grouped cross-validation over every clip of its
+    labels, train and test side alike (`cross_validate`): with a handful of test-side clips
+    one clip moves the accuracy by a sixth, and this uses them all. Caveat: an encoder
+    trained on the train side has seen those clips (never their labels).
 
     The time-reversal task uses the clips of every task's labels. ValueError when a task
     has no test-side or no train-side clip.
@@ -197,6 +235,13 @@ def run_classify(
                 [used[i].label for i in te],
                 **metric_fns,
             )
+            if folds:
+                metrics[e.name][task.name]["cv"] = cross_validate(
+                    vec.videos(e.name, idx=idx),
+                    [used[i].label for i in idx],
+                    [used[i].group for i in idx],
+                    folds=folds, salt=salt, seed=seed,
+                )  # fmt: skip
         if time_reversal:
             metrics[e.name][TIME_REVERSAL] = _time_reversal(
                 vec, e.name, used, side, sorted(ok), metric_fns
@@ -213,6 +258,7 @@ def run_classify(
         "groups_train": len({used[i].group for i in ok if side[i] == "train"}),
         "test_fraction": test_fraction,
         "salt": salt,
+        "folds": folds,
         "features": "video vectors (normalised mean of 4-s segment vectors); time reversal: "
         "segment vectors",
     }

@@ -200,6 +200,24 @@ def classify_markdown(result: Any) -> str:
         ]
         rows.append([t, str(first["train_examples"]), test, *cells])
     out.append(_table(["task", "train", "test", *names], rows))
+    if s.get("folds"):
+        cv_rows = [
+            [t["name"], str(r["metrics"][names[0]][t["name"]]["cv"]["examples"])]
+            + [
+                f"{r['metrics'][n][t['name']]['cv']['accuracy']:.3f} / "
+                f"{r['metrics'][n][t['name']]['cv']['macro_f1']:.3f}"
+                for n in names
+            ]
+            for t in r["tasks"]
+            if "cv" in r["metrics"][names[0]][t["name"]]
+        ]
+        out += [
+            "",
+            f"**accuracy / macro-F1, grouped {s['folds']}-fold cross-validation over every "
+            "clip** (train-side clips included: the encoder saw them, never their labels)",
+            "",
+            _table(["task", "clips", *names], cv_rows),
+        ]
     out += ["", "Confusion matrices (rows true, columns predicted):", ""]
     for task in r["tasks"]:
         t = task["name"]

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["DEFAULT_SALT", "DEFAULT_TEST_FRACTION", "Side", "split_items", "split_of"]
+__all__ = ["DEFAULT_SALT", "DEFAULT_TEST_FRACTION", "Side", "fold_of", "split_items", "split_of"]
 
 Side = Literal["train", "test"]
 
@@ -81,3 +81,12 @@ def split_items(
     sides = [split_of(g, test_fraction=test_fraction, salt=salt) for g in groups]
     is_test = np.array([s == "test" for s in sides], dtype=bool)
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def fold_of(group: str, folds: int, *, salt: str = DEFAULT_SALT) -> int:
+    """The cross-validation fold (0..folds-1) of `group`: from its own hash (another key
+    than split_of's), so every clip of a group is in one fold and the folds do not depend
+    on which other groups exist. ValueError unless folds >= 2."""
+    if folds < 2:
+        raise ValueError(f"folds must be >= 2, got {folds}")
+    return min(int(_unit(group, f"{salt}-fold") * folds), folds - 1)

@@ -56,7 +56,14 @@ REGION_SEARCH_ALWAYS: RegionSearch
 REGION_SEARCH_NEVER: RegionSearch
 
 class Video(_message.Message):
-    __slots__ = ("id", "uri", "content_sha256", "size_bytes", "status", "error", "duration_s", "fps", "width", "height", "rotation", "codec", "title", "collection", "tags", "created_at", "content_box")
+    __slots__ = ("id", "uri", "content_sha256", "size_bytes", "status", "error", "duration_s", "fps", "width", "height", "rotation", "codec", "title", "collection", "tags", "created_at", "content_box", "external_id", "user_metadata", "original_name", "original_path")
+    class UserMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
     CONTENT_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +81,10 @@ class Video(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_BOX_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_METADATA_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_PATH_FIELD_NUMBER: _ClassVar[int]
     id: int
     uri: str
     content_sha256: str
@@ -91,7 +102,11 @@ class Video(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     created_at: str
     content_box: str
-    def __init__(self, id: _Optional[int] = ..., uri: _Optional[str] = ..., content_sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., error: _Optional[str] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., codec: _Optional[str] = ..., title: _Optional[str] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_at: _Optional[str] = ..., content_box: _Optional[str] = ...) -> None: ...
+    external_id: str
+    user_metadata: _containers.ScalarMap[str, str]
+    original_name: str
+    original_path: str
+    def __init__(self, id: _Optional[int] = ..., uri: _Optional[str] = ..., content_sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., error: _Optional[str] = ..., duration_s: _Optional[float] = ..., fps: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., rotation: _Optional[int] = ..., codec: _Optional[str] = ..., title: _Optional[str] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_at: _Optional[str] = ..., content_box: _Optional[str] = ..., external_id: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., original_name: _Optional[str] = ..., original_path: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("id", "video_id", "kind", "status", "attempts", "error", "segments_done", "segments_total", "queued_at", "started_at", "finished_at")
@@ -120,14 +135,25 @@ class Job(_message.Message):
     def __init__(self, id: _Optional[int] = ..., video_id: _Optional[int] = ..., kind: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., attempts: _Optional[int] = ..., error: _Optional[str] = ..., segments_done: _Optional[int] = ..., segments_total: _Optional[int] = ..., queued_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ...) -> None: ...
 
 class VideoMetadata(_message.Message):
-    __slots__ = ("title", "collection", "tags")
+    __slots__ = ("title", "collection", "tags", "external_id", "user_metadata")
+    class UserMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TITLE_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_METADATA_FIELD_NUMBER: _ClassVar[int]
     title: str
     collection: str
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, title: _Optional[str] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    external_id: str
+    user_metadata: _containers.ScalarMap[str, str]
+    def __init__(self, title: _Optional[str] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., external_id: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class IngestUriRequest(_message.Message):
     __slots__ = ("uri", "metadata")
@@ -150,14 +176,16 @@ class IngestResponse(_message.Message):
     def __init__(self, video_id: _Optional[int] = ..., job_id: _Optional[int] = ..., created: _Optional[bool] = ..., status: _Optional[_Union[VideoStatus, str]] = ...) -> None: ...
 
 class UploadMetadata(_message.Message):
-    __slots__ = ("filename", "metadata", "size_bytes")
+    __slots__ = ("filename", "metadata", "size_bytes", "original_path")
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_PATH_FIELD_NUMBER: _ClassVar[int]
     filename: str
     metadata: VideoMetadata
     size_bytes: int
-    def __init__(self, filename: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    original_path: str
+    def __init__(self, filename: _Optional[str] = ..., metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., size_bytes: _Optional[int] = ..., original_path: _Optional[str] = ...) -> None: ...
 
 class UploadVideoRequest(_message.Message):
     __slots__ = ("metadata", "chunk")
@@ -198,24 +226,39 @@ class GetJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[int] = ...) -> None: ...
 
 class GetVideoRequest(_message.Message):
-    __slots__ = ("video_id",)
+    __slots__ = ("video_id", "external_id", "collection")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
     video_id: int
-    def __init__(self, video_id: _Optional[int] = ...) -> None: ...
+    external_id: str
+    collection: str
+    def __init__(self, video_id: _Optional[int] = ..., external_id: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
 
 class ListVideosRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "collection", "tag", "status")
+    __slots__ = ("page_size", "page_token", "collection", "tag", "status", "external_id", "user_metadata")
+    class UserMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_METADATA_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     collection: str
     tag: str
     status: VideoStatus
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., collection: _Optional[str] = ..., tag: _Optional[str] = ..., status: _Optional[_Union[VideoStatus, str]] = ...) -> None: ...
+    external_id: str
+    user_metadata: _containers.ScalarMap[str, str]
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., collection: _Optional[str] = ..., tag: _Optional[str] = ..., status: _Optional[_Union[VideoStatus, str]] = ..., external_id: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListVideosResponse(_message.Message):
     __slots__ = ("videos", "next_page_token")
@@ -260,19 +303,28 @@ class SegmentEmbedding(_message.Message):
     def __init__(self, segment_id: _Optional[int] = ..., index: _Optional[int] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., vector: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Embeddings(_message.Message):
-    __slots__ = ("video_id", "model_version", "video_vector", "segments")
+    __slots__ = ("video_id", "model_version", "video_vector", "segments", "video")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     VIDEO_VECTOR_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
     video_id: int
     model_version: str
     video_vector: _containers.RepeatedScalarFieldContainer[float]
     segments: _containers.RepeatedCompositeFieldContainer[SegmentEmbedding]
-    def __init__(self, video_id: _Optional[int] = ..., model_version: _Optional[str] = ..., video_vector: _Optional[_Iterable[float]] = ..., segments: _Optional[_Iterable[_Union[SegmentEmbedding, _Mapping]]] = ...) -> None: ...
+    video: Video
+    def __init__(self, video_id: _Optional[int] = ..., model_version: _Optional[str] = ..., video_vector: _Optional[_Iterable[float]] = ..., segments: _Optional[_Iterable[_Union[SegmentEmbedding, _Mapping]]] = ..., video: _Optional[_Union[Video, _Mapping]] = ...) -> None: ...
 
 class SearchOptions(_message.Message):
-    __slots__ = ("level", "top_k", "collection", "tags", "min_score", "exclude_query_video", "disable_alignment", "query_regions", "region_search")
+    __slots__ = ("level", "top_k", "collection", "tags", "min_score", "exclude_query_video", "disable_alignment", "query_regions", "region_search", "external_ids", "user_metadata")
+    class UserMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
@@ -282,6 +334,8 @@ class SearchOptions(_message.Message):
     DISABLE_ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     QUERY_REGIONS_FIELD_NUMBER: _ClassVar[int]
     REGION_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    USER_METADATA_FIELD_NUMBER: _ClassVar[int]
     level: SearchLevel
     top_k: int
     collection: str
@@ -291,7 +345,9 @@ class SearchOptions(_message.Message):
     disable_alignment: bool
     query_regions: bool
     region_search: RegionSearch
-    def __init__(self, level: _Optional[_Union[SearchLevel, str]] = ..., top_k: _Optional[int] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., min_score: _Optional[float] = ..., exclude_query_video: _Optional[bool] = ..., disable_alignment: _Optional[bool] = ..., query_regions: _Optional[bool] = ..., region_search: _Optional[_Union[RegionSearch, str]] = ...) -> None: ...
+    external_ids: _containers.RepeatedScalarFieldContainer[str]
+    user_metadata: _containers.ScalarMap[str, str]
+    def __init__(self, level: _Optional[_Union[SearchLevel, str]] = ..., top_k: _Optional[int] = ..., collection: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., min_score: _Optional[float] = ..., exclude_query_video: _Optional[bool] = ..., disable_alignment: _Optional[bool] = ..., query_regions: _Optional[bool] = ..., region_search: _Optional[_Union[RegionSearch, str]] = ..., external_ids: _Optional[_Iterable[str]] = ..., user_metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class VectorQuery(_message.Message):
     __slots__ = ("values",)
@@ -386,6 +442,41 @@ class SearchResponse(_message.Message):
     copy_threshold: float
     regions_searched: bool
     def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., model_version: _Optional[str] = ..., candidates: _Optional[int] = ..., copy_threshold: _Optional[float] = ..., regions_searched: _Optional[bool] = ...) -> None: ...
+
+class ListEmbeddingsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "collection", "tag", "user_metadata", "model_version", "video_vectors_only")
+    class UserMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    USER_METADATA_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_VECTORS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    collection: str
+    tag: str
+    user_metadata: _containers.ScalarMap[str, str]
+    model_version: str
+    video_vectors_only: bool
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., collection: _Optional[str] = ..., tag: _Optional[str] = ..., user_metadata: _Optional[_Mapping[str, str]] = ..., model_version: _Optional[str] = ..., video_vectors_only: _Optional[bool] = ...) -> None: ...
+
+class ListEmbeddingsResponse(_message.Message):
+    __slots__ = ("videos", "next_page_token", "model_version")
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    videos: _containers.RepeatedCompositeFieldContainer[Embeddings]
+    next_page_token: str
+    model_version: str
+    def __init__(self, videos: _Optional[_Iterable[_Union[Embeddings, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class LabelledVideo(_message.Message):
     __slots__ = ("video_id", "label")

@@ -79,6 +79,11 @@ class SoraIndexStub:
                 request_serializer=sora_dot_v1_dot_sora__pb2.GetEmbeddingsRequest.SerializeToString,
                 response_deserializer=sora_dot_v1_dot_sora__pb2.Embeddings.FromString,
                 _registered_method=True)
+        self.ListEmbeddings = channel.unary_unary(
+                '/sora.v1.SoraIndex/ListEmbeddings',
+                request_serializer=sora_dot_v1_dot_sora__pb2.ListEmbeddingsRequest.SerializeToString,
+                response_deserializer=sora_dot_v1_dot_sora__pb2.ListEmbeddingsResponse.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/sora.v1.SoraIndex/Search',
                 request_serializer=sora_dot_v1_dot_sora__pb2.SearchRequest.SerializeToString,
@@ -175,6 +180,14 @@ class SoraIndexServicer:
 
     def GetEmbeddings(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEmbeddings(self, request, context):
+        """Many videos' vectors, a page at a time (notebooks, export, loading another vector
+        store): READY videos in id order, each with its Video (metadata) and vectors.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -280,6 +293,11 @@ def add_SoraIndexServicer_to_server(servicer, server):
                     servicer.GetEmbeddings,
                     request_deserializer=sora_dot_v1_dot_sora__pb2.GetEmbeddingsRequest.FromString,
                     response_serializer=sora_dot_v1_dot_sora__pb2.Embeddings.SerializeToString,
+            ),
+            'ListEmbeddings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEmbeddings,
+                    request_deserializer=sora_dot_v1_dot_sora__pb2.ListEmbeddingsRequest.FromString,
+                    response_serializer=sora_dot_v1_dot_sora__pb2.ListEmbeddingsResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -560,6 +578,33 @@ class SoraIndex:
             '/sora.v1.SoraIndex/GetEmbeddings',
             sora_dot_v1_dot_sora__pb2.GetEmbeddingsRequest.SerializeToString,
             sora_dot_v1_dot_sora__pb2.Embeddings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEmbeddings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sora.v1.SoraIndex/ListEmbeddings',
+            sora_dot_v1_dot_sora__pb2.ListEmbeddingsRequest.SerializeToString,
+            sora_dot_v1_dot_sora__pb2.ListEmbeddingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
