@@ -167,27 +167,34 @@ def wait_for_jobs(client, jobs: dict[int, str], timeout: float) -> list[tuple[st
 def run_direct(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
+    from services.errors import ServiceError
     from services.index import IndexSet
     from services.jobs import Dispatcher, make_celery, register_files
     from services.settings import Settings
     from services.store import Segment, Video, VideoStatus, open_store
-    from sora_encoder.files import find_videos
 
     settings = Settings.from_env()
-    if args.external_id or args.external_id_from or args.meta:
-        print("sora ingest: --direct keeps no external ids or metadata: ingest through the "
-              "API server (drop --direct)", file=sys.stderr)  # fmt: skip
-        return 2
     if any(_is_url(p) for p in args.paths):
         print("sora ingest: --direct takes files, not URLs", file=sys.stderr)
         return 2
-    store = open_store(settings.database_url)
     try:
-        files = find_videos(args.paths)
-    except FileNotFoundError as exc:
+        todo = sources(args)
+        user_metadata = parse_key_values(args.meta)
+    except (FileNotFoundError, ValueError) as exc:
         print(f"sora ingest: {exc}", file=sys.stderr)
         return 2
-    subs = register_files(store, files, collection=args.collection, tags=args.tag)
+    files = [Path(p) for p, _ in todo]
+    external_ids = {Path(p): ext for p, ext in todo if ext is not None}
+    store = open_store(settings.database_url)
+    try:
+        subs = register_files(
+            store, files, collection=args.collection, tags=args.tag,
+            external_ids=external_ids, user_metadata=user_metadata,
+        )  # fmt: skip
+    except ServiceError as exc:  # e.g. an external id other bytes already have
+        print(f"sora ingest: {exc} (files registered before it are queued by a worker's "
+              "reconciler)", file=sys.stderr)  # fmt: skip
+        return 2
     new_jobs = [s.job_id for s in subs if s.job_id is not None]
     sent = Dispatcher(make_celery(settings), store).send(new_jobs)
     known = len(subs) - len(new_jobs)

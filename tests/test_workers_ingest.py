@@ -119,8 +119,9 @@ def assert_index_aligned(env: IngestEnv, store) -> IndexSet:
 def test_ingest_folder_then_reingest_is_a_no_op(env, library):
     env.start_worker()
     res = env.sora(
-        "ingest", "--direct", str(library), "--wait", "--timeout", "150", "--collection", "lib"
-    )
+        "ingest", "--direct", str(library), "--wait", "--timeout", "150", "--collection", "lib",
+        "--external-id-from", "name", "--meta", "shoot=day1",
+    )  # fmt: skip
     assert res.returncode == 1, res.stdout + res.stderr + env.worker_logs()  # broken.mp4 failed
     assert "6 video(s): 6 queued, 0 already known" in res.stdout
     assert "FAILED" in res.stderr and "broken.mp4" in res.stderr
@@ -133,6 +134,12 @@ def test_ingest_folder_then_reingest_is_a_no_op(env, library):
     assert broken.status is VideoStatus.FAILED and broken.error  # the reason is kept
     assert "notes.txt" not in videos
     assert {v.collection for v in videos.values()} == {"lib"}
+    # asset ids and metadata on the direct path too (issue 10)
+    assert all(v.external_id == name for name, v in videos.items()), videos
+    assert all(v.original_name == name for name, v in videos.items())
+    with store.ReadSession.begin() as s:
+        metas = [s.get(Video, v.id).user_metadata for v in videos.values()]
+    assert metas == [{"shoot": "day1"}] * len(videos)
     with store.ReadSession.begin() as s:
         jobs = s.scalars(select(Job).where(Job.video_id == broken.id)).all()
     assert [(j.status, j.attempts) for j in jobs] == [(JobStatus.FAILED, 1)]  # no retry
@@ -168,6 +175,10 @@ def test_ingest_folder_then_reingest_is_a_no_op(env, library):
     assert "7 video(s): 1 queued, 6 already known" in again.stdout
     with store.ReadSession.begin() as s:
         assert s.scalar(select(func.count()).select_from(Video)) == 6
+    # An external id that other bytes hold is refused, saying which video holds it.
+    taken = env.sora("ingest", "--direct", str(library / "b.mp4"), "--collection", "lib",
+                     "--external-id", "a.mp4", "--timeout", "60")  # fmt: skip
+    assert taken.returncode == 2 and f"names video {videos['a.mp4'].id}" in taken.stderr
     assert_exactly_once(store, expected)
     store.dispose()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +45,16 @@ def register_files(
     collection: str | None = None,
     tags: Iterable[str] = (),
     title_from_name: bool = True,
+    external_ids: Mapping[Path, str] | None = None,
+    user_metadata: Mapping[str, str] | None = None,
 ) -> list[Submission]:
-    """Register each file (idempotent on its bytes); the caller sends the new jobs."""
+    """Register each file (idempotent on its bytes); the caller sends the new jobs.
+    `external_ids` maps a file (as given) to its asset id; the store's rules apply (an id
+    taken by other bytes is AlreadyExistsError, raised before later files are registered)."""
     out = []
-    for path in files:
-        path = path.resolve()
+    tags = tuple(tags)
+    for given in files:
+        path = given.resolve()
         sha = sha256_file(path)
         with store.Session.begin() as s:
             video, job, created = register_video(
@@ -59,7 +64,11 @@ def register_files(
                 size_bytes=path.stat().st_size,
                 title=path.stem if title_from_name else None,
                 collection=collection,
-                tags=tuple(tags),
+                tags=tags,
+                external_id=(external_ids or {}).get(given),
+                user_metadata=user_metadata,
+                original_name=path.name,
+                original_path=str(path),
             )
             out.append(
                 Submission(path, video.id, job.id if job else None, created, video.status.value)
