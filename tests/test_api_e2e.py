@@ -184,7 +184,7 @@ def test_search_by_id_and_by_vector(service, media, ingested, tmp_path):
     vec = tmp_path / "copy.json"
     emb = subprocess.run(
         [sys.executable, "-m", "sora_cli.main", "embed", "--json", str(media["copy"])],
-        cwd=ROOT, env=service.environ(), capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=service.environ(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert emb.returncode == 0, emb.stderr
     vec.write_text(emb.stdout)
