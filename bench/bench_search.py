@@ -211,7 +211,9 @@ class _StageTimes:
         return out
 
 
-def _server_main(url: str, home: str, conn: Any, max_workers: int | None) -> None:
+def _server_main(
+    url: str, home: str, conn: Any, max_workers: int | None, max_concurrent_rpcs: int | None
+) -> None:
     """The API server in its own process; answers "stats", "info" and "stop" on `conn`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s server %(name)s %(message)s")
     from services.api import converters
@@ -238,10 +240,9 @@ def _server_main(url: str, home: str, conn: Any, max_workers: int | None) -> Non
     store = open_store(url)
     settings = Settings(home=Path(home), database_url=url, broker_url="memory://")
     if max_workers:
-        from services.api.limits import HEALTH_THREADS
-
-        cap = min(settings.max_concurrent_rpcs, max(1, max_workers - HEALTH_THREADS))
-        settings = dataclasses.replace(settings, max_workers=max_workers, max_concurrent_rpcs=cap)
+        settings = dataclasses.replace(settings, max_workers=max_workers)
+    if max_concurrent_rpcs:
+        settings = dataclasses.replace(settings, max_concurrent_rpcs=max_concurrent_rpcs)
     server, port = create_server(
         "127.0.0.1:0",
         settings=settings,
@@ -283,10 +284,12 @@ def _server_main(url: str, home: str, conn: Any, max_workers: int | None) -> Non
 
 
 class ServerProcess:
-    def __init__(self, url: str, home: Path, max_workers: int | None = None) -> None:
+    def __init__(
+        self, url: str, home: Path, max_workers: int | None = None, cap: int | None = None
+    ) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        args = (url, str(home), child, max_workers)
+        args = (url, str(home), child, max_workers, cap)
         self.proc = ctx.Process(target=_server_main, args=args, daemon=True)
         self.proc.start()
         hello = self._conn.recv()
@@ -307,6 +310,79 @@ class ServerProcess:
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(10)
+
+
+# ---------------------------------------------------------------------------- echo process
+
+
+def _echo_main(conn: Any, model: str, max_workers: int, response: bytes) -> None:
+    """The floor of the RPC stack: a server of the same method and message shapes that
+    parses each SearchRequest and answers a fixed SearchResponse (one the project served),
+    with no search behind it. `model`: "sync" (grpc.server over a thread pool of
+    `max_workers`, as create_server) or "aio" (grpc.aio, handlers on the event loop)."""
+    logging.basicConfig(level=logging.WARNING)
+    reply = pb.SearchResponse.FromString(response)
+
+    def search(request: bytes, context: Any) -> pb.SearchResponse:
+        pb.SearchRequest.FromString(request)
+        return reply
+
+    async def search_aio(request: bytes, context: Any) -> pb.SearchResponse:
+        pb.SearchRequest.FromString(request)
+        return reply
+
+    def handlers(fn: Any) -> Any:
+        method = grpc.unary_unary_rpc_method_handler(
+            fn, response_serializer=pb.SearchResponse.SerializeToString
+        )
+        return grpc.method_handlers_generic_handler("sora.v1.SoraIndex", {"Search": method})
+
+    if model == "aio":
+
+        async def serve() -> None:
+            server = grpc.aio.server()
+            server.add_generic_rpc_handlers((handlers(search_aio),))
+            port = server.add_insecure_port("127.0.0.1:0")
+            await server.start()
+            conn.send({"port": port, "pid": os.getpid()})
+            loop = asyncio.get_running_loop()
+            while True:
+                cmd = await loop.run_in_executor(None, conn.recv)
+                if cmd == "stats":
+                    conn.send({"stages": {}, "cpu_s": time.process_time()})
+                elif cmd == "stop":
+                    break
+            await server.stop(0)
+
+        asyncio.run(serve())
+    else:
+        from concurrent import futures
+
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+        server.add_generic_rpc_handlers((handlers(search),))
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        conn.send({"port": port, "pid": os.getpid()})
+        while True:
+            cmd = conn.recv()
+            if cmd == "stats":
+                conn.send({"stages": {}, "cpu_s": time.process_time()})
+            elif cmd == "stop":
+                break
+        server.stop(0).wait()
+    conn.send("stopped")
+
+
+class EchoProcess(ServerProcess):
+    def __init__(self, model: str, max_workers: int, response: bytes) -> None:  # noqa: D107
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        args = (child, model, max_workers, response)
+        self.proc = ctx.Process(target=_echo_main, args=args, daemon=True)
+        self.proc.start()
+        hello = self._conn.recv()
+        self.port, self.pid = hello["port"], hello["pid"]
+        self.address = f"127.0.0.1:{self.port}"
 
 
 # ---------------------------------------------------------------------------- ingest process

@@ -110,6 +110,7 @@ class Catalogue:
         self.model_version = model_version
         self.lock = threading.Lock()  # writers: a sync's apply, the API's deletes
         self._videos: dict[int, VideoInfo] = {}
+        self._servable = np.zeros(0, np.int64)  # the keys of _videos, sorted (see servable)
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
@@ -122,6 +123,16 @@ class Catalogue:
     def video(self, video_id: int) -> VideoInfo | None:
         """The servable video, or None (unknown, not READY, deleted)."""
         return self._videos.get(int(video_id))
+
+    def servable(self, video_ids: np.ndarray) -> np.ndarray:
+        """(n,) bool: which of these video ids the catalogue serves (the filter's array
+        path: no Python call per id)."""
+        t = self._servable
+        ids = np.asarray(video_ids, dtype=np.int64).reshape(-1)
+        if len(t) == 0:
+            return np.zeros(len(ids), bool)
+        pos = np.minimum(np.searchsorted(t, ids), len(t) - 1)
+        return t[pos] == ids
 
     def places(self, level: Level, ids: np.ndarray) -> Places:
         """Where the vector ids (n,) sit; video_id -1 where unknown."""
@@ -181,7 +192,14 @@ class Catalogue:
                 videos[info.id] = info
             else:
                 videos.pop(info.id, None)
+        self._set_videos(videos)
+
+    def _set_videos(self, videos: dict[int, VideoInfo]) -> None:
+        """Replace the videos; a reader may see the new dict with the old array for a
+        moment, which a search survives: its hits are described through video(), which
+        answers None for a video that has just gone."""
         self._videos = videos
+        self._servable = np.sort(np.fromiter(videos.keys(), np.int64, len(videos)))
 
     def vector_ids_of(self, level: Level, video_id: int) -> np.ndarray:
         """The vector ids (n,) the catalogue places in this video (a scan: for deletes)."""
@@ -194,7 +212,7 @@ class Catalogue:
             if int(video_id) in self._videos:
                 videos = dict(self._videos)
                 del videos[int(video_id)]
-                self._videos = videos
+                self._set_videos(videos)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ best segments). No gRPC, no SQL here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -30,7 +29,7 @@ from .copy_verdict import annotate_copies
 from .filters import admit
 from .rerank import Load, depth, segment_hits, video_hits
 from .retrieve import query_rows, retrieve
-from .types import Hit, Query, RegionMode, SearchOptions, SearchResult
+from .types import Candidate, Hit, Query, RegionMode, SearchOptions, SearchResult
 
 
 class Index(Protocol):
@@ -72,6 +71,7 @@ def run(
         admit=lambda n, ids: admit(catalogue, opts.level, ids, opts, excluded[n]),
         min_score=opts.min_score,
         per_video=opts.level == "video",
+        keep=[max(opts.top_k, depth(opts, r)) for r in reranks],  # what the hits can use
         check=check,
     )
     out = []
@@ -106,9 +106,10 @@ def _with_segments(catalogue: Catalogue, level: Level, cands: list) -> list:
     if not cands:
         return cands
     p = catalogue.places(level, np.array([c.vector_id for c in cands], dtype=np.int64))
-    return [
-        replace(c, segment=(int(p.segment_index[j]), float(p.start_s[j]), float(p.end_s[j])))
-        for j, c in enumerate(cands)
+    places = zip(p.segment_index.tolist(), p.start_s.tolist(), p.end_s.tolist(), strict=True)
+    return [  # a new Candidate, not dataclasses.replace: 3x cheaper, on every search
+        Candidate(c.vector_id, c.video_id, c.score, c.query_row, segment=place)
+        for c, place in zip(cands, places, strict=True)
     ]
 
 
