@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from functools import lru_cache
 
 import numpy as np
 
@@ -186,8 +185,22 @@ def _range(r: tuple[float, float] | None) -> pb.TimeRange | None:
 
 
 # Hits name the same catalogue videos over and over; a VideoInfo is frozen, so its message
-# is built once (a third of a hit's cost) and copied into each hit.
-_hit_video_pb = lru_cache(maxsize=8192)(video_to_pb)
+# is built once (a third of a hit's cost) and copied into each hit. Keyed by video id and
+# checked by identity (hashing the dataclass costs as much as building the message); the
+# catalogue replaces a changed video's VideoInfo, so a stale message is never served.
+_VIDEO_PB: dict[int, tuple[VideoInfo, pb.Video]] = {}
+_VIDEO_PB_MAX = 65_536
+
+
+def _hit_video_pb(v: VideoInfo) -> pb.Video:
+    cached = _VIDEO_PB.get(v.id)
+    if cached is not None and cached[0] is v:
+        return cached[1]
+    message = video_to_pb(v)
+    if len(_VIDEO_PB) >= _VIDEO_PB_MAX:
+        _VIDEO_PB.clear()
+    _VIDEO_PB[v.id] = (v, message)
+    return message
 
 
 def hit_to_pb(h: Hit) -> pb.Hit:
