@@ -110,7 +110,7 @@ class Catalogue:
         self.model_version = model_version
         self.lock = threading.Lock()  # writers: a sync's apply, the API's deletes
         self._videos: dict[int, VideoInfo] = {}
-        self._servable = np.zeros(0, np.int64)  # the keys of _videos, sorted (see servable)
+        self._servable = np.zeros(0, bool)  # [video id]: in _videos (see servable)
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
@@ -127,12 +127,10 @@ class Catalogue:
     def servable(self, video_ids: np.ndarray) -> np.ndarray:
         """(n,) bool: which of these video ids the catalogue serves (the filter's array
         path: no Python call per id)."""
-        t = self._servable
+        mask = self._servable
         ids = np.asarray(video_ids, dtype=np.int64).reshape(-1)
-        if len(t) == 0:
-            return np.zeros(len(ids), bool)
-        pos = np.minimum(np.searchsorted(t, ids), len(t) - 1)
-        return t[pos] == ids
+        inside = (ids >= 0) & (ids < len(mask))
+        return inside & mask[np.where(inside, ids, 0)]
 
     def places(self, level: Level, ids: np.ndarray) -> Places:
         """Where the vector ids (n,) sit; video_id -1 where unknown."""
@@ -195,11 +193,16 @@ class Catalogue:
         self._set_videos(videos)
 
     def _set_videos(self, videos: dict[int, VideoInfo]) -> None:
-        """Replace the videos; a reader may see the new dict with the old array for a
-        moment, which a search survives: its hits are described through video(), which
-        answers None for a video that has just gone."""
+        """Replace the videos. A reader may see the new flags with the old dict for a
+        moment, which a search survives: the filter admits by the flags, the hits are
+        described through video(), and a video without both is dropped."""
+        keys = np.fromiter(videos.keys(), np.int64, len(videos))
+        # a flag per id up to the largest (ids are dense SQL ids): one load per look-up,
+        # where a search in a sorted array of 10^5 ids costs a cache miss per step
+        mask = np.zeros(int(keys.max()) + 1 if len(keys) else 0, bool)
+        mask[keys] = True
+        self._servable = mask  # before the dict: a video is only ever served with its info
         self._videos = videos
-        self._servable = np.sort(np.fromiter(videos.keys(), np.int64, len(videos)))
 
     def vector_ids_of(self, level: Level, video_id: int) -> np.ndarray:
         """The vector ids (n,) the catalogue places in this video (a scan: for deletes)."""
