@@ -193,6 +193,7 @@ def create_server(
         settings.snapshot_dir,
         configured_version=model_version or encoder.version,
         interval_s=settings.index_sync_interval_s,
+        recount_idle_s=settings.index_recount_idle_s,
         on_ready=on_ready,
     )
     search = SearchService(
