@@ -299,7 +299,7 @@ def test_as_many_clients_as_the_cap_are_never_refused(db, tmp_path):
                     c.search(vector=x, level="segment", top_k=5)
                     answered[n] += 1
                 except grpc.RpcError as exc:
-                    refused.append(exc.code().name)
+                    refused.append(f"{exc.code().name}: {exc.details()}")
 
     try:
         threads = [threading.Thread(target=client, args=(n,)) for n in range(cap)]

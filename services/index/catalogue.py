@@ -129,6 +129,8 @@ class Catalogue:
         path: no Python call per id)."""
         mask = self._servable
         ids = np.asarray(video_ids, dtype=np.int64).reshape(-1)
+        if len(mask) == 0:  # no video (all deleted, or none READY yet)
+            return np.zeros(len(ids), bool)
         inside = (ids >= 0) & (ids < len(mask))
         return inside & mask[np.where(inside, ids, 0)]
 
