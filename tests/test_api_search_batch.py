@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import grpc
 import numpy as np
 import pytest
 from sqlalchemy import event
 
+from services.api.client import SoraClient
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.api.index_keeper import IndexKeeper
 from services.api.search_service import SearchService
@@ -20,7 +22,7 @@ from services.search.options import MAX_BATCH
 from services.search.types import SearchOptions
 from services.store import delete_video
 from tests.test_api_harness import *  # noqa: F403 - fixtures
-from tests.test_api_harness import DIM, MODEL, Api, add_video, unit
+from tests.test_api_harness import DIM, MODEL, TOKEN, Api, add_video, unit
 
 
 def _hits(r: pb.SearchResponse) -> list[tuple]:
@@ -204,6 +206,63 @@ def test_a_deleted_video_never_appears_after_delete_returns(api: Api):
         stop.set()
         worker.join(30)
     assert not errors, errors
+
+
+def test_no_search_begun_after_delete_returned_sees_the_video_while_others_search(api: Api):
+    """Four clients search all the time (single and batch, both levels) while videos near
+    their query are deleted one by one: no search that began after its DeleteVideo
+    returned has that video in its hits; searches begun before did find them."""
+    rng = np.random.default_rng(27)
+    q = unit(rng.normal(size=DIM))
+    victims = [add_video(api.store, [unit(q + 0.05 * rng.normal(size=DIM))] * 2) for _ in range(8)]
+    api.sync()
+    deleted_at: dict[int, float] = {}
+    results: list[tuple[float, set[int]]] = []  # (when the search began, videos found)
+    progress = threading.Condition()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def searcher(level: str, batch: bool) -> None:
+        try:
+            with SoraClient(api.address, token=TOKEN, timeout=10) as c:
+                while not stop.is_set():
+                    began = time.monotonic()
+                    if batch:
+                        found = {h.video.id for r in c.search_batch(vectors=[q, q], level=level,
+                                 top_k=20) for h in r.hits}  # fmt: skip
+                    else:
+                        found = {h.video.id for h in c.search(vector=q, level=level, top_k=20).hits}
+                    with progress:
+                        results.append((began, found))
+                        progress.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    def wait_for_searches(n: int) -> None:
+        with progress:
+            target = len(results) + n
+            assert progress.wait_for(lambda: len(results) >= target or errors, timeout=30)
+
+    threads = [threading.Thread(target=searcher, args=(lv, b), daemon=True)
+               for lv in ("video", "segment") for b in (False, True)]  # fmt: skip
+    for t in threads:
+        t.start()
+    try:
+        wait_for_searches(8)
+        for victim in victims:
+            api.client.delete_video(victim)
+            deleted_at[victim] = time.monotonic()
+            wait_for_searches(8)  # searches under way across the delete, and after it
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors
+    for began, found in results:
+        seen = [v for v, at in deleted_at.items() if began > at and v in found]
+        assert not seen, f"a search begun after DeleteVideo returned found {seen}"
+    first = min(deleted_at.values())
+    assert any(began < first and set(victims) & found for began, found in results)
 
 
 def test_a_delete_during_a_version_switch_stays_deleted(db, tmp_path, monkeypatch):

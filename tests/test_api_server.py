@@ -277,6 +277,43 @@ def test_calls_beyond_the_concurrency_cap_are_resource_exhausted(db, tmp_path):
         a.server.stop(0).wait(10)
 
 
+def test_as_many_clients_as_the_cap_are_never_refused(db, tmp_path):
+    """`max_concurrent_rpcs` clients calling back to back: every call is answered. gRPC
+    counts a call as open until its completion is processed, a moment after the handler
+    (and the limiter's slot) let go, so its own cap must sit above ours with room."""
+    cap = 8
+    a = make_api(db, tmp_path, max_workers=cap + 2, max_concurrent_rpcs=cap)
+    rng = np.random.default_rng(31)
+    for _ in range(20):
+        add_video(a.store, rng.normal(size=(2, DIM)))
+    a.sync()
+    refused: list[str] = []
+    answered = [0] * cap
+    start = threading.Barrier(cap)
+
+    def client(n: int) -> None:
+        with SoraClient(a.address, token=TOKEN, timeout=10) as c:
+            start.wait()
+            for x in unit(rng.normal(size=(150, DIM))):
+                try:
+                    c.search(vector=x, level="segment", top_k=5)
+                    answered[n] += 1
+                except grpc.RpcError as exc:
+                    refused.append(f"{exc.code().name}: {exc.details()}")
+
+    try:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(cap)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not refused, f"{len(refused)} calls refused below the cap: {set(refused)}"
+        assert answered == [150] * cap
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
 def test_messages_over_the_size_limit_are_refused(db, tmp_path):
     a = make_api(db, tmp_path, max_message_bytes=64 * 1024)
     try:

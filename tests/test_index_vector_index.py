@@ -209,3 +209,36 @@ def test_searches_run_concurrently_with_sync_and_rebuild(tmp_path):
     assert searches[0] > 0
     assert any(r and "exact threshold" in r for r in reasons)
     assert vi.manifest.factory.startswith("IVF")
+
+
+def test_an_idle_sync_skips_the_count_for_a_while_after_one_matched(tmp_path, monkeypatch):
+    """recount_idle_s: syncs that move nothing do not count the store's rows (a full count
+    per level) until the interval has passed; a sync that moves rows always counts."""
+    src, vi, ids, xb = make(tmp_path, n=500, recount_idle_s=30.0)
+    vi.load_or_build()
+    counts = []
+    count = src.count
+    monkeypatch.setattr(src, "count", lambda *a, **kw: counts.append(1) or count(*a, **kw))
+    for _ in range(5):
+        assert vi.sync().added == 0
+    assert counts == []  # idle, and the load's count matched a moment ago
+    new_xb = clustered_unit_vectors(10, D_, n_clusters=2, seed=3)
+    new_ids = src.add(LEVEL, VERSION, new_xb)
+    assert vi.sync().added == 10 and len(counts) == 1  # rows moved: counted
+    assert top1(vi, new_xb[3])[0] == new_ids[3]
+    vi.sync()
+    assert len(counts) == 1
+    vi._counted_at -= 31.0  # the interval has passed
+    vi.sync()
+    assert len(counts) == 2
+
+
+def test_without_recount_interval_every_sync_counts(tmp_path, monkeypatch):
+    src, vi, ids, xb = make(tmp_path, n=500)
+    vi.load_or_build()
+    counts = []
+    count = src.count
+    monkeypatch.setattr(src, "count", lambda *a, **kw: counts.append(1) or count(*a, **kw))
+    for _ in range(3):
+        vi.sync()
+    assert len(counts) == 3

@@ -187,6 +187,10 @@ def test_the_catalogue_answers_places_and_filters_from_memory():
     assert cat.places("video", ids).video_id.tolist() == [4, 1, -1, -1, 3]
     cat.apply_videos([], touched={2})  # a touched video without a row: out
     assert cat.video(2) is None
+    for v in (3, 4):  # every video deleted: nothing passes, nothing breaks
+        cat.remove_video(v)
+    assert len(cat) == 0 and passing() == [-1] * 5
+    assert cat.servable(np.array([1, 4, 10**9, -1])).tolist() == [False] * 4
     with pytest.raises(ValueError, match="id order"):
         cat.add_places("video", video_places([12], [3]))
 

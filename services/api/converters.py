@@ -196,10 +196,29 @@ def _range(r: tuple[float, float] | None) -> pb.TimeRange | None:
     return None if r is None else pb.TimeRange(start_s=r[0], end_s=r[1])
 
 
+# Hits name the same catalogue videos over and over; a VideoInfo is frozen, so its message
+# is built once (a third of a hit's cost) and copied into each hit. Keyed by video id and
+# checked by identity (hashing the dataclass costs as much as building the message); the
+# catalogue replaces a changed video's VideoInfo, so a stale message is never served.
+_VIDEO_PB: dict[int, tuple[VideoInfo, pb.Video]] = {}
+_VIDEO_PB_MAX = 65_536
+
+
+def _hit_video_pb(v: VideoInfo) -> pb.Video:
+    cached = _VIDEO_PB.get(v.id)
+    if cached is not None and cached[0] is v:
+        return cached[1]
+    message = video_to_pb(v)
+    if len(_VIDEO_PB) >= _VIDEO_PB_MAX:
+        _VIDEO_PB.clear()
+    _VIDEO_PB[v.id] = (v, message)
+    return message
+
+
 def hit_to_pb(h: Hit) -> pb.Hit:
     return pb.Hit(
         score=h.score,
-        video=video_to_pb(h.video),
+        video=_hit_video_pb(h.video),
         segment_id=h.segment_id or 0,
         target=_range(h.target),
         query=_range(h.query),

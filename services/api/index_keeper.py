@@ -59,9 +59,11 @@ class IndexKeeper:
         configured_version: VersionSource = None,
         interval_s: float = 1.0,
         save_interval_s: float = 60.0,
+        recount_idle_s: float = 0.0,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.recount_idle_s = recount_idle_s  # see VectorIndex
         self.snapshot_dir = Path(snapshot_dir)
         self.interval_s = interval_s
         self.save_interval_s = save_interval_s
@@ -184,7 +186,8 @@ class IndexKeeper:
             if version is None:
                 self._set = None
             elif current is None or current.model_version != version:
-                fresh = IndexSet(self.store, version, self.snapshot_dir, catalogue=True)
+                fresh = IndexSet(self.store, version, self.snapshot_dir, catalogue=True,
+                                 recount_idle_s=self.recount_idle_s)  # fmt: skip
                 statuses = fresh.sync(save=False)
                 with self._forget_lock:
                     assert fresh.catalogue is not None

@@ -194,6 +194,7 @@ def create_server(
         settings.snapshot_dir,
         configured_version=model_version or encoder.version,
         interval_s=settings.index_sync_interval_s,
+        recount_idle_s=settings.index_recount_idle_s,
         on_ready=on_ready,
     )
     search = SearchService(
@@ -217,8 +218,12 @@ def create_server(
         (settings.uploads_dir / ".incoming", settings.uploads_dir / ".queries"),
         older_than_s=settings.upload_time_limit_s,
     )
-    # The limiter first, so that every call holding a thread counts (refused ones too);
-    # gRPC's own cap at the pool size: a call is refused rather than queued for a thread.
+    # The limiter first, so that every call holding a thread counts (refused ones too).
+    # gRPC's own cap only stops floods far past ours: it counts a call as open until its
+    # completion is processed, after the handler (and our slot) let go, so at the pool
+    # size it refused calls below our cap ("Concurrent RPC limit exceeded!", 8 clients
+    # against a cap of 8 and a pool of 10). Past our cap a call takes a thread only to be
+    # refused, and the pool keeps HEALTH_THREADS beyond the cap for that and for health.
     interceptors: list[grpc.ServerInterceptor] = [CallLimiter(settings.max_concurrent_rpcs)]
     if token:
         interceptors.append(BearerTokenInterceptor(token))
@@ -229,7 +234,7 @@ def create_server(
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
         ],
-        maximum_concurrent_rpcs=settings.max_workers,
+        maximum_concurrent_rpcs=2 * settings.max_workers,
     )
     guard = StreamGuard(settings.stream_idle_s, max_s=settings.upload_time_limit_s)
     sora_pb2_grpc.add_SoraIndexServicer_to_server(SoraIndexServicer(services, guard), server)

@@ -124,6 +124,7 @@ class Catalogue:
         self.model_version = model_version
         self.lock = threading.Lock()  # writers: a sync's apply, the API's deletes
         self._videos: dict[int, VideoInfo] = {}
+        self._servable = np.zeros(0, bool)  # [video id]: in _videos (see servable)
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
@@ -137,6 +138,16 @@ class Catalogue:
     def video(self, video_id: int) -> VideoInfo | None:
         """The servable video, or None (unknown, not READY, deleted)."""
         return self._videos.get(int(video_id))
+
+    def servable(self, video_ids: np.ndarray) -> np.ndarray:
+        """(n,) bool: which of these video ids the catalogue serves (the filter's array
+        path: no Python call per id)."""
+        mask = self._servable
+        ids = np.asarray(video_ids, dtype=np.int64).reshape(-1)
+        if len(mask) == 0:  # no video (all deleted, or none READY yet)
+            return np.zeros(len(ids), bool)
+        inside = (ids >= 0) & (ids < len(mask))
+        return inside & mask[np.where(inside, ids, 0)]
 
     def places(self, level: Level, ids: np.ndarray) -> Places:
         """Where the vector ids (n,) sit; video_id -1 where unknown."""
@@ -202,6 +213,18 @@ class Catalogue:
                 videos[info.id] = info
             else:
                 videos.pop(info.id, None)
+        self._set_videos(videos)
+
+    def _set_videos(self, videos: dict[int, VideoInfo]) -> None:
+        """Replace the videos. A reader may see the new flags with the old dict for a
+        moment, which a search survives: the filter admits by the flags, the hits are
+        described through video(), and a video without both is dropped."""
+        keys = np.fromiter(videos.keys(), np.int64, len(videos))
+        # a flag per id up to the largest (ids are dense SQL ids): one load per look-up,
+        # where a search in a sorted array of 10^5 ids costs a cache miss per step
+        mask = np.zeros(int(keys.max()) + 1 if len(keys) else 0, bool)
+        mask[keys] = True
+        self._servable = mask  # before the dict: a video is only ever served with its info
         self._videos = videos
 
     def vector_ids_of(self, level: Level, video_id: int) -> np.ndarray:
@@ -215,7 +238,7 @@ class Catalogue:
             if int(video_id) in self._videos:
                 videos = dict(self._videos)
                 del videos[int(video_id)]
-                self._videos = videos
+                self._set_videos(videos)
 
 
 @dataclass(frozen=True)

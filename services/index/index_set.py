@@ -29,11 +29,18 @@ class LevelStatus:
 
 class IndexSet:
     def __init__(
-        self, store: Store, model_version: str, snapshot_dir: Path, *, catalogue: bool = False
+        self,
+        store: Store,
+        model_version: str,
+        snapshot_dir: Path,
+        *,
+        catalogue: bool = False,
+        recount_idle_s: float = 0.0,
     ) -> None:
         self.store = store
         self.model_version = model_version
         self.snapshot_dir = Path(snapshot_dir)
+        self.recount_idle_s = recount_idle_s  # see VectorIndex
         self.indexes: dict[Level, VectorIndex] = {}
         # the servable videos, synced after the indexes (a search that meets a vector id
         # the catalogue does not know yet leaves it out, as one not yet READY)
@@ -47,8 +54,9 @@ class IndexSet:
         if dim is None:
             return None  # no vectors of this version yet: nothing to search
         index = VectorIndex(
-            level, self.model_version, dim, self.snapshot_dir, vector_source(self.store)
-        )
+            level, self.model_version, dim, self.snapshot_dir, vector_source(self.store),
+            recount_idle_s=self.recount_idle_s,
+        )  # fmt: skip
         report = index.load_or_build()
         logger.info("index %s/%s: %s", level, self.model_version, report)
         self.indexes[level] = index

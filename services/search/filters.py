@@ -37,14 +37,15 @@ def admit(
     exclude_video: int | None = None,
 ) -> np.ndarray:
     """ids (n,) -> their video ids (n,) int64, -1 where refused."""
-    vids = catalogue.places(level, ids).video_id.copy()  # (n,)
-    verdict: dict[int, bool] = {}
-    for j, v in enumerate(vids.tolist()):
-        if v < 0:
-            continue
-        ok = verdict.get(v)
-        if ok is None:
-            ok = verdict[v] = passes(catalogue.video(v), opts, exclude_video)
-        if not ok:
-            vids[j] = -1
-    return vids
+    vids = catalogue.places(level, ids).video_id  # (n,)
+    if not opts.collection and not opts.tags:  # the catalogue holds READY videos only
+        ok = (vids >= 0) & catalogue.servable(vids)
+        if exclude_video is not None:
+            ok &= vids != exclude_video
+        return np.where(ok, vids, -1)
+    videos, where = np.unique(vids, return_inverse=True)  # one verdict per video
+    verdict = np.array(
+        [v >= 0 and passes(catalogue.video(v), opts, exclude_video) for v in videos.tolist()],
+        dtype=bool,
+    )
+    return np.where(verdict[where.reshape(-1)], vids, -1)

@@ -87,11 +87,18 @@ def query_matrix(
 ) -> np.ndarray:
     """(n, d) unit rows of a batch; the first bad one is named by its position."""
     check_batch_size(len(batch))
+    sizes = [np.size(v) for v in batch]
+    if len(set(sizes)) == 1 and sizes[0] > 0 and (dim is None or sizes[0] == dim):
+        # the usual case, checked and normalised as one array (no Python work per row)
+        X = np.asarray(batch, dtype=np.float32).reshape(len(batch), -1)  # (n, d)
+        norms = np.linalg.norm(X, axis=1)  # (n,)
+        if np.all(np.isfinite(X)) and np.all(norms > 0):
+            return (X / norms[:, None]).astype(np.float32)
     rows = [query_vector(v, dim, version, f"query {i} of the batch") for i, v in enumerate(batch)]
-    sizes = {r.size for r in rows}
-    if len(sizes) > 1:
+    sizes = [r.size for r in rows]
+    if len(set(sizes)) > 1:
         raise InvalidArgumentError(
-            f"the batch's vectors differ in length ({sorted(sizes)}): give one model "
+            f"the batch's vectors differ in length ({sorted(set(sizes))}): give one model "
             "version's vectors"
         )
     return np.stack(rows)  # (n, d)

@@ -16,7 +16,6 @@ best segments; once for a whole batch of queries, _batch_load). No gRPC, no SQL 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -30,7 +29,7 @@ from .copy_verdict import annotate_copies
 from .filters import admit
 from .rerank import Load, depth, segment_hits, video_hits
 from .retrieve import query_rows, retrieve
-from .types import Hit, Query, RegionMode, SearchOptions, SearchResult
+from .types import Candidate, Hit, Query, RegionMode, SearchOptions, SearchResult
 
 
 class Index(Protocol):
@@ -72,19 +71,22 @@ def run(
         admit=lambda n, ids: admit(catalogue, opts.level, ids, opts, excluded[n]),
         min_score=opts.min_score,
         per_video=opts.level == "video",
+        keep=[max(opts.top_k, depth(opts, r)) for r in reranks],  # what the hits can use
         check=check,
     )
     if len(queries) > 1:
         load = _batch_load(load, opts, reranks, retrieved)
+    if opts.level == "segment":  # one look-up of every query's candidates' places
+        placed = _with_segments(catalogue, opts.level, [r.candidates for r in retrieved])
     out = []
-    for q, rr, (xq, qrows), got in zip(queries, reranks, rows, retrieved, strict=True):
+    for n, (q, rr, (xq, qrows), got) in enumerate(zip(queries, reranks, rows, retrieved,
+                                                       strict=True)):  # fmt: skip
         check()
         if opts.level == "video":
             hits = video_hits(got.candidates, q, opts, rerank=rr, info=catalogue.video,
                               load=load, check=check)  # fmt: skip
         else:
-            cands = _with_segments(catalogue, opts.level, got.candidates)
-            hits = segment_hits(cands, qrows, q, opts, rerank=rr, info=catalogue.video,
+            hits = segment_hits(placed[n], qrows, q, opts, rerank=rr, info=catalogue.video,
                                 load=load, check=check)  # fmt: skip
         if opts.min_score is not None:
             hits = [h for h in hits if h.score >= opts.min_score]
@@ -124,15 +126,22 @@ def _batch_load(load: Load, opts: SearchOptions, reranks: list[bool], retrieved:
     return lambda video_ids: {v: held[v] for v in video_ids if v in held}
 
 
-def _with_segments(catalogue: Catalogue, level: Level, cands: list) -> list:
-    """Segment-level candidates with their (index, start_s, end_s) from the catalogue."""
-    if not cands:
-        return cands
-    p = catalogue.places(level, np.array([c.vector_id for c in cands], dtype=np.int64))
-    return [
-        replace(c, segment=(int(p.segment_index[j]), float(p.start_s[j]), float(p.end_s[j])))
-        for j, c in enumerate(cands)
-    ]
+def _with_segments(
+    catalogue: Catalogue, level: Level, per_query: list[list[Candidate]]
+) -> list[list[Candidate]]:
+    """Segment-level candidates with their (index, start_s, end_s) from the catalogue,
+    looked up for every query at once."""
+    flat = [c for cands in per_query for c in cands]
+    if not flat:
+        return per_query
+    p = catalogue.places(level, np.array([c.vector_id for c in flat], dtype=np.int64))
+    places = iter(zip(p.segment_index.tolist(), p.start_s.tolist(), p.end_s.tolist(),
+                      strict=True))  # fmt: skip
+    return [  # a new Candidate, not dataclasses.replace: 3x cheaper, on every search
+        [Candidate(c.vector_id, c.video_id, c.score, c.query_row, segment=next(places))
+         for c in cands]
+        for cands in per_query
+    ]  # fmt: skip
 
 
 def wants_regions(mode: RegionMode, whole: SearchResult) -> bool:

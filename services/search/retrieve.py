@@ -10,6 +10,8 @@ Pure array code: the index's search and the filter stage come in as functions.
              exhausted, k reached MAX_FETCH, or the k-th scores fell under min_score;
              the others go again with k x OVER_FETCH
     k        first max(OVER_FETCH * wanted, MIN_FETCH), capped by ntotal and MAX_FETCH
+    keep     Candidate objects are made only for the best `keep` admitted ids of a query
+             (what re-ranking and the hits can use); the counts come from the arrays
 
 A query gets the same candidates alone as in a batch: its rows, k and admissions do not
 depend on the other queries; queries that need another round are searched together.
@@ -39,7 +41,7 @@ Admit = Callable[[int, np.ndarray], np.ndarray]  # (query, ids (n,)) -> video id
 
 @dataclass(frozen=True)
 class Retrieved:
-    candidates: list[Candidate]  # passing the filters, best first
+    candidates: list[Candidate]  # the best `keep` passing the filters, best first
     returned: int  # distinct ids the index returned in the query's last round
 
 
@@ -61,6 +63,9 @@ def _best_per_id(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     """D, I (m, k) of one query -> (ids, scores, rows) with each id once at its best score
     (the first row on a tie), best first."""
     m, k = I.shape
+    if m == 1:  # one row: faiss returns each id once, best first
+        valid = I[0] >= 0
+        return I[0][valid], D[0][valid], np.zeros(int(valid.sum()), np.int64)
     ids, scores = I.reshape(-1), D.reshape(-1)  # (m * k,) row-major
     rows = np.repeat(np.arange(m), k)
     valid = ids >= 0
@@ -81,10 +86,12 @@ def retrieve(
     admit: Admit,
     min_score: float | None = None,
     per_video: bool = True,
+    keep: Sequence[int] | None = None,
     check: Callable[[], None] = lambda: None,
 ) -> list[Retrieved]:
     """Stage 2 for queries[q] = xq (m_q, d) (see the module docstring); one Retrieved per
-    query, in order. `per_video`: count distinct videos (video level), else candidates."""
+    query, in order. `per_video`: count distinct videos (video level), else candidates.
+    `keep[q]`: candidates made for query q (None: every one admitted)."""
     nq = len(queries)
     if ntotal == 0 or nq == 0:
         return [Retrieved([], 0) for _ in range(nq)]
@@ -105,15 +112,18 @@ def retrieve(
                 start += m
                 ids, scores, rows = _best_per_id(Dq, Iq)
                 vids = admit(q, ids)
-                keep = vids >= 0
+                keep_mask = vids >= 0
                 if min_score is not None:
-                    keep &= scores >= min_score
+                    keep_mask &= scores >= min_score
+                admitted = np.flatnonzero(keep_mask)
+                found = len(np.unique(vids[admitted])) if per_video else len(admitted)
+                sel = admitted if keep is None else admitted[: keep[q]]
+                # .tolist(): plain ints and floats at once, not one numpy scalar at a time
                 cands = [
-                    Candidate(int(i), int(v), float(s), int(r))
-                    for i, v, s, r in zip(ids[keep], vids[keep], scores[keep], rows[keep],
-                                          strict=True)
+                    Candidate(i, v, s, r)
+                    for i, v, s, r in zip(ids[sel].tolist(), vids[sel].tolist(),
+                                          scores[sel].tolist(), rows[sel].tolist(), strict=True)
                 ]  # fmt: skip
-                found = len(set(vids[keep].tolist())) if per_video else len(cands)
                 below_min = min_score is not None and float(np.max(Dq[:, -1])) < min_score
                 if found >= wanted[q] or kk >= ntotal or kk >= MAX_FETCH or below_min:
                     out[q] = Retrieved(cands, len(ids))
