@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from .client_options import add_client_options, connect, report_rpc_error
-from .metadata_options import parse_key_values
+from .metadata_options import add_meta_filter, parse_key_values
 
 
 def add_parser(sub: Any) -> None:
@@ -28,13 +28,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--collection", help="only this collection")
     p.add_argument("--tag", help="only videos with this tag")
-    p.add_argument(
-        "--meta",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="only videos with this user metadata (repeatable: all of them)",
-    )
+    add_meta_filter(p)
     p.add_argument("--model-version", default="", help="default: the one searches serve")
     add_client_options(p)
     p.set_defaults(func=run)

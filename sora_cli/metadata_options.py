@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable
+
+
+def add_meta_filter(p: argparse.ArgumentParser) -> None:
+    """--meta KEY=VALUE (repeatable): only videos carrying all of these user metadata."""
+    p.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only videos with this user metadata (repeatable: all of them)",
+    )
 
 
 def parse_key_values(items: Iterable[str]) -> dict[str, str]:

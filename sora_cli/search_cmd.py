@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from .client_options import add_client_options, connect, read_vector_file, read_vectors_file
-from .metadata_options import parse_key_values
+from .metadata_options import add_meta_filter, parse_key_values
 from .output import say
 from .review_output import clip_side, match_of_hit, side_of, write_sheet, write_timeline
 
@@ -38,13 +38,7 @@ def add_parser(sub: Any) -> None:
         metavar="ID",
         help="only the video with this external id (repeatable: any of them)",
     )
-    p.add_argument(
-        "--meta",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="only videos with this user metadata (repeatable: all of them)",
-    )
+    add_meta_filter(p)
     p.add_argument("--no-alignment", action="store_true", help="skip temporal re-ranking")
     p.add_argument(
         "--regions",

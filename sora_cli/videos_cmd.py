@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 
 from .client_options import add_client_options, connect
-from .metadata_options import parse_key_values
+from .metadata_options import add_meta_filter, parse_key_values
 
 
 def add_parser(sub: Any) -> None:
@@ -27,13 +27,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tag")
     p.add_argument("--status", choices=("PENDING", "PROCESSING", "READY", "FAILED", "DELETED"))
     p.add_argument("--external-id")
-    p.add_argument(
-        "--meta",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="user metadata the videos carry (repeatable: all of them)",
-    )
+    add_meta_filter(p)
     p.add_argument("--limit", type=int, default=100, help="at most this many (0: all)")
     p.add_argument("--json", action="store_true", help="JSON lines, one video each")
     add_client_options(p)
