@@ -836,13 +836,19 @@ def test_auto_regions_search_them_only_when_the_whole_picture_found_no_copy(db, 
         never = a.client.search_by_clip(clip, top_k=3, regions="never")
         assert fake.region_calls == 1 and not never.regions_searched
         assert not any(h.is_copy for h in never.hits)
+        # the client's old boolean flag: True is ALWAYS, an explicit False NEVER
+        assert not a.client.search_by_clip(clip, top_k=3, regions=False).regions_searched
+        assert a.client.search_by_clip(clip, top_k=3, regions=True).regions_searched
+        assert fake.region_calls == 2
+        with pytest.raises(ValueError, match="regions must be one of"):
+            a.client.search_by_clip(clip, regions="sometimes")
         # A plain copy (the whole picture is a library video) is confirmed by the first
         # search: no region is embedded.
         whole_id = add_video(db, Q)
         a.sync()
         copy = a.client.search_by_clip(clip, top_k=3)
         assert copy.hits[0].video.id == whole_id and copy.hits[0].is_copy
-        assert not copy.regions_searched and fake.region_calls == 1
+        assert not copy.regions_searched and fake.region_calls == 2
     finally:
         a.client.close()
         a.server.stop(0).wait(10)

@@ -135,12 +135,14 @@ def search_options(
     min_score: float = 0.0,
     exclude_query_video: bool = False,
     alignment: bool = True,
-    regions: str = "auto",
+    regions: str | bool = "auto",
     external_ids: Iterable[str] = (),
     user_metadata: Mapping[str, str] | None = None,
 ) -> pb.SearchOptions:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {sorted(LEVELS)}, got {level!r}")
+    if isinstance(regions, bool):  # the flag before the modes: on, or explicitly off
+        regions = "always" if regions else "never"
     if regions not in REGION_SEARCH:
         raise ValueError(f"regions must be one of {sorted(REGION_SEARCH)}, got {regions!r}")
     return pb.SearchOptions(
