@@ -25,16 +25,20 @@ def local_file(uri: str) -> Path | None:
 
 
 def side_of(video: Any, start_s: float, end_s: float) -> Side:
-    """A proto Video and a range as a Side (its file when this machine has it)."""
+    """A proto Video and a range as a Side (its file when this machine has it). An
+    uploaded video is shown, and referenced in timelines, by the file it was uploaded from
+    (`original_path`) when that is on this machine: the editor's own media, not the
+    server's copy; else by the server's copy."""
+    original = local_file(video.original_path) if video.original_path else None
     return Side(
         name=video_name(video),
         start_s=max(0.0, start_s),
         end_s=max(start_s, end_s, 0.0),
-        path=local_file(video.uri),
+        path=original or local_file(video.uri),
         fps=video.fps or None,
         duration_s=video.duration_s or None,
         video_id=video.id,
-        uri=video.uri,
+        uri=video.original_path or video.uri,
     )
 
 

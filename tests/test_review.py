@@ -190,3 +190,20 @@ def test_the_report_opens_in_chromium_with_every_strip_loaded(tmp_path: Path, co
             shutil.copy(shot, os.environ["SORA_REVIEW_SCREENSHOT"])
     finally:
         driver.quit()
+
+
+def test_an_uploaded_video_is_referenced_by_the_file_it_came_from(tmp_path: Path):
+    from services.api.gen.sora.v1 import sora_pb2 as pb
+    from sora_cli.review_output import side_of
+
+    server_copy, original = tmp_path / "uploads" / "abc.mp4", tmp_path / "mine" / "day1.mp4"
+    for f in (server_copy, original):
+        f.parent.mkdir()
+        f.write_bytes(b"x")
+    video = pb.Video(id=3, uri=str(server_copy), original_path=str(original), fps=25)
+    side = side_of(video, 1.0, 5.0)
+    assert side.path == original and side.uri == str(original)
+    original.unlink()  # uploaded from another machine: the server's copy, shown by its origin
+    side = side_of(video, 1.0, 5.0)
+    assert side.path == server_copy and side.uri == str(original)
+    assert side_of(pb.Video(id=4, uri=str(server_copy)), 0, 1).path == server_copy
