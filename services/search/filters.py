@@ -38,7 +38,8 @@ def admit(
 ) -> np.ndarray:
     """ids (n,) -> their video ids (n,) int64, -1 where refused."""
     vids = catalogue.places(level, ids).video_id  # (n,)
-    if not opts.collection and not opts.tags:  # the catalogue holds READY videos only
+    filtered = opts.collection or opts.tags or opts.external_ids or opts.metadata_items
+    if not filtered:  # the catalogue holds READY videos only: a flag per video id
         ok = (vids >= 0) & catalogue.servable(vids)
         if exclude_video is not None:
             ok &= vids != exclude_video
