@@ -18,12 +18,15 @@ UPDATE), and the writers of vector rows serialise on one transaction-level advis
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -124,34 +127,52 @@ def alembic_config(url: str | URL | None = None) -> Any:
 
 def migrate(target: str | URL | Engine, revision: str = "head") -> None:
     """Upgrade the database to `revision`. Idempotent and safe to run from several processes
-    starting at once (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE)."""
-    from alembic import command
-
+    starting at once (PostgreSQL: an advisory lock; SQLite: BEGIN IMMEDIATE, and a retry:
+    a new SQLite file's first connections can get "database is locked" at once, without
+    the busy timeout, e.g. while switching it to WAL under another's migration)."""
     engine = target if isinstance(target, Engine) else make_engine(target)
     try:
-        cfg = alembic_config()
-        with engine.connect() as connection:
-            sqlite = connection.dialect.name == "sqlite"
-            if sqlite:
-                # Batch migrations copy and drop tables; with foreign keys on, dropping a
-                # parent would cascade. The pragma only works outside a transaction.
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+        deadline = time.monotonic() + SQLITE_MIGRATE_RETRY_S
+        for attempt in itertools.count(1):
             try:
-                with connection.begin():
-                    if connection.dialect.name == "postgresql":
-                        connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATE_LOCK:d})"))
-                    cfg.attributes["connection"] = connection
-                    command.upgrade(cfg, revision)
-                    if sqlite:
-                        bad = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                        if bad:
-                            raise RuntimeError(f"migration broke foreign keys: {bad[:5]}")
-            finally:
-                if sqlite:
-                    connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
+                return _migrate_once(engine, revision)
+            except OperationalError as exc:
+                locked = engine.dialect.name == "sqlite" and "locked" in str(exc)
+                if not locked or time.monotonic() > deadline:
+                    raise
+                log.info("migrate: SQLite database locked; attempt %d again", attempt + 1)
+                time.sleep(min(0.05 * attempt, 1.0))
     finally:
         if engine is not target:
             engine.dispose()
+
+
+SQLITE_MIGRATE_RETRY_S = 60.0
+
+
+def _migrate_once(engine: Engine, revision: str) -> None:
+    from alembic import command
+
+    cfg = alembic_config()
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations copy and drop tables; with foreign keys on, dropping a
+            # parent would cascade. The pragma only works outside a transaction.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATE_LOCK:d})"))
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    bad = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if bad:
+                        raise RuntimeError(f"migration broke foreign keys: {bad[:5]}")
+        finally:
+            if sqlite:
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys = ON")
 
 
 def current_revision(engine: Engine) -> str | None:
