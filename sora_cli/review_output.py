@@ -16,19 +16,13 @@ def video_name(video: Any) -> str:
     return video.title or Path(video.uri).name or f"video {video.id}"
 
 
-def local_file(uri: str) -> Path | None:
-    """The file a video's uri names on this machine, or None (a URL, or not here)."""
-    from services.store import local_path
-
-    path = local_path(uri) if uri else None
-    return path if path is not None and path.is_file() else None
-
-
 def side_of(video: Any, start_s: float, end_s: float) -> Side:
     """A proto Video and a range as a Side (its file when this machine has it). An
     uploaded video is shown, and referenced in timelines, by the file it was uploaded from
     (`original_path`) when that is on this machine: the editor's own media, not the
     server's copy; else by the server's copy."""
+    from services.store import local_file  # here: SQLAlchemy stays out of CLI start-up
+
     original = local_file(video.original_path) if video.original_path else None
     return Side(
         name=video_name(video),

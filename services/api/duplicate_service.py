@@ -20,7 +20,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from services.errors import ConflictError, InvalidArgumentError, NotFoundError
+from services.errors import ConflictError, NotFoundError
 from services.index import VideoInfo
 from services.search.duplicates import (
     DuplicateGroup,
@@ -30,7 +30,7 @@ from services.search.duplicates import (
     unique_pairs,
 )
 from services.search.moments import refine_targets, video_thumbnails
-from services.search.options import MAX_BATCH, MAX_TOP_K
+from services.search.options import MAX_BATCH, check_options
 from services.search.types import Hit, SearchOptions, SearchResult
 
 from .call import Call
@@ -72,7 +72,7 @@ class DuplicateService:
     ) -> Iterator[DuplicatesProgress | DuplicatesReport]:
         """Progress after each batch of queries and each refined video, then the report."""
         call = call or Call()
-        _check(request)
+        check_options(SearchOptions(top_k=request.top_k, min_score=request.min_score))
         serving = self.search.serving()
         calibration = self.search.copy_calibration(serving.version)
         if request.min_score is None and calibration is None:
@@ -138,8 +138,9 @@ class DuplicateService:
             placed: list[Hit] = []
             refine_targets(hits, lambda q=query: video_thumbnails(q), top=len(hits),
                            placed=placed)  # fmt: skip
+            placed_ids = {id(h) for h in placed}
             for p, h in zip(group, hits, strict=True):
-                if any(h is x for x in placed):
+                if id(h) in placed_ids:
                     p.target_range, p.query_range, p.refined = h.target, h.query, True
             done += len(group)
             yield DuplicatesProgress(total, total, len(pairs), done)
@@ -154,10 +155,3 @@ def shorter_first(p: DuplicatePair) -> DuplicatePair:
         return p
     return replace(p, query=p.target, target=p.query, query_range=p.target_range,
                    target_range=p.query_range)  # fmt: skip
-
-
-def _check(r: DuplicatesRequest) -> None:
-    if not 1 <= r.top_k <= MAX_TOP_K:
-        raise InvalidArgumentError(f"top_k {r.top_k}: expected 1..{MAX_TOP_K}")
-    if r.min_score is not None and not -1.0 <= r.min_score <= 1.0:
-        raise InvalidArgumentError(f"min_score {r.min_score}: expected a cosine in [-1, 1]")

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from services.store import local_path
+from services.store import local_file
 from sora_encoder.media import ContentBox, MediaError, MediaLimits, detect_content_box, probe
 from sora_encoder.media.thumbnails import Thumbnails, decode_thumbnails
 from sora_encoder.moments import place
@@ -35,12 +35,6 @@ MAX_RATE = 2.0  # the fastest playback change sora_encoder.moments tries
 # A whole query placed at this mean frame similarity or more matches along its length (true
 # copies, also sped up or letterboxed, place at 0.9+; unrelated footage below 0.3).
 WHOLE_MIN_SCORE = 0.6
-
-
-def _local_file(uri: str) -> Path | None:
-    """The file a video's uri names on this machine, or None (a URL, or nothing there)."""
-    path = local_path(uri)
-    return path if path is not None and path.is_file() else None
 
 
 def _content_box(video: Any, path: Path, info: Any, limits: MediaLimits) -> ContentBox:
@@ -83,7 +77,7 @@ def video_thumbnails(video: Any, limits: MediaLimits | None = None) -> Thumbnail
     """A library video's thumbnails inside the borders ingest cut off, when its file is on
     this machine (a video-id query's, for refine_targets); None when it is not, or cannot
     be decoded (hits then keep their segment-level ranges)."""
-    path = _local_file(video.uri)
+    path = local_file(video.uri)
     if path is None:
         return None
     limits = limits or MediaLimits()
@@ -113,7 +107,7 @@ def refine_targets(
     limits = limits or MediaLimits()
     picked = []
     for hit in [h for h in hits if h.alignment_score is not None and h.target][:top]:
-        path = _local_file(hit.video.uri)
+        path = local_file(hit.video.uri)
         if path is not None:
             picked.append((hit, path))
     if not picked:

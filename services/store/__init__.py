@@ -74,7 +74,7 @@ from .segments import (
     segments_by_ids,
     video_embeddings_by_ids,
 )
-from .uris import is_url, local_path
+from .uris import is_url, local_file, local_path
 from .vector_source import LEVELS, Level, SqlVectorSource, Tombstones, VectorBatch, vector_source
 from .versions import coverage, serving_model_version, videos_missing_version
 from .videos import (
@@ -117,6 +117,7 @@ __all__ = [
     "vector_places",
     "videos_by_ids",
     "is_url",
+    "local_file",
     "local_path",
     "Level",
     "Tombstones",

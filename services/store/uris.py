@@ -24,3 +24,9 @@ def local_path(uri: str) -> Path | None:
     if is_url(uri):
         return None
     return Path(uri[len(FILE_SCHEME) :] if uri.startswith(FILE_SCHEME) else uri)
+
+
+def local_file(uri: str) -> Path | None:
+    """The file a uri names on this machine, or None (empty, a URL, or nothing there)."""
+    path = local_path(uri) if uri else None
+    return path if path is not None and path.is_file() else None
