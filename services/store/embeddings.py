@@ -17,6 +17,7 @@ import numpy as np
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from .catalogue import video_vectors
 from .models import Segment, Video, VideoEmbedding, VideoStatus
 from .videos import videos_where
 
@@ -68,14 +69,7 @@ def list_video_vectors(
             if total > max_segments and i > 0:
                 videos, ids, more = videos[:i], ids[:i], True
                 break
-    vectors = {
-        e.video_id: e.as_array()
-        for e in session.scalars(
-            select(VideoEmbedding).where(
-                VideoEmbedding.video_id.in_(ids), VideoEmbedding.model_version == model_version
-            )
-        )
-    }
+    vectors = video_vectors(session, ids, model_version)
     segments: dict[int, list[Segment]] = {}
     if with_segments and ids:
         for seg in session.scalars(
