@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -69,8 +70,18 @@ def main(argv: list[str] | None = None) -> int:
         similar: list[dict] = []
         if ids:
             video = client.get_video_by_external_id(ids[0], collection=args.collection)
-            hits = client.search(video_id=video.id, top_k=5, exclude_query_video=True,
-                                 collection=args.collection, user_metadata=TOOL).hits  # fmt: skip
+            # A video is searchable once the server's index sync has seen it, about a
+            # second after its job SUCCEEDED: poll until every other asset is there.
+            others = min(5, len([i for i in ids if i != ids[0]]) - len(failed))
+            deadline = time.monotonic() + 30
+            while True:
+                hits = client.search(
+                    video_id=video.id, top_k=5, exclude_query_video=True,
+                    collection=args.collection, user_metadata=TOOL,
+                ).hits  # fmt: skip
+                if len(hits) >= others or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
             similar = [{"external_id": h.video.external_id, "score": round(h.score, 4)}
                        for h in hits]  # fmt: skip
 
