@@ -21,9 +21,11 @@ GiB, MiB = 2**30, 2**20
         (0, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IDMap2,Flat", 0),
         (1_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IDMap2,Flat", 0),
         (50_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IDMap2,Flat", 0),
-        (50_001, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF1024,Flat", 1024),
-        (200_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF2048,Flat", 2048),
-        (1_000_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF4096,Flat", 4096),
+        (50_001, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF256,PQ128x4fs,RFlat", 256),
+        (200_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF512,PQ128x4fs,RFlat", 512),
+        (1_000_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF1024,PQ128x4fs,RFlat", 1024),
+            # an odd dimension, which 2-d fast-scan codes do not divide: full vectors in the lists
+            (1_000_000, 255, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF4096,Flat", 4096),
         # n*d*4 = 1 GB over a 512 MiB budget: 8-bit scalar codes (264 MB) fit
         (1_000_000, 256, 512 * MiB, DEFAULT_EXACT_THRESHOLD, "IVF4096,SQ8", 4096),
         # 64 MiB: PQ64 needs 1e6 x (64 + 8 id) = 72 MB; 48 does not divide 256; PQ32 fits
@@ -31,7 +33,7 @@ GiB, MiB = 2**30, 2**20
         (10_000_000, 768, 8 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF16384,SQ8", 16384),
         (100_000, 128, 4 * GiB, 200_000, "IDMap2,Flat", 0),
         # threshold 0: IVF as soon as >= 16 lists can get 39 training points each
-        (1_000, 64, 4 * GiB, 0, "IVF16,Flat", 16),
+        (1_000, 64, 4 * GiB, 0, "IVF16,PQ32x4fs,RFlat", 16),
         (500, 64, 4 * GiB, 0, "IDMap2,Flat", 0),
         # an exact index ignores the budget: its size is bounded by the threshold
         (10_000, 256, 1 * MiB, DEFAULT_EXACT_THRESHOLD, "IDMap2,Flat", 0),
@@ -85,6 +87,7 @@ def test_choose_index_bad_arguments_raise(args, error):
 
 EXACT = IndexChoice("IDMap2,Flat", "exact", 0, 0, 0, 0)
 IVF1024 = IndexChoice("IVF1024,Flat", "ivf_flat", 32, 1024, 51200, 0)
+FS256 = IndexChoice("IVF256,PQ128x4fs,RFlat", "ivf_fastscan", 4, 256, 12800, 0)
 
 
 @pytest.mark.parametrize(
@@ -92,12 +95,14 @@ IVF1024 = IndexChoice("IVF1024,Flat", "ivf_flat", 32, 1024, 51200, 0)
     [
         (EXACT, 10_000, 4 * GiB, None),
         (EXACT, 50_001, 4 * GiB, "exact threshold"),
-        (IVF1024, 60_000, 4 * GiB, None),
-        (IVF1024, 40_000, 4 * GiB, None),  # under the threshold, above half: keep (hysteresis)
-        (IVF1024, 20_000, 4 * GiB, "half the exact threshold"),
-        (IVF1024, 500_000, 4 * GiB, None),  # wants 4096? 4*sqrt(5e5)=2828 -> 2048: < 4x
-        (IVF1024, 1_000_000, 4 * GiB, "4096 lists"),
-        (IVF1024, 60_000, 10 * MiB, "memory budget"),  # 60k x 1 KiB no longer fits
+        (FS256, 60_000, 4 * GiB, None),
+        (FS256, 40_000, 4 * GiB, None),  # under the threshold, above half: keep (hysteresis)
+        (FS256, 20_000, 4 * GiB, "half the exact threshold"),
+        (FS256, 500_000, 4 * GiB, None),  # wants sqrt(5e5)=707 -> 512 lists: < 4x
+        (FS256, 1_000_000, 4 * GiB, "1024 lists"),
+        (FS256, 60_000, 10 * MiB, "IVF1024,PQ64x8, not IVF256"),  # full vectors do not fit
+        # an IVF,Flat of an older build is rebuilt as fast-scan codes
+        (IVF1024, 60_000, 4 * GiB, "IVF256,PQ128x4fs,RFlat, not IVF1024,Flat"),
     ],
 )
 def test_rebuild_reason_table(current, n, budget, want):

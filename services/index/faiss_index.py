@@ -25,6 +25,9 @@ import numpy as np
 
 from services.index.factory import IndexChoice
 from services.index.recall import drop_ids, recall_at_k
+from services.index.refined import K_FACTORS, RefinedIndex, is_refined_file
+
+REFINE_SUFFIX = ",RFlat"  # factory strings of RefinedIndex: codes index + exact re-rank
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +87,15 @@ def check_batch(ids: np.ndarray, xb: np.ndarray, dim: int, *, after_id: int) -> 
 
 # ---------------------------------------------------------------- index operations
 def new_index(choice: IndexChoice, dim: int) -> faiss.Index:
-    """An empty CPU index for `choice` (inner product), k-means set up if it is an IVF."""
-    index = faiss.index_factory(dim, choice.factory, METRIC)
+    """An empty CPU index for `choice` (inner product), k-means set up if it is an IVF.
+    A fast-scan choice ("...,RFlat") is a RefinedIndex over the faiss codes index."""
+    if choice.factory.endswith(REFINE_SUFFIX):
+        base = faiss.index_factory(dim, choice.factory.removesuffix(REFINE_SUFFIX), METRIC)
+        index = RefinedIndex(base)
+    else:
+        index = faiss.index_factory(dim, choice.factory, METRIC)
     if not choice.exact:
-        ivf = faiss.extract_index_ivf(index)
+        ivf = ivf_of(index)
         ivf.cp.niter = KMEANS_ITERS
         ivf.cp.seed = KMEANS_SEED
         ivf.cp.spherical = True  # unit vectors: centroids on the sphere too
@@ -112,10 +120,15 @@ def remove(index: faiss.Index, ids: np.ndarray) -> int:
     return int(index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
 
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF:
+    """The IVF inside `index` (through a RefinedIndex); RuntimeError if there is none."""
+    return faiss.extract_index_ivf(index.base if isinstance(index, RefinedIndex) else index)
+
+
 def ids_of(index: faiss.Index) -> np.ndarray:
     """Every id the index holds, sorted: (ntotal,) int64. An 8-byte copy per vector."""
     try:
-        ivf = faiss.extract_index_ivf(index)
+        ivf = ivf_of(index)
     except RuntimeError:
         ids = faiss.vector_to_array(faiss.downcast_index(index).id_map)  # IDMap2,Flat
     else:
@@ -134,15 +147,24 @@ def set_nprobe(index: faiss.Index, nprobe: int) -> None:
     if nprobe <= 0:
         return
     try:
-        ivf = faiss.extract_index_ivf(index)
+        ivf = ivf_of(index)
     except RuntimeError:
         return
     ivf.nprobe = min(int(nprobe), ivf.nlist)
 
 
+def search_params(index: faiss.Index, nprobe: int) -> dict[str, int]:
+    """What a manifest records of how `index` is searched ({} for an exact index)."""
+    if nprobe <= 0:
+        return {}
+    if isinstance(index, RefinedIndex):
+        return {"nprobe": nprobe, "k_factor": index.k_factor}
+    return {"nprobe": nprobe}
+
+
 def get_nprobe(index: faiss.Index) -> int:
     try:
-        return int(faiss.extract_index_ivf(index).nprobe)
+        return int(ivf_of(index).nprobe)
     except RuntimeError:
         return 0
 
@@ -180,6 +202,46 @@ class ExactKnn:
         return self._heap.D, self._heap.I
 
 
+def tune(
+    index: faiss.Index,
+    xq: np.ndarray,
+    I_exact: np.ndarray,
+    D_exact: np.ndarray,
+    k: int,
+    target: float,
+    self_ids: np.ndarray | None = None,
+) -> tuple[int, float]:
+    """tune_nprobe; a RefinedIndex also gets the smallest k_factor (of K_FACTORS) at which
+    some nprobe reaches the target: a larger factor re-ranks more candidates per query, a
+    larger nprobe scans more codes, and the codes are the cheaper of the two."""
+    if not isinstance(index, RefinedIndex):
+        return tune_nprobe(index, xq, I_exact, D_exact, k, target, self_ids)
+    for k_factor in K_FACTORS:
+        index.k_factor = k_factor
+        nprobe, recall = tune_nprobe(index, xq, I_exact, D_exact, k, target, self_ids)
+        if recall >= target:
+            break
+    return nprobe, recall
+
+
+def write_index(index: faiss.Index, path: str) -> None:
+    if isinstance(index, RefinedIndex):
+        with open(path, "wb") as f:
+            f.write(index.to_bytes())
+    else:
+        faiss.write_index(index, path)
+
+
+def read_index(path: str) -> faiss.Index:
+    """A faiss file, or a RefinedIndex's npz; RuntimeError when it is neither readable."""
+    if is_refined_file(path):
+        try:
+            return RefinedIndex.read(path)
+        except (OSError, ValueError, KeyError) as e:
+            raise RuntimeError(f"unreadable refined index: {e}") from e
+    return faiss.read_index(path)
+
+
 def tune_nprobe(
     index: faiss.Index,
     xq: np.ndarray,
@@ -198,7 +260,7 @@ def tune_nprobe(
     `self_ids`: the queries' own ids when they are stored vectors; each is dropped from
     its row (of I_exact too) before recall is counted (`recall.drop_ids`).
     """
-    nlist = faiss.extract_index_ivf(index).nlist
+    nlist = ivf_of(index).nlist
     cache: dict[int, float] = {}
 
     def recall_at(nprobe: int) -> float:
@@ -271,8 +333,8 @@ class Placement:
         self._gpu_lock = threading.Lock()
 
     def place(self, cpu_index: faiss.Index) -> faiss.Index:
-        if not self.use_gpu:
-            return cpu_index
+        if not self.use_gpu or isinstance(cpu_index, RefinedIndex):
+            return cpu_index  # fast-scan codes have no GPU version: searched on the CPU
         try:
             gpu_index = faiss.index_cpu_to_gpu(self._res, self.device, cpu_index)
         except RuntimeError as e:  # e.g. a PQ code size the GPU does not support

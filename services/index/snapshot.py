@@ -2,7 +2,8 @@
 
     snapshot_dir/
       {level}-{model_version}.manifest.json          the commit point (JSON, see Manifest)
-      {level}-{model_version}.{sha256[:16]}.faiss    the index it names (faiss.write_index)
+      {level}-{model_version}.{sha256[:16]}.faiss    the index it names (faiss.write_index;
+                                                     a RefinedIndex: an npz with its codes)
 
 Writing: the index goes to a temporary file in the same folder, is fsynced, hashed and
 renamed to its content-addressed name; then the manifest is written the same way and
@@ -32,6 +33,7 @@ from typing import Any, get_args
 
 import faiss
 
+from services.index import faiss_index as fi
 from services.index.factory import IndexKind
 
 log = logging.getLogger(__name__)
@@ -167,7 +169,7 @@ def save(snapshot_dir: Path | str, index: faiss.Index, manifest: Manifest) -> Ma
     tmp_index = _tmp_path(folder, base)
     tmp_manifest: Path | None = None
     try:
-        faiss.write_index(index, str(tmp_index))
+        fi.write_index(index, str(tmp_index))
         _fsync_path(tmp_index)
         digest = sha256_file(tmp_index)
         index_file = f"{base}.{digest[:16]}.faiss"
@@ -225,7 +227,7 @@ def load(
     if digest != manifest.sha256:
         raise SnapshotError(f"sha256 of {index_path} is {digest}, manifest says {manifest.sha256}")
     try:
-        index = faiss.read_index(str(index_path))
+        index = fi.read_index(str(index_path))
     except RuntimeError as e:
         raise SnapshotError(f"faiss cannot read {index_path}: {e}") from e
     if index.d != dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
@@ -242,6 +244,6 @@ def load(
 
 def _nlist(index: faiss.Index) -> int:
     try:
-        return int(faiss.extract_index_ivf(index).nlist)
+        return int(fi.ivf_of(index).nlist)
     except RuntimeError:
         return 0

@@ -168,7 +168,7 @@ def build_from_source(
     if exact_knn is not None:
         D_exact, I_exact = exact_knn.result()
         tune, held_out = slice(0, len(xq) // 2), slice(len(xq) // 2, len(xq))
-        nprobe, tune_recall = fi.tune_nprobe(
+        nprobe, tune_recall = fi.tune(
             index,
             xq[tune],
             I_exact[tune],

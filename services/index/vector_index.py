@@ -322,7 +322,7 @@ class VectorIndex:
             factory=choice.factory,
             kind=choice.kind,
             nlist=choice.nlist,
-            search_params={} if choice.exact else {"nprobe": choice.nprobe},
+            search_params=fi.search_params(state.index, choice.nprobe),
             watermark=state.watermark,
             tombstone_seq=state.tombstone_seq,
             count=int(state.index.ntotal),
@@ -336,7 +336,7 @@ class VectorIndex:
         index, m = snapshot.load(self.snapshot_dir, self.level, self.model_version, self.dim)
         self._check_origin(m)
         nprobe = int(m.search_params.get("nprobe", 0))
-        fi.set_nprobe(index, nprobe)
+        fi.set_nprobe(index, nprobe)  # a RefinedIndex's k_factor is in its own file
         choice = IndexChoice(m.factory, m.kind, nprobe, m.nlist, 0, 0)  # type: ignore[arg-type]
         log.info(
             "%s/%s: snapshot %s loaded (%d vectors, %s)",

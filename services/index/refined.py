@@ -1,0 +1,189 @@
+"""RefinedIndex: IVF with 4-bit fast-scan PQ codes for the first pass, then an exact
+re-rank of the best candidates over the full vectors it holds beside the codes.
+
+    search(xq, k):  base (IVF{nlist},PQ{d/2}x4fs)  -> base_k(k) candidates per query row
+                    held vectors of those ids       -> exact inner products, best k
+    add / remove:   the codes go in / out of the IVF lists; the full vectors are appended
+                    to (ids, vectors) arrays, a removed id's row is only marked dead and
+                    dropped at the next compaction (the base never returns it again)
+
+Why: at 10^6 vectors an IVF,Flat search scans nprobe lists of full 1-KB vectors, about
+1 ms of CPU a query at recall@10 0.95, so 2 cores top out near 2,000 queries/s. Fast-scan
+PQ reads 64-byte codes (4 bits per 2 dimensions) with SIMD table look-ups, several times
+less CPU, but its scores are coarse; re-ranking k_factor x k of its candidates exactly
+brings recall to the IVF,Flat level and makes the scores exact inner products again, so
+copy thresholds and min_score mean what they meant. Measured at 10^6 x 256 clustered
+vectors on 2 cores, batches of 256 queries: IVF1024,PQ128x4fs k_factor 4 nprobe 16,
+recall@10 0.980, 12,400 queries/s (one query alone 0.27 ms); IVF4096,Flat nprobe 24,
+recall 0.979, 2,970/s (0.62 ms). 4 bits per 4 dimensions was faster but reached 0.88 at
+k_factor 4 and needed 8 for 0.95.
+
+faiss has IndexRefineFlat for this, but it takes neither add_with_ids nor remove_ids, and
+the index must hold SQL row ids; hence the re-rank here, over numpy arrays.
+
+Concurrency: like a faiss CPU index, searches may run together, and mutations must be
+serialised against searches by the caller (VectorIndex's read/write lock).
+"""
+
+# ruff: noqa: E741  (I is faiss's name for the id matrix; names follow the maths)
+
+from __future__ import annotations
+
+import io
+
+import faiss
+import numpy as np
+
+K_FACTORS = (4, 8, 16, 32)  # candidates re-ranked per result wanted: the build tunes nprobe
+# at the first of these, and goes on to the next only when no nprobe reaches the target
+DEFAULT_K_FACTOR = K_FACTORS[0]
+REFINE_TOP = 10  # the first k_factor x REFINE_TOP candidates are always re-ranked ...
+# ... and beyond REFINE_TOP results (filters over-fetch 40 or more) each extra result
+# wanted adds one candidate: the head, where recall@10 is counted, gets the full factor
+COMPACT_DEAD_FRACTION = 0.25  # compact the held vectors when this share of rows is dead
+REFINE_CHUNK = 64  # query rows re-ranked at once (bounds the gathered candidates' memory)
+
+
+class RefinedIndex:
+    """A faiss-like index (ntotal, d, train, add_with_ids, remove_ids, search)."""
+
+    def __init__(self, base: faiss.Index, k_factor: int = DEFAULT_K_FACTOR) -> None:
+        self.base = base
+        self.d = int(base.d)
+        self.metric_type = base.metric_type
+        self.k_factor = int(k_factor)
+        self._ids = np.zeros(0, np.int64)  # held rows' ids, strictly increasing
+        self._vectors = np.zeros((0, self.d), np.float32)  # capacity >= len(self._ids)
+        self._live = np.zeros(0, bool)
+        self._dead = 0
+
+    # ------------------------------------------------------------------ faiss-like
+    @property
+    def ntotal(self) -> int:
+        return int(self.base.ntotal)
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self.base.is_trained)
+
+    def train(self, xt: np.ndarray) -> None:
+        self.base.train(xt)
+
+    def add_with_ids(self, xb: np.ndarray, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) == 0:
+            return
+        if len(self._ids) and ids[0] <= self._ids[-1]:
+            raise ValueError(f"ids must grow: {int(ids[0])} after {int(self._ids[-1])}")
+        self.base.add_with_ids(xb, ids)
+        n, m = len(self._ids), len(ids)
+        if n + m > len(self._vectors):  # grow by half again: amortised O(1) appends
+            grown = np.empty((max(n + m, len(self._vectors) * 3 // 2, 1024), self.d), np.float32)
+            grown[:n] = self._vectors[:n]
+            self._vectors = grown
+        self._vectors[n : n + m] = xb
+        self._ids = np.concatenate([self._ids, ids])
+        self._live = np.concatenate([self._live, np.ones(m, bool)])
+
+    def remove_ids(self, ids: np.ndarray) -> int:
+        ids = np.asarray(ids, dtype=np.int64)
+        removed = int(self.base.remove_ids(ids))
+        pos = np.searchsorted(self._ids, ids)
+        inside = pos < len(self._ids)
+        pos, ids = pos[inside], ids[inside]
+        hit = np.unique(pos[(self._ids[pos] == ids) & self._live[pos]])
+        self._live[hit] = False
+        self._dead += len(hit)
+        if self._dead > COMPACT_DEAD_FRACTION * max(1, len(self._ids)):
+            self._compact()
+        return removed
+
+    def base_k(self, k: int) -> int:
+        """Candidates fetched from the codes for k results."""
+        return min(k * self.k_factor, k + (self.k_factor - 1) * REFINE_TOP)
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """D (nq, k) exact inner products, best first; I (nq, k) ids, -1 / -inf padded."""
+        nq = len(xq)
+        _, I0 = self.base.search(xq, self.base_k(k))
+        D = np.full((nq, k), -np.inf, np.float32)
+        I = np.full((nq, k), -1, np.int64)
+        for lo in range(0, nq, REFINE_CHUNK):
+            hi = min(nq, lo + REFINE_CHUNK)
+            D[lo:hi], I[lo:hi] = self._rerank(xq[lo:hi], I0[lo:hi], k)
+        return D, I
+
+    # ------------------------------------------------------------------ held vectors
+    def vectors(self, ids: np.ndarray) -> np.ndarray:
+        """The held vectors of `ids` (each must be held: KeyError otherwise), (n, d)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(self._ids) == 0:
+            raise KeyError(f"ids not held: {ids[:5].tolist()}")
+        pos = np.searchsorted(self._ids, ids)
+        ok = (pos < len(self._ids)) & (self._ids[np.minimum(pos, len(self._ids) - 1)] == ids)
+        if not ok.all() or not self._live[pos].all():
+            raise KeyError(f"ids not held: {ids[~ok][:5].tolist()}")
+        return self._vectors[pos]
+
+    def live(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the rows not removed, in id order (views when none is dead)."""
+        n = len(self._ids)
+        if self._dead == 0:
+            return self._ids, self._vectors[:n]
+        return self._ids[self._live], self._vectors[:n][self._live]
+
+    def _compact(self) -> None:
+        ids, vectors = self.live()
+        self._ids, self._vectors = ids.copy(), np.ascontiguousarray(vectors)
+        self._live = np.ones(len(self._ids), bool)
+        self._dead = 0
+
+    def _rerank(self, xq: np.ndarray, I0: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        valid = I0 >= 0
+        pos = np.searchsorted(self._ids, np.where(valid, I0, 0))
+        pos = np.minimum(pos, max(0, len(self._ids) - 1))
+        if len(self._ids) == 0:
+            valid[:] = False
+        cand = self._vectors[pos]  # (nq, kb, d): the candidates' full vectors
+        scores = np.matmul(cand, xq[:, :, None])[:, :, 0]  # (nq, kb)
+        scores[~valid] = -np.inf
+        kb = scores.shape[1]
+        if kb > k:
+            top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        else:
+            top = np.broadcast_to(np.arange(kb), (len(xq), kb))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        D = np.take_along_axis(scores, top, axis=1).astype(np.float32)
+        I = np.where(np.isfinite(D), np.take_along_axis(I0, top, axis=1), -1)
+        if kb < k:  # fewer candidates than results wanted: pad
+            D = np.pad(D, ((0, 0), (0, k - kb)), constant_values=-np.inf)
+            I = np.pad(I, ((0, 0), (0, k - kb)), constant_values=-1)
+        return D, I
+
+    # ------------------------------------------------------------------ files
+    def to_bytes(self) -> bytes:
+        """One file (npz): the base's faiss serialisation, the live rows, k_factor."""
+        ids, vectors = self.live()
+        buf = io.BytesIO()
+        np.savez(buf, faiss=faiss.serialize_index(self.base), ids=ids, vectors=vectors,
+                 k_factor=np.int64(self.k_factor))  # fmt: skip
+        return buf.getvalue()
+
+    @classmethod
+    def read(cls, path: str) -> RefinedIndex:
+        with np.load(path, allow_pickle=False) as z:
+            index = cls(faiss.deserialize_index(z["faiss"]), int(z["k_factor"]))
+            index._ids = z["ids"].astype(np.int64, copy=False)
+            index._vectors = np.ascontiguousarray(z["vectors"], dtype=np.float32)
+        index._live = np.ones(len(index._ids), bool)
+        if len(index._ids) != index.ntotal:
+            raise ValueError(f"{len(index._ids)} held vectors, {index.ntotal} codes")
+        return index
+
+
+def is_refined_file(path: str) -> bool:
+    """An npz (zip) file, as RefinedIndex writes; faiss files start otherwise."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"

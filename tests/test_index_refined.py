@@ -1,0 +1,111 @@
+"""RefinedIndex: fast-scan codes for the first pass, exact re-rank over held vectors, with
+SQL ids, removal, and a file round trip."""
+
+# ruff: noqa: E741
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from services.index import faiss_index as fi
+from services.index.factory import choose_index
+from services.index.refined import RefinedIndex
+from tests.memory_vector_source import clustered_unit_vectors
+
+D_ = 32
+
+
+@pytest.fixture
+def filled():
+    choice = choose_index(6_000, D_, exact_threshold=1_000)
+    assert choice.kind == "ivf_fastscan"
+    index = fi.new_index(choice, D_)
+    xb = clustered_unit_vectors(6_000, D_, n_clusters=20, spread=1.5, seed=1)
+    ids = np.arange(10, 10 + 3 * len(xb), 3, dtype=np.int64)  # SQL ids, with gaps
+    fi.train(index, xb)
+    for lo in range(0, len(xb), 2_000):  # added in batches, as a catch-up does
+        fi.add(index, ids[lo : lo + 2_000], xb[lo : lo + 2_000])
+    fi.set_nprobe(index, choice.nlist)  # every list: what is left is the codes' error
+    return index, ids, xb
+
+
+def exact(xq, ids, xb, k):
+    D, pos = faiss.knn(xq, xb, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return D, ids[pos]
+
+
+def test_scores_are_exact_inner_products_and_ids_are_sql_ids(filled):
+    index, ids, xb = filled
+    xq = xb[:50]
+    D, I = fi.search(index, xq, 10)
+    assert np.isin(I, ids).all()
+    rows = {int(i): r for r, i in enumerate(ids)}
+    for q in range(len(xq)):  # each score is the query's inner product with that id's vector
+        want = np.array([xb[rows[int(i)]] @ xq[q] for i in I[q]], np.float32)
+        np.testing.assert_allclose(D[q], want, rtol=1e-5, atol=1e-6)
+        assert (np.diff(D[q]) <= 0).all()  # best first
+    assert (I[:, 0] == ids[:50]).all()  # each stored vector finds itself first
+
+
+def test_rerank_recovers_what_the_codes_alone_miss(filled):
+    index, ids, xb = filled
+    xq = clustered_unit_vectors(300, D_, n_clusters=20, spread=1.5, seed=1, sample_seed=5)
+    D_exact, I_exact = exact(xq, ids, xb, 20)
+    codes_only = fi.recall_at_k(index.base.search(xq, 10)[1], I_exact, 10, D_exact)
+    index.k_factor = 8
+    refined = fi.recall_at_k(fi.search(index, xq, 10)[1], I_exact, 10, D_exact)
+    assert refined >= 0.97 and refined > codes_only + 0.1, (codes_only, refined)
+
+
+def test_removed_ids_never_come_back_and_compaction_keeps_the_rest(filled):
+    index, ids, xb = filled
+    gone = ids[:2_000:2]  # 1,000 of 6,000: past the compaction share with the next batch
+    assert fi.remove(index, gone) == len(gone)
+    assert fi.remove(index, gone) == 0  # absent ids are ignored
+    assert index.ntotal == len(ids) - len(gone)
+    _, I = fi.search(index, xb[:2_000:2], 5)
+    assert not np.isin(I, gone).any()
+    more = ids[3_000:4_000]
+    fi.remove(index, more)  # 2,000 dead of 6,000 rows: compacted
+    held, vectors = index.live()
+    assert len(held) == index.ntotal == len(ids) - 2_000
+    np.testing.assert_array_equal(held, fi.ids_of(index))
+    keep = ~np.isin(ids, np.concatenate([gone, more]))
+    np.testing.assert_array_equal(vectors, xb[keep])
+    np.testing.assert_array_equal(index.vectors(ids[keep][:5]), xb[keep][:5])
+    with pytest.raises(KeyError):
+        index.vectors(gone[:1])
+    _, I = fi.search(index, xb[keep][:20], 1)
+    assert (I[:, 0] == ids[keep][:20]).all()
+
+
+def test_ids_must_grow(filled):
+    index, ids, xb = filled
+    with pytest.raises(ValueError, match="grow"):
+        index.add_with_ids(xb[:1], ids[-1:])
+
+
+def test_file_round_trip_keeps_results_and_k_factor(filled, tmp_path):
+    index, ids, xb = filled
+    index.k_factor = 16
+    fi.remove(index, ids[:10])
+    path = str(tmp_path / "x.faiss")
+    fi.write_index(index, path)
+    back = fi.read_index(path)
+    assert isinstance(back, RefinedIndex) and back.k_factor == 16
+    assert back.ntotal == index.ntotal and fi.get_nprobe(back) == fi.get_nprobe(index)
+    xq = xb[100:140]
+    for a, b in zip(fi.search(index, xq, 10), fi.search(back, xq, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fewer_vectors_than_k_pads_with_minus_one():
+    choice = choose_index(1_000, D_, exact_threshold=0)
+    index = fi.new_index(choice, D_)
+    xb = clustered_unit_vectors(1_000, D_, n_clusters=5, spread=1.5, seed=2)
+    fi.train(index, xb)
+    fi.add(index, np.arange(1, 6, dtype=np.int64), xb[:5])
+    fi.set_nprobe(index, choice.nlist)
+    D, I = fi.search(index, xb[:2], 8)
+    assert (I[:, :5] > 0).all() and (I[:, 5:] == -1).all() and np.isneginf(D[:, 5:]).all()
