@@ -37,9 +37,6 @@ import numpy as np
 K_FACTORS = (4, 8, 16, 32)  # candidates re-ranked per result wanted: the build tunes nprobe
 # at the first of these, and goes on to the next only when no nprobe reaches the target
 DEFAULT_K_FACTOR = K_FACTORS[0]
-REFINE_TOP = 10  # the first k_factor x REFINE_TOP candidates are always re-ranked ...
-# ... and beyond REFINE_TOP results (filters over-fetch 40 or more) each extra result
-# wanted adds one candidate: the head, where recall@10 is counted, gets the full factor
 COMPACT_DEAD_FRACTION = 0.25  # compact the held vectors when this share of rows is dead
 REFINE_CHUNK = 64  # query rows re-ranked at once (bounds the gathered candidates' memory)
 
@@ -100,7 +97,7 @@ class RefinedIndex:
 
     def base_k(self, k: int) -> int:
         """Candidates fetched from the codes for k results."""
-        return min(k * self.k_factor, k + (self.k_factor - 1) * REFINE_TOP)
+        return k * self.k_factor
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """D (nq, k) exact inner products, best first; I (nq, k) ids, -1 / -inf padded."""

@@ -29,6 +29,11 @@ def passes(info: VideoInfo | None, opts: SearchOptions, exclude_video: int | Non
     )
 
 
+def is_filtered(opts: SearchOptions) -> bool:
+    """Whether the options ask for more than READY videos of the serving version."""
+    return bool(opts.collection or opts.tags or opts.external_ids or opts.metadata_items)
+
+
 def admit(
     catalogue: Catalogue,
     level: Level,
@@ -38,8 +43,7 @@ def admit(
 ) -> np.ndarray:
     """ids (n,) -> their video ids (n,) int64, -1 where refused."""
     vids = catalogue.places(level, ids).video_id  # (n,)
-    filtered = opts.collection or opts.tags or opts.external_ids or opts.metadata_items
-    if not filtered:  # the catalogue holds READY videos only: a flag per video id
+    if not is_filtered(opts):  # the catalogue holds READY videos only: a flag per video id
         ok = (vids >= 0) & catalogue.servable(vids)
         if exclude_video is not None:
             ok &= vids != exclude_video

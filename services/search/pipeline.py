@@ -26,9 +26,9 @@ from services.store import Level
 from sora_encoder.copy_score import CopyCalibration
 
 from .copy_verdict import annotate_copies
-from .filters import admit
+from .filters import admit, is_filtered
 from .rerank import Load, depth, segment_hits, video_hits
-from .retrieve import query_rows, retrieve
+from .retrieve import OVER_FETCH, query_rows, retrieve
 from .types import Candidate, Hit, Query, RegionMode, SearchOptions, SearchResult
 
 
@@ -72,6 +72,7 @@ def run(
         min_score=opts.min_score,
         per_video=opts.level == "video",
         keep=[max(opts.top_k, depth(opts, r)) for r in reranks],  # what the hits can use
+        over_fetch=OVER_FETCH if is_filtered(opts) or any(e is not None for e in excluded) else 1,
         check=check,
     )
     if len(queries) > 1:

@@ -9,7 +9,11 @@ Pure array code: the index's search and the filter stage come in as functions.
     done     when `wanted` hits passed (distinct videos at video level), the index is
              exhausted, k reached MAX_FETCH, or the k-th scores fell under min_score;
              the others go again with k x OVER_FETCH
-    k        first max(OVER_FETCH * wanted, MIN_FETCH), capped by ntotal and MAX_FETCH
+    k        first max(over_fetch * wanted, MIN_FETCH), capped by ntotal and MAX_FETCH;
+             over_fetch is OVER_FETCH when a filter or an excluded video may refuse ids,
+             1 when every id the index returns is admitted (no filter: the first round
+             is enough, and a fast-scan index re-ranks k_factor x k candidates, so an
+             over-fetch there costs re-ranking for nothing)
     keep     Candidate objects are made only for the best `keep` admitted ids of a query
              (what re-ranking and the hits can use); the counts come from the arrays
 
@@ -55,8 +59,8 @@ def query_rows(query: Query, level: Level) -> tuple[np.ndarray, list[int | None]
     return query.segments[picked], [int(i) for i in picked]  # (m', d)
 
 
-def first_k(wanted: int, ntotal: int) -> int:
-    return min(max(OVER_FETCH * wanted, MIN_FETCH), ntotal, MAX_FETCH)
+def first_k(wanted: int, ntotal: int, over_fetch: int = OVER_FETCH) -> int:
+    return min(max(over_fetch * wanted, MIN_FETCH), ntotal, MAX_FETCH)
 
 
 def _best_per_id(D: np.ndarray, I: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,6 +91,7 @@ def retrieve(
     min_score: float | None = None,
     per_video: bool = True,
     keep: Sequence[int] | None = None,
+    over_fetch: int = OVER_FETCH,
     check: Callable[[], None] = lambda: None,
 ) -> list[Retrieved]:
     """Stage 2 for queries[q] = xq (m_q, d) (see the module docstring); one Retrieved per
@@ -96,7 +101,7 @@ def retrieve(
     if ntotal == 0 or nq == 0:
         return [Retrieved([], 0) for _ in range(nq)]
     out: list[Retrieved | None] = [None] * nq
-    k = {q: first_k(wanted[q], ntotal) for q in range(nq)}
+    k = {q: first_k(wanted[q], ntotal, over_fetch) for q in range(nq)}
     active = list(range(nq))
     while active:
         check()
