@@ -80,6 +80,8 @@ PER_VIDEO = 10  # segments per synthetic video
 SEGMENT_S = 4.0
 MODEL_VERSION = "bench-search-v1"
 SEARCH_METHOD = "/sora.v1.SoraIndex/Search"
+BATCH_METHOD = "/sora.v1.SoraIndex/SearchBatch"
+BATCH = 256  # queries per SearchBatch call (the RPC's maximum)
 LEVELS = {"segment": pb.SEARCH_LEVEL_SEGMENT, "video": pb.SEARCH_LEVEL_VIDEO}
 TARGET_RECALL = 0.95
 CALL_TIMEOUT_S = 10.0
@@ -496,11 +498,16 @@ def search_payloads(xq: np.ndarray, level: str, collection: str | None = None) -
 
 
 async def _drive(
-    address: str, payloads: list[bytes], clients: int, duration_s: float, max_calls: int
+    address: str,
+    payloads: list[bytes],
+    clients: int,
+    duration_s: float,
+    max_calls: int,
+    method: str = SEARCH_METHOD,
 ) -> dict:
-    """`clients` tasks calling Search back to back for `duration_s` (or `max_calls`)."""
+    """`clients` tasks calling `method` back to back for `duration_s` (or `max_calls`)."""
     async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(SEARCH_METHOD)  # bytes in, bytes out
+        call = channel.unary_unary(method)  # bytes in, bytes out
         warmup = payloads[: min(WARMUP_CALLS, len(payloads))]
         for p in warmup:  # warm the channel
             await call(p, timeout=CALL_TIMEOUT_S)
@@ -571,6 +578,35 @@ def served_recall(
         "queries": len(xq),
         "recall_at_10": recall_at_k(I, I_exact, K, D_exact),
         "short_answers": int(sum(len(r.hits) < K for r in responses)),
+    }
+
+
+def batch_payloads(xq: np.ndarray, level: str) -> list[bytes]:
+    """SearchBatch requests of BATCH query vectors each, top_k=K, no filter."""
+    opts = pb.SearchOptions(level=LEVELS[level], top_k=K)
+    return [
+        pb.SearchBatchRequest(
+            vectors=[pb.VectorQuery(values=q.tolist()) for q in xq[lo : lo + BATCH]],
+            options=opts,
+        ).SerializeToString()
+        for lo in range(0, len(xq) - BATCH + 1, BATCH)
+    ]
+
+
+def measure_batch(server: ServerProcess, payloads: list[bytes], clients: int, args: Any) -> dict:
+    """SearchBatch back to back: queries/s = batches/s x BATCH."""
+    before = server.ask("stats")
+    run = asyncio.run(_drive(server.address, payloads, clients, args.duration, args.max_calls,
+                             BATCH_METHOD))  # fmt: skip
+    after = server.ask("stats")
+    served = max(1, run["calls"] + run["warmup_calls"])
+    return {
+        "clients": clients,
+        "batch": BATCH,
+        "queries_per_s": run["qps"] * BATCH,
+        "p50_ms_per_batch": run["p50_ms"],
+        "errors": run["errors"],
+        "server_cpu_ms_per_query": 1e3 * (after["cpu_s"] - before["cpu_s"]) / served / BATCH,
     }
 
 
@@ -715,6 +751,19 @@ def bench_size(n: int, args: Any, data: dict, home: Path) -> dict:
         ]
         for r in result["recall"]:
             log.info("n=%d: recall@10 %s %s = %.4f", n, r["level"], r["filter"], r["recall_at_10"])
+        result["batch"] = []
+        if args.batch:  # SearchBatch, idle: an absolute target (10,000 queries/s at 10^6)
+            for level in args.levels:
+                for clients in (1, 2):
+                    for rnd in range(args.rounds):
+                        b = measure_batch(server, batch_payloads(queries[level], level),
+                                          clients, args)  # fmt: skip
+                        b.update(level=level, round=rnd)
+                        result["batch"].append(b)
+                        log.info("n=%d SearchBatch %s x%d r%d: %.0f queries/s, p50 %.1f ms "
+                                 "a batch, errors %s", n, level, clients, rnd,
+                                 b["queries_per_s"], b["p50_ms_per_batch"] or -1,
+                                 b["errors"] or 0)  # fmt: skip
         # the echo answers what the project answered, per level
         with grpc.insecure_channel(server.address) as channel:
             call = channel.unary_unary(SEARCH_METHOD)
@@ -847,6 +896,11 @@ def targets(result: dict) -> dict:
     recalls = [r["recall_at_10"] for r in result["recall"] if r["filter"] == "none"]
     return {
         "qps_64_vs_floor>=0.5": check(many.get("qps_vs_floor"), lambda v: v >= 0.5),
+        "search_batch_queries_per_s>=10000": check(
+            max((b["queries_per_s"] for b in result.get("batch", [])
+                 if b["level"] == "segment"), default=None),
+            lambda v: v >= 10_000,
+        ),  # fmt: skip
         "refused_64_below_cap==0": check(many.get("refused"), lambda v: v == 0),
         "qps_64_filtered_vs_floor>=0.4": check(many_f.get("qps_vs_floor"), lambda v: v >= 0.4),
         "p50_1_vs_floor<=2": check(one.get("p50_ms_vs_floor"), lambda v: v <= 2.0),
@@ -924,6 +978,21 @@ def report(results: list[dict]) -> None:
             ("recall_at_10", "recall@10 (served)", "{:.4f}"),
         ],
     )
+    batches = [{"n": res["n"], **b} for res in results for b in res.get("batch", [])]
+    if batches:
+        print(f"\nSearchBatch, {BATCH} query vectors a call, idle, no filter:")
+        print_table(
+            batches,
+            [
+                ("n", "vectors", "{}"),
+                ("level", "level", "{}"),
+                ("clients", "clients", "{}"),
+                ("round", "round", "{}"),
+                ("queries_per_s", "queries/s", "{:.0f}"),
+                ("p50_ms_per_batch", "p50 ms/batch", "{:.1f}"),
+                ("server_cpu_ms_per_query", "srv cpu ms/query", "{:.3f}"),
+            ],
+        )
     print("\nwhere one call's time goes (one client, idle, no filter; ms per call):")
     rows = [{"n": res["n"], "level": lv, **s} for res in results for lv, s in res["stages"].items()]
     print_table(
@@ -985,6 +1054,8 @@ def main(argv: list[str] | None = None) -> int:
         "--api-workers", type=int, default=None, help="server threads (default: settings')"
     )
     ap.add_argument("--api-cap", type=int, default=None, help="max_concurrent_rpcs (settings')")
+    ap.add_argument("--no-batch", dest="batch", action="store_false",
+                    help="skip the SearchBatch runs")  # fmt: skip
     ap.add_argument("--echo", default="sync", help="echo floors to run: sync,aio (or none)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds per setting")
     ap.add_argument("--filters", default="none,collection", help="none,collection")
