@@ -897,8 +897,10 @@ def targets(result: dict) -> dict:
     return {
         "qps_64_vs_floor>=0.5": check(many.get("qps_vs_floor"), lambda v: v >= 0.5),
         "search_batch_queries_per_s>=10000": check(
-            max((b["queries_per_s"] for b in result.get("batch", [])
-                 if b["level"] == "segment"), default=None),
+            max(
+                (b["queries_per_s"] for b in result.get("batch", []) if b["level"] == "segment"),
+                default=None,
+            ),
             lambda v: v >= 10_000,
         ),  # fmt: skip
         "refused_64_below_cap==0": check(many.get("refused"), lambda v: v == 0),

@@ -24,8 +24,8 @@ GiB, MiB = 2**30, 2**20
         (50_001, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF256,PQ128x4fs,RFlat", 256),
         (200_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF512,PQ128x4fs,RFlat", 512),
         (1_000_000, 256, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF1024,PQ128x4fs,RFlat", 1024),
-            # an odd dimension, which 2-d fast-scan codes do not divide: full vectors in the lists
-            (1_000_000, 255, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF4096,Flat", 4096),
+        # an odd dimension, which 2-d fast-scan codes do not divide: full vectors in the lists
+        (1_000_000, 255, 4 * GiB, DEFAULT_EXACT_THRESHOLD, "IVF4096,Flat", 4096),
         # n*d*4 = 1 GB over a 512 MiB budget: 8-bit scalar codes (264 MB) fit
         (1_000_000, 256, 512 * MiB, DEFAULT_EXACT_THRESHOLD, "IVF4096,SQ8", 4096),
         # 64 MiB: PQ64 needs 1e6 x (64 + 8 id) = 72 MB; 48 does not divide 256; PQ32 fits
