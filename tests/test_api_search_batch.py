@@ -4,7 +4,6 @@ and deletes that no search sees once DeleteVideo has returned, also under a busy
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -152,10 +151,13 @@ def test_filters_and_hits_come_from_memory_not_sql(api: Api):
             assert {h.video.id for h in r.hits} == {near}
             assert r.hits[0].video.title == "near" and list(r.hits[0].video.tags) == ["x", "y"]
             assert r.hits[0].video.uri and r.hits[0].video.content_sha256
+        # video level places its hit on the best segment: found in memory too
+        r = api.client.search(vector=q, level="video", top_k=2)
+        assert r.hits[0].video.id == near and r.hits[0].segment_id > 0
+        assert r.hits[0].target.end_s > r.hits[0].target.start_s
     finally:
         event.remove(api.store.engine, "before_cursor_execute", record)
-    on_videos = [s for s in statements if re.search(r"\b(videos|video_tags)\b", s)]
-    assert on_videos == []  # the only read left is the segment vectors (best segment)
+    assert statements == []  # no SQL at all: filters, hits and segment places from memory
 
 
 def test_a_new_video_is_searchable_after_the_sync(api: Api):
@@ -163,7 +165,8 @@ def test_a_new_video_is_searchable_after_the_sync(api: Api):
     _library(api, rng, n=4)
     q = unit(rng.normal(size=DIM))
     late = add_video(api.store, [q], collection="late", tags=["new"])
-    assert late not in {h.video.id for h in api.client.search(vector=q, top_k=10).hits}
+    # (not asserted: that it is absent before the sync; the harness's keeper syncs every
+    # 0.2 s on its own, so on a loaded machine it may already be in)
     api.sync()
     r = api.client.search(vector=q, top_k=1, collection="late", tags=["new"])
     assert [h.video.id for h in r.hits] == [late]

@@ -33,6 +33,7 @@ from services.search.options import (
     query_vector,
 )
 from services.search.pipeline import merge_variant_hits, wants_regions
+from services.search.segments import held_segment_rows
 from services.search.types import Hit, Query, SearchOptions, SearchResult
 from services.store import (
     SegmentRows,
@@ -187,14 +188,22 @@ class SearchService:
             return [SearchResult([], serving.version, 0) for _ in queries]
         return pipeline.run(
             queries, opts, index=index, catalogue=serving.catalogue,
-            load=lambda video_ids: self._segments(video_ids, serving.version),
+            load=lambda video_ids: self._segments(video_ids, serving),
             version=serving.version, calibration=self._calibration(serving.version),
             check=(call or Call()).check,
         )  # fmt: skip
 
-    def _segments(self, video_ids: Sequence[int], version: str | None) -> Mapping[int, SegmentRows]:
-        with self.store.ReadSession.begin() as s:
-            return segment_rows(s, video_ids, version)
+    def _segments(self, video_ids: Sequence[int], serving: Serving) -> Mapping[int, SegmentRows]:
+        """The videos' segment rows: from memory where the serving indexes hold them,
+        the rest from SQL (services.search.segments)."""
+        held, missing = {}, list(video_ids)
+        if serving.catalogue is not None:
+            index = serving.indexes.get("segment")
+            held, missing = held_segment_rows(serving.catalogue, index, video_ids)
+        if missing:
+            with self.store.ReadSession.begin() as s:
+                held.update(segment_rows(s, missing, serving.version))
+        return held
 
     def _video_queries(
         self, video_ids: Sequence[int], version: str | None

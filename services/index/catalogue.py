@@ -5,6 +5,8 @@ memory, so that no search call reads SQL to filter or to describe a hit.
              title, uri, probe facts, ...), READY videos only
     places   per level, vector id -> (video id, segment index, start_s, end_s): sorted id
              arrays (36 bytes a vector), looked up with searchsorted
+    segments video id -> its segment vector ids (a dict of small arrays): which rows of
+             the segment index make up a video, for placing video-level hits in memory
 
 Kept current by the sync that catches the FAISS index up (IndexSet.sync ->
 sync_catalogue), with the same two watermarks and one of its own:
@@ -126,6 +128,7 @@ class Catalogue:
         self._videos: dict[int, VideoInfo] = {}
         self._servable = np.zeros(0, bool)  # [video id]: in _videos (see servable)
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
+        self._segments: dict[int, np.ndarray] = {}  # video id -> segment vector ids, sorted
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
         self.change_seq = 0  # the video_changes log read so far
@@ -166,6 +169,18 @@ class Catalogue:
             np.where(found, t.end_s[pos], 0.0),
         )
 
+    def segments_of(self, video_id: int) -> tuple[np.ndarray, Places]:
+        """A video's segment vector ids (n,) in time order, and their places; empty when
+        the catalogue holds none (not synced yet, or no segments of this version)."""
+        ids = self._segments.get(int(video_id))
+        if ids is None:
+            ids = np.zeros(0, np.int64)
+        p = self.places("segment", ids)
+        if len(ids) > 1 and (np.diff(p.segment_index) < 0).any():  # ids not in time order
+            order = np.argsort(p.segment_index, kind="stable")
+            ids, p = ids[order], Places(*(x[order] for x in p))
+        return ids, p
+
     def videos(self, collection: str | None = None) -> list[VideoInfo]:
         """The servable videos (of a collection), in id order."""
         held = self._videos  # replaced whole by writers: one consistent view
@@ -187,6 +202,17 @@ class Catalogue:
             )
         self._places[level] = _concat(t, places)
         self.watermarks[level] = max(self.watermarks[level], int(places.ids[-1]))
+        if level == "segment":
+            self._index_segments(places)
+
+    def _index_segments(self, places: VectorPlaces) -> None:
+        """Add a batch of segment places (ids above every id held) to `_segments`."""
+        order = np.argsort(places.video_ids, kind="stable")  # ids stay sorted per video
+        vids, ids = places.video_ids[order], places.ids[order]
+        cuts = np.flatnonzero(np.diff(vids)) + 1
+        for v, part in zip(vids[np.r_[0, cuts]].tolist(), np.split(ids, cuts), strict=True):
+            held = self._segments.get(v)
+            self._segments[v] = part if held is None else np.concatenate([held, part])
 
     def drop_vectors(self, level: Level, ids: np.ndarray) -> set[int]:
         """Forget these vector ids -> the videos they belonged to."""
@@ -200,6 +226,14 @@ class Catalogue:
         touched = {int(v) for v in np.unique(t.video_ids[gone])}
         keep = ~gone
         self._places[level] = VectorPlaces(*(x[keep] for x in _fields(t)))
+        if level == "segment":
+            for v in touched:
+                left = self._segments.get(v, np.zeros(0, np.int64))
+                left = left[~np.isin(left, ids)]
+                if len(left):
+                    self._segments[v] = left
+                else:
+                    self._segments.pop(v, None)
         return touched
 
     def apply_videos(self, rows: Iterable[VideoInfo], touched: Iterable[int] = ()) -> None:

@@ -142,6 +142,22 @@ def ids_of(index: faiss.Index) -> np.ndarray:
     return np.sort(ids.astype(np.int64, copy=False))
 
 
+def held_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray | None:
+    """The full vectors of `ids` kept by `index` (a RefinedIndex, or an exact IDMap2), or
+    None when it keeps only codes (IVF) or lacks one of the ids."""
+    if isinstance(index, RefinedIndex):
+        try:
+            return index.vectors(ids)
+        except KeyError:
+            return None
+    if not isinstance(faiss.downcast_index(index), faiss.IndexIDMap2):
+        return None
+    try:
+        return np.asarray(index.reconstruct_batch(ids), dtype=np.float32).reshape(len(ids), -1)
+    except RuntimeError:  # an id it does not hold
+        return None
+
+
 def set_nprobe(index: faiss.Index, nprobe: int) -> None:
     """Apply nprobe to an IVF index (a no-op for exact ones). Do it before publishing."""
     if nprobe <= 0:

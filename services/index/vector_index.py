@@ -207,6 +207,17 @@ class VectorIndex:
             with self.placement.search_guard(index, state.index):
                 return fi.search(index, xq, k)
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray | None:
+        """The stored vectors of `ids` (n, dim) float32 when this index holds full vectors
+        (exact, or fast-scan with its re-rank copy) and holds every one of the ids; else
+        None (compressed codes, an id not caught up yet): read them from SQL then."""
+        ids = np.asarray(ids, dtype=np.int64)
+        with self._rw.read():
+            state = self._state
+            if state is None or len(ids) == 0:
+                return None
+            return fi.held_vectors(state.index, ids)
+
     # ------------------------------------------------------------------ writes
     def load_or_build(self) -> LoadReport:
         """Serve the snapshot if it verifies and aligns with the store, else rebuild."""
