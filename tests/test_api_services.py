@@ -36,6 +36,7 @@ from services.store import (
     JobKind,
     claim_job,
     complete_ingest,
+    delete_video,
     enqueue_job,
     get_video,
     open_store,
@@ -241,13 +242,18 @@ def _reembed(db, video_id: int, version: str, xb: np.ndarray) -> None:
         )  # fmt: skip
 
 
-def test_keeper_serves_the_old_version_until_the_new_one_covers_every_video(db, tmp_path):
+@pytest.mark.parametrize("recount_idle_s", [0.0, 3600.0])
+def test_keeper_serves_the_old_version_until_the_new_one_covers_every_video(
+    db, tmp_path, recount_idle_s
+):
+    """With a long recount interval the version is re-checked only when the store's
+    fingerprint moves: each re-embedding moves it, so the switch is as prompt."""
     rng = np.random.default_rng(0)
     ids = [add_video(db, rng.normal(size=(2, DIM))) for _ in range(3)]
     ready_calls = []
     keeper = IndexKeeper(
         db, tmp_path / "index", configured_version=lambda: "test-v2",
-        on_ready=lambda: ready_calls.append(1),
+        on_ready=lambda: ready_calls.append(1), recount_idle_s=recount_idle_s,
     )  # fmt: skip
     with pytest.raises(Exception, match="still loading"):
         keeper.current()
@@ -261,6 +267,33 @@ def test_keeper_serves_the_old_version_until_the_new_one_covers_every_video(db, 
     keeper.sync_once()
     version, indexes = keeper.current()
     assert version == "test-v2" and indexes["video"].ntotal == 3 and ready_calls == [1]
+
+
+def test_keeper_asks_the_serving_version_again_only_when_the_store_moved(
+    db, tmp_path, monkeypatch
+):
+    import services.api.index_keeper as keeper_module
+
+    calls = []
+    real = keeper_module.serving_model_version
+    monkeypatch.setattr(keeper_module, "serving_model_version",
+                        lambda s, c: calls.append(1) or real(s, c))  # fmt: skip
+    rng = np.random.default_rng(1)
+    first = add_video(db, rng.normal(size=(2, DIM)))
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, recount_idle_s=3600)
+    keeper.sync_once()
+    keeper.sync_once()
+    keeper.sync_once()
+    assert len(calls) == 1 and keeper.model_version == MODEL  # nothing moved: asked once
+    add_video(db, rng.normal(size=(2, DIM)))
+    keeper.sync_once()
+    assert len(calls) == 2  # a new video's vectors moved the fingerprint
+    with db.Session.begin() as s:
+        delete_video(s, first)
+    keeper.sync_once()
+    assert len(calls) == 3  # so did a delete (its tombstones)
+    keeper.sync_once()
+    assert len(calls) == 3
 
 
 def test_keeper_thread_syncs_when_asked_and_survives_errors(db, tmp_path):

@@ -169,12 +169,15 @@ class Catalogue:
             np.where(found, t.end_s[pos], 0.0),
         )
 
+    def segment_ids(self, video_id: int) -> np.ndarray:
+        """A video's segment vector ids (n,), in id order (empty when none is held)."""
+        ids = self._segments.get(int(video_id))
+        return ids if ids is not None else np.zeros(0, np.int64)
+
     def segments_of(self, video_id: int) -> tuple[np.ndarray, Places]:
         """A video's segment vector ids (n,) in time order, and their places; empty when
         the catalogue holds none (not synced yet, or no segments of this version)."""
-        ids = self._segments.get(int(video_id))
-        if ids is None:
-            ids = np.zeros(0, np.int64)
+        ids = self.segment_ids(video_id)
         p = self.places("segment", ids)
         if len(ids) > 1 and (np.diff(p.segment_index) < 0).any():  # ids not in time order
             order = np.argsort(p.segment_index, kind="stable")

@@ -76,7 +76,12 @@ from .segments import (
 )
 from .uris import is_url, local_file, local_path
 from .vector_source import LEVELS, Level, SqlVectorSource, Tombstones, VectorBatch, vector_source
-from .versions import coverage, serving_model_version, videos_missing_version
+from .versions import (
+    coverage,
+    serving_model_version,
+    versions_fingerprint,
+    videos_missing_version,
+)
 from .videos import (
     AssetFields,
     decode_page_token,
@@ -125,6 +130,7 @@ __all__ = [
     "vector_source",
     "coverage",
     "serving_model_version",
+    "versions_fingerprint",
     "videos_missing_version",
     "MAX_ATTEMPTS",
     "READ_ONLY",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Video, VideoEmbedding, VideoStatus
+from .models import VectorTombstone, Video, VideoChange, VideoEmbedding, VideoStatus
 
 
 def coverage(session: Session) -> dict[str, int]:
@@ -48,3 +48,13 @@ def serving_model_version(session: Session, configured: str) -> str | None:
     if cov.get(configured, 0) >= ready:
         return configured
     return max(cov, key=lambda v: (cov[v], v == configured))
+
+
+def versions_fingerprint(session: Session) -> tuple:
+    """What moves whenever serving_model_version's answer can: the newest video vector
+    (an ingest, a reindex), tombstone (a delete), video change and video. Four primary-key
+    maxima (index look-ups), where serving_model_version counts every READY video."""
+    return tuple(
+        session.scalar(select(func.max(column)))
+        for column in (VideoEmbedding.id, VectorTombstone.seq, VideoChange.seq, Video.id)
+    )
