@@ -269,9 +269,7 @@ def test_keeper_serves_the_old_version_until_the_new_one_covers_every_video(
     assert version == "test-v2" and indexes["video"].ntotal == 3 and ready_calls == [1]
 
 
-def test_keeper_asks_the_serving_version_again_only_when_the_store_moved(
-    db, tmp_path, monkeypatch
-):
+def test_keeper_asks_the_serving_version_again_only_when_the_store_moved(db, tmp_path, monkeypatch):
     import services.api.index_keeper as keeper_module
 
     calls = []

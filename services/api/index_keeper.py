@@ -191,7 +191,7 @@ class IndexKeeper:
             elif current is None or current.model_version != version:
                 fresh = IndexSet(self.store, version, self.snapshot_dir, catalogue=True,
                                  recount_idle_s=self.recount_idle_s)  # fmt: skip
-                statuses = fresh.sync(save=False)
+                statuses = fresh.sync(save=False, count=False)
                 with self._forget_lock:
                     assert fresh.catalogue is not None
                     for video_id in self._forgotten:
@@ -205,7 +205,7 @@ class IndexKeeper:
                     ", ".join(f"{s.level} {s.ntotal}" for s in statuses) or "no vectors",
                 )
             else:
-                statuses = current.sync(save=False)
+                statuses = current.sync(save=False, count=False)
                 if any(s.added or s.removed for s in statuses):
                     self._dirty = True
             self._save(force=False, periodic=True)
