@@ -53,3 +53,44 @@ def test_held_segment_rows_reads_memory_and_names_what_it_lacks():
     assert rows[7].ids.tolist() == [1, 2] and rows[7].xb[:, 0].tolist() == [1.0, 2.0]
     assert rows[7].end_s.tolist() == [4.0, 8.0]
     assert held_segment_rows(c, None, [7]) == ({}, [7])  # no segment index: all from SQL
+
+
+def info(vid, collection, status=None):
+    from services.index import VideoInfo
+    from services.store import VideoStatus
+
+    return VideoInfo(vid, f"/v/{vid}.mp4", f"{vid:064x}", 1, status or VideoStatus.READY,
+                     collection=collection)  # fmt: skip
+
+
+def test_filter_flags_are_built_once_and_follow_every_change():
+    from services.search.filters import admit, admitted_share
+    from services.search.types import SearchOptions
+    from services.store import VideoStatus
+
+    c = Catalogue("v1")
+    c.apply_videos([info(v, "a" if v % 2 else "b") for v in range(1, 9)])
+    c.add_places("video", places(list(range(1, 9)), list(range(1, 9)), [-1] * 8))
+    opts = SearchOptions(collection="a")
+    calls = []
+    real = c.filter_mask
+
+    def counting(key, predicate):
+        calls.append(key)
+        return real(key, predicate)
+
+    c.filter_mask = counting
+    ids = np.arange(1, 9)
+    assert admit(c, "video", ids, opts).tolist() == [1, -1, 3, -1, 5, -1, 7, -1]
+    assert admitted_share(c, opts) == 0.5
+    # a video moves to "a", one is deleted, a new one arrives past the mask's end
+    c.apply_videos([info(2, "a"), info(12, "a")], touched=[])
+    c.remove_video(3)
+    c.apply_videos([info(5, "a", VideoStatus.DELETED)])
+    c.add_places("video", places([12], [12], [-1]))
+    got = admit(c, "video", np.array([1, 2, 3, 5, 12]), opts)
+    assert got.tolist() == [1, 2, -1, -1, 12]
+    # the flags were built on the first search only (a pass over every video), then kept
+    assert len({k for k in calls}) == 1
+    flags = real(calls[0], lambda i: True)  # cached: the predicate is not used again
+    assert flags[[1, 2, 3, 5, 7, 12]].tolist() == [True, True, False, False, True, True]

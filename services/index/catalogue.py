@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -54,6 +54,7 @@ from services.store import (
 logger = logging.getLogger(__name__)
 
 PLACES_BATCH = 65_536  # vector rows read per query while catching up
+FILTER_MASKS = 32  # filters whose admitted-video flags are kept (see filter_mask)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class Catalogue:
         self._servable = np.zeros(0, bool)  # [video id]: in _videos (see servable)
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
         self._segments: dict[int, np.ndarray] = {}  # video id -> segment vector ids, sorted
+        self._filter_masks: dict[Hashable, tuple[Callable[[VideoInfo], bool], np.ndarray]] = {}
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
         self.change_seq = 0  # the video_changes log read so far
@@ -151,6 +153,9 @@ class Catalogue:
             return np.zeros(len(ids), bool)
         inside = (ids >= 0) & (ids < len(mask))
         return inside & mask[np.where(inside, ids, 0)]
+
+    def servable_count(self) -> int:
+        return len(self._videos)
 
     def places(self, level: Level, ids: np.ndarray) -> Places:
         """Where the vector ids (n,) sit; video_id -1 where unknown."""
@@ -243,19 +248,22 @@ class Catalogue:
         """READY rows in, rows of any other status out, and the `touched` ids without a row
         out. Hold `lock` around the read of the rows and this call (see the module doc)."""
         videos = dict(self._videos)
-        for vid in touched:
-            videos.pop(int(vid), None)
+        changed = {int(v) for v in touched}
+        for vid in changed:
+            videos.pop(vid, None)
         for info in rows:
+            changed.add(info.id)
             if info.status is VideoStatus.READY:
                 videos[info.id] = info
             else:
                 videos.pop(info.id, None)
-        self._set_videos(videos)
+        self._set_videos(videos, changed)
 
-    def _set_videos(self, videos: dict[int, VideoInfo]) -> None:
-        """Replace the videos. A reader may see the new flags with the old dict for a
-        moment, which a search survives: the filter admits by the flags, the hits are
-        described through video(), and a video without both is dropped."""
+    def _set_videos(self, videos: dict[int, VideoInfo], changed: set[int]) -> None:
+        """Replace the videos (`changed`: the ids whose entry may differ). A reader may see
+        the new flags with the old dict for a moment, which a search survives: the filter
+        admits by the flags, the hits are described through video(), and a video without
+        both is dropped."""
         keys = np.fromiter(videos.keys(), np.int64, len(videos))
         # a flag per id up to the largest (ids are dense SQL ids): one load per look-up,
         # where a search in a sorted array of 10^5 ids costs a cache miss per step
@@ -263,6 +271,39 @@ class Catalogue:
         mask[keys] = True
         self._servable = mask  # before the dict: a video is only ever served with its info
         self._videos = videos
+        self._update_filter_masks(videos, changed)
+
+    def filter_mask(self, key: Hashable, predicate: Callable[[VideoInfo], bool]) -> np.ndarray:
+        """A flag per video id (as `servable`): the videos `predicate` admits, for a filter
+        named by `key`. Built on a filter's first search (a pass over every video), then
+        kept current as videos change (only the changed ones re-tested), so a filtered
+        search tests no video in Python. AND it with `servable`: a delete clears that
+        first. At most FILTER_MASKS masks are kept (a byte per video id each)."""
+        held = self._filter_masks.get(key)
+        if held is not None:
+            return held[1]
+        with self.lock:  # no change of videos between the pass and the mask's caching
+            videos = self._videos
+            mask = np.zeros(len(self._servable), bool)
+            admitted = [v for v, info in videos.items() if predicate(info)]
+            mask[np.asarray(admitted, dtype=np.int64)] = True
+            if len(self._filter_masks) >= FILTER_MASKS:
+                self._filter_masks.pop(next(iter(self._filter_masks)))  # the oldest
+            self._filter_masks[key] = (predicate, mask)
+        return mask
+
+    def _update_filter_masks(self, videos: dict[int, VideoInfo], changed: set[int]) -> None:
+        size = len(self._servable)
+        for key, (predicate, mask) in list(self._filter_masks.items()):
+            if len(mask) < size:  # new video ids past the end: a longer copy
+                grown = np.zeros(size, bool)
+                grown[: len(mask)] = mask
+                mask = grown
+            for v in changed:
+                if v < len(mask):
+                    info = videos.get(v)
+                    mask[v] = info is not None and predicate(info)
+            self._filter_masks[key] = (predicate, mask)
 
     def vector_ids_of(self, level: Level, video_id: int) -> np.ndarray:
         """The vector ids (n,) the catalogue places in this video (a scan: for deletes)."""
@@ -275,7 +316,7 @@ class Catalogue:
             if int(video_id) in self._videos:
                 videos = dict(self._videos)
                 del videos[int(video_id)]
-                self._set_videos(videos)
+                self._set_videos(videos, {int(video_id)})
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ servable videos in memory (services.index.catalogue), never by SQL.
     ids --catalogue.places--> video ids --READY, collection, every tag, external id one
         of those asked for, every user metadata key=value, not the query video--> video
         id, or -1 for an id that is refused (or unknown: deleted, or not synced yet)
+
+Array code throughout: READY is the catalogue's flag per video id; a collection / tags /
+metadata filter has flags of its own, built by the catalogue on its first search and kept
+current by every change (Catalogue.filter_mask); only a list of asset ids (external_ids),
+which is mostly a one-off, tests the candidates' videos one by one.
 """
 
 from __future__ import annotations
@@ -45,12 +50,34 @@ def admit(
     vids = catalogue.places(level, ids).video_id  # (n,)
     if not is_filtered(opts):  # the catalogue holds READY videos only: a flag per video id
         ok = (vids >= 0) & catalogue.servable(vids)
-        if exclude_video is not None:
-            ok &= vids != exclude_video
-        return np.where(ok, vids, -1)
-    videos, where = np.unique(vids, return_inverse=True)  # one verdict per video
-    verdict = np.array(
-        [v >= 0 and passes(catalogue.video(v), opts, exclude_video) for v in videos.tolist()],
-        dtype=bool,
-    )
-    return np.where(verdict[where.reshape(-1)], vids, -1)
+    elif not opts.external_ids:  # the filter's own flags, kept by the catalogue
+        flags = _flags(catalogue, opts)
+        inside = (vids >= 0) & (vids < len(flags))
+        ok = inside & flags[np.where(inside, vids, 0)] & catalogue.servable(vids)
+    else:  # a list of asset ids is mostly a one-off: test the candidates' videos alone
+        videos, where = np.unique(vids, return_inverse=True)  # one verdict per video
+        verdict = np.array(
+            [v >= 0 and passes(catalogue.video(v), opts, None) for v in videos.tolist()],
+            dtype=bool,
+        )
+        ok = verdict[where.reshape(-1)]
+    if exclude_video is not None:
+        ok &= vids != exclude_video
+    return np.where(ok, vids, -1)
+
+
+def _flags(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray:
+    """The catalogue's flags of the videos a collection / tags / metadata filter admits
+    (collections and tags recur across searches: built once, then kept current)."""
+    key = (opts.collection, opts.tags, opts.metadata_items)
+    return catalogue.filter_mask(key, lambda info: passes(info, opts, None))
+
+
+def admitted_share(catalogue: Catalogue, opts: SearchOptions) -> float:
+    """About what share of the servable videos the filter admits (1.0 without a filter,
+    or for a list of asset ids, which is tested per candidate): how much retrieve
+    over-fetches so that one round usually finds enough."""
+    if not is_filtered(opts) or opts.external_ids:
+        return 1.0
+    servable = max(1, catalogue.servable_count())
+    return min(1.0, int(np.count_nonzero(_flags(catalogue, opts))) / servable)

@@ -15,6 +15,7 @@ best segments; once for a whole batch of queries, _batch_load). No gRPC, no SQL 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -26,7 +27,7 @@ from services.store import Level
 from sora_encoder.copy_score import CopyCalibration
 
 from .copy_verdict import annotate_copies
-from .filters import admit, is_filtered
+from .filters import admit, admitted_share, is_filtered
 from .rerank import Load, depth, segment_hits, video_hits
 from .retrieve import OVER_FETCH, query_rows, retrieve
 from .types import Candidate, Hit, Query, RegionMode, SearchOptions, SearchResult
@@ -72,7 +73,7 @@ def run(
         min_score=opts.min_score,
         per_video=opts.level == "video",
         keep=[max(opts.top_k, depth(opts, r)) for r in reranks],  # what the hits can use
-        over_fetch=OVER_FETCH if is_filtered(opts) or any(e is not None for e in excluded) else 1,
+        over_fetch=_over_fetch(catalogue, opts, any(e is not None for e in excluded)),
         check=check,
     )
     if len(queries) > 1:
@@ -104,6 +105,20 @@ def run(
             threshold = calibration.threshold
         out.append(SearchResult(hits, version, got.returned, copy_threshold=threshold))
     return out
+
+
+MAX_OVER_FETCH = 64  # a filter admitting under 1/32 of the videos fetches at most 64x
+
+
+def _over_fetch(catalogue: Catalogue, opts: SearchOptions, excluding: bool) -> int:
+    """How many times `wanted` the first FAISS round asks for: 1 when every id is
+    admitted; with a filter about twice what its share of the videos needs to leave
+    `wanted` (a collection of a quarter: 8x), so that one round is usually enough (a
+    second round re-ranks 4x as many candidates again)."""
+    if not is_filtered(opts):
+        return OVER_FETCH if excluding else 1
+    share = admitted_share(catalogue, opts)
+    return max(OVER_FETCH, min(MAX_OVER_FETCH, math.ceil(2.0 / max(share, 1e-9))))
 
 
 # A batch reads its candidates' segment vectors in one go (a few IN (...) statements)
