@@ -257,7 +257,7 @@ def _server_main(
     stages.wrap(SearchService, "_run", "search")
     stages.wrap(VectorIndex, "search", "faiss")
     stages.wrap(pipeline, "admit", "filter")  # the in-memory catalogue
-    stages.wrap(SearchService, "_segments", "sql_segments")
+    stages.wrap(SearchService, "_segments", "sql_segments")  # segment rows: memory, else SQL
     stages.wrap(converters, "search_to_pb", "proto")
     stages.wrap(IndexKeeper, "sync_once", "keeper_sync")
     stages.wrap(VectorIndex, "_log_rebuild", "rebuild")  # a full rebuild from SQL begins
@@ -1005,7 +1005,7 @@ def report(results: list[dict]) -> None:
             ("client_mean_ms", "client mean", "{:.3f}"),
             ("faiss_ms", "faiss", "{:.3f}"),
             ("filter_ms", "filter", "{:.3f}"),
-            ("sql_segments_ms", "sql segs", "{:.3f}"),
+            ("sql_segments_ms", "seg rows", "{:.3f}"),
             ("search_rest_ms", "search other", "{:.3f}"),
             ("proto_ms", "proto", "{:.3f}"),
             ("handler_rest_ms", "handler other", "{:.3f}"),
