@@ -109,3 +109,58 @@ def test_fewer_vectors_than_k_pads_with_minus_one():
     fi.set_nprobe(index, choice.nlist)
     D, I = fi.search(index, xb[:2], 8)
     assert (I[:, :5] > 0).all() and (I[:, 5:] == -1).all() and np.isneginf(D[:, 5:]).all()
+
+
+def test_read_rejects_a_file_whose_rows_disagree(filled, tmp_path):
+    """A snapshot whose held rows do not match its codes is refused, not served wrong."""
+    import io
+
+    index, ids, xb = filled
+    good = np.load(io.BytesIO(bytes(index.to_bytes())))
+    cases = {
+        "short": dict(good, vectors=good["vectors"][:-1]),
+        "unsorted": dict(good, ids=good["ids"][::-1].copy()),
+    }
+    for name, arrays in cases.items():
+        path = tmp_path / f"{name}.faiss"
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        with pytest.raises(RuntimeError, match="unreadable refined index"):
+            fi.read_index(str(path))
+    (tmp_path / "cut.faiss").write_bytes(bytes(index.to_bytes())[:5000])
+    with pytest.raises(RuntimeError):
+        fi.read_index(str(tmp_path / "cut.faiss"))
+
+
+def test_snapshots_saved_while_deletes_run_are_each_one_consistent_state(tmp_path):
+    """DeleteVideo removes from the served index under the write lock only; a snapshot
+    taken meanwhile must still be one state (its file and manifest agree, it loads)."""
+    import threading
+
+    from services.index import VectorIndex, snapshot
+    from tests.memory_vector_source import MemoryVectorSource
+
+    src = MemoryVectorSource(D_)
+    ids = src.add("segment", "v1", clustered_unit_vectors(6_000, D_, n_clusters=20, seed=4))
+    vi = VectorIndex("segment", "v1", D_, tmp_path, src, exact_threshold=1_000)
+    vi.load_or_build()
+    assert vi.manifest.kind == "ivf_fastscan"
+    stop = threading.Event()
+
+    def deleting() -> None:
+        for i in ids[:3_000]:  # one id at a time, as many small deletes
+            if stop.is_set():
+                return
+            vi.remove(np.array([i]))
+
+    t = threading.Thread(target=deleting)
+    t.start()
+    try:
+        for _ in range(15):
+            saved = vi.save_snapshot()
+            index, m = snapshot.load(tmp_path, "segment", "v1", D_)  # raises if torn
+            assert index.ntotal == m.count == saved.count
+            assert len(index.live()[0]) == index.ntotal
+    finally:
+        stop.set()
+        t.join()

@@ -23,7 +23,9 @@ reads video rows and applies them while holding it, so a delete either lands aft
 sync's read has already seen the row (and removes what it put in) or before it (and the
 read sees DELETED).
 
-Readers take no lock: the dict and the arrays are replaced whole, never changed in place.
+Readers take no lock: the dict, the arrays and the filter masks are replaced whole, never
+changed in place; the per-video segment ids dict is changed in place one entry at a time
+(each a whole new array), which a reader of one entry survives.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from services.store import (
 logger = logging.getLogger(__name__)
 
 PLACES_BATCH = 65_536  # vector rows read per query while catching up
-FILTER_MASKS = 32  # filters whose admitted-video flags are kept (see filter_mask)
+MAX_FILTER_MASKS = 32  # filters whose admitted-video flags are kept (see filter_mask)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,10 @@ class Catalogue:
         self._servable = np.zeros(0, bool)  # [video id]: in _videos (see servable)
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
         self._segments: dict[int, np.ndarray] = {}  # video id -> segment vector ids, sorted
+        # filter key -> (predicate, flags per video id): replaced whole, never changed
         self._filter_masks: dict[Hashable, tuple[Callable[[VideoInfo], bool], np.ndarray]] = {}
+        self._masks_lock = threading.Lock()  # a new mask's caching vs the writers' updates
+        self._generation = 0  # changes of the videos so far (see filter_mask)
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
         self.change_seq = 0  # the video_changes log read so far
@@ -269,41 +274,50 @@ class Catalogue:
         # where a search in a sorted array of 10^5 ids costs a cache miss per step
         mask = np.zeros(int(keys.max()) + 1 if len(keys) else 0, bool)
         mask[keys] = True
-        self._servable = mask  # before the dict: a video is only ever served with its info
-        self._videos = videos
-        self._update_filter_masks(videos, changed)
+        with self._masks_lock:  # one step for a new mask's caching (see filter_mask)
+            masks = self._updated_filter_masks(videos, changed, len(mask))
+            self._servable = mask  # before the dict: a video is served only with its info
+            self._videos = videos
+            self._filter_masks = masks
+            self._generation += 1
 
     def filter_mask(self, key: Hashable, predicate: Callable[[VideoInfo], bool]) -> np.ndarray:
         """A flag per video id (as `servable`): the videos `predicate` admits, for a filter
-        named by `key`. Built on a filter's first search (a pass over every video), then
-        kept current as videos change (only the changed ones re-tested), so a filtered
-        search tests no video in Python. AND it with `servable`: a delete clears that
-        first. At most FILTER_MASKS masks are kept (a byte per video id each)."""
+        named by `key`. Built on a filter's first search (a pass over every video, on the
+        caller's thread, without the writers' lock), then kept current by every change of
+        a video (only the changed ones re-tested, on a copy: readers never see a mask
+        change under them), so a filtered search tests no video in Python. AND it with
+        `servable`: a delete clears that first. At most MAX_FILTER_MASKS are kept."""
         held = self._filter_masks.get(key)
         if held is not None:
             return held[1]
-        with self.lock:  # no change of videos between the pass and the mask's caching
-            videos = self._videos
-            mask = np.zeros(len(self._servable), bool)
-            admitted = [v for v, info in videos.items() if predicate(info)]
-            mask[np.asarray(admitted, dtype=np.int64)] = True
-            if len(self._filter_masks) >= FILTER_MASKS:
-                self._filter_masks.pop(next(iter(self._filter_masks)))  # the oldest
-            self._filter_masks[key] = (predicate, mask)
-        return mask
+        generation, videos = self._generation, self._videos
+        mask = np.zeros(len(self._servable), bool)
+        admitted = [v for v, info in videos.items() if predicate(info)]
+        mask[np.asarray(admitted, dtype=np.int64)] = True
+        with self._masks_lock:
+            if generation == self._generation:  # no change of videos since the pass
+                masks = dict(self._filter_masks)
+                if len(masks) >= MAX_FILTER_MASKS:
+                    masks.pop(next(iter(masks)))  # the oldest
+                masks[key] = (predicate, mask)
+                self._filter_masks = masks
+        return mask  # (not kept when videos changed meanwhile: the next search builds it)
 
-    def _update_filter_masks(self, videos: dict[int, VideoInfo], changed: set[int]) -> None:
-        size = len(self._servable)
-        for key, (predicate, mask) in list(self._filter_masks.items()):
-            if len(mask) < size:  # new video ids past the end: a longer copy
-                grown = np.zeros(size, bool)
-                grown[: len(mask)] = mask
-                mask = grown
+    def _updated_filter_masks(
+        self, videos: dict[int, VideoInfo], changed: set[int], size: int
+    ) -> dict[Hashable, tuple[Callable[[VideoInfo], bool], np.ndarray]]:
+        """Copies of the masks with the changed videos re-tested (a writer's, locked)."""
+        masks = {}
+        for key, (predicate, old) in self._filter_masks.items():
+            mask = np.zeros(max(size, len(old)), bool)
+            mask[: len(old)] = old
             for v in changed:
                 if v < len(mask):
                     info = videos.get(v)
                     mask[v] = info is not None and predicate(info)
-            self._filter_masks[key] = (predicate, mask)
+            masks[key] = (predicate, mask)
+        return masks
 
     def vector_ids_of(self, level: Level, video_id: int) -> np.ndarray:
         """The vector ids (n,) the catalogue places in this video (a scan: for deletes)."""

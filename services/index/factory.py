@@ -108,8 +108,11 @@ def choose_index(
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     *,
     exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
+    fastscan: bool = True,
 ) -> IndexChoice:
     """The index for `n_vectors` unit vectors of `dim` dimensions under a memory budget.
+    fastscan=False skips the fast-scan kind (a GPU host: faiss has no GPU fast-scan, and a
+    GPU IVF,Flat is the faster of the two there).
 
     Exact search (whatever the budget: its size is bounded by the threshold) up to
     `exact_threshold` vectors, or when there are too few vectors to train >= 16 lists;
@@ -130,7 +133,7 @@ def choose_index(
         return IndexChoice("IDMap2,Flat", "exact", 0, 0, 0, n * (4 * d + IDMAP2_BYTES))
 
     fs_nlist = choose_fastscan_nlist(n)
-    if d % FASTSCAN_DIMS_PER_CODE == 0 and fs_nlist >= MIN_NLIST:
+    if fastscan and d % FASTSCAN_DIMS_PER_CODE == 0 and fs_nlist >= MIN_NLIST:
         m = d // FASTSCAN_DIMS_PER_CODE  # 2 dims per 4-bit code: d/4 bytes a vector
         held = n * (4 * d + ID_BYTES + 1)  # the full vectors, their ids, a live flag
         fastscan = _ivf_bytes(n, d, fs_nlist, (m + 1) // 2, extra=held)
@@ -168,6 +171,7 @@ def rebuild_reason(
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     *,
     exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
+    fastscan: bool = True,
 ) -> str | None:
     """Why an index built as `current` should be rebuilt now that it holds `n_vectors`.
 
@@ -176,7 +180,9 @@ def rebuild_reason(
     flip-flop); IVF -> IVF when the budget asks for another code type or when nlist is off
     by 4x or more (the collection grew or shrank ~16x since it was trained).
     """
-    want = choose_index(n_vectors, dim, memory_budget_bytes, exact_threshold=exact_threshold)
+    want = choose_index(
+        n_vectors, dim, memory_budget_bytes, exact_threshold=exact_threshold, fastscan=fastscan
+    )
     if current.exact:
         if want.exact:
             return None

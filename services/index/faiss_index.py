@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zipfile
 from contextlib import AbstractContextManager, nullcontext
 
 import faiss
@@ -143,6 +144,13 @@ def ids_of(index: faiss.Index) -> np.ndarray:
     return np.sort(ids.astype(np.int64, copy=False))
 
 
+def keeps_vectors(index: faiss.Index) -> bool:
+    """A RefinedIndex or an exact IDMap2 keeps the full vectors; IVF lists keep codes."""
+    return isinstance(index, RefinedIndex) or isinstance(
+        faiss.downcast_index(index), faiss.IndexIDMap2
+    )
+
+
 def held_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray | None:
     """The full vectors of `ids` kept by `index` (a RefinedIndex, or an exact IDMap2), or
     None when it keeps only codes (IVF) or lacks one of the ids."""
@@ -151,7 +159,7 @@ def held_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray | None:
             return index.vectors(ids)
         except KeyError:
             return None
-    if not isinstance(faiss.downcast_index(index), faiss.IndexIDMap2):
+    if not keeps_vectors(index):
         return None
     try:
         return np.asarray(index.reconstruct_batch(ids), dtype=np.float32).reshape(len(ids), -1)
@@ -262,12 +270,17 @@ def _search_seconds(index: faiss.Index, xq: np.ndarray, k: int, repeats: int = 2
     return best
 
 
-def write_index(index: faiss.Index, path: str) -> None:
+def serialize_index(index: faiss.Index) -> memoryview:
+    """The index as the bytes of its snapshot file (a faiss file, or a RefinedIndex's npz).
+    Hold off mutations meanwhile (VectorIndex: its read lock)."""
     if isinstance(index, RefinedIndex):
-        with open(path, "wb") as f:
-            f.write(index.to_bytes())
-    else:
-        faiss.write_index(index, path)
+        return index.to_bytes()
+    return memoryview(faiss.serialize_index(index))
+
+
+def write_index(index: faiss.Index, path: str) -> None:
+    with open(path, "wb") as f:
+        f.write(serialize_index(index))
 
 
 def read_index(path: str) -> faiss.Index:
@@ -275,7 +288,7 @@ def read_index(path: str) -> faiss.Index:
     if is_refined_file(path):
         try:
             return RefinedIndex.read(path)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise RuntimeError(f"unreadable refined index: {e}") from e
     return faiss.read_index(path)
 

@@ -38,6 +38,7 @@ import numpy as np
 K_FACTORS = (4, 8, 16, 32)  # candidates re-ranked per result wanted: the build tunes nprobe
 # at the first of these, and goes on to the next only when no nprobe reaches the target
 DEFAULT_K_FACTOR = K_FACTORS[0]
+MAX_BASE_K = 8192  # candidates per query row re-ranked at most (see base_k)
 COMPACT_DEAD_FRACTION = 0.25  # compact the held vectors when this share of rows is dead
 
 
@@ -96,8 +97,11 @@ class RefinedIndex:
         return removed
 
     def base_k(self, k: int) -> int:
-        """Candidates fetched from the codes for k results."""
-        return k * self.k_factor
+        """Candidates fetched from the codes for k results: k_factor x k, but past
+        MAX_BASE_K only k itself (a filtered batch asking for thousands per query would
+        otherwise gather k_factor x as many rows; its head is still re-ranked from a
+        pool of at least k)."""
+        return max(k, min(k * self.k_factor, MAX_BASE_K))
 
     def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """D (nq, k) exact inner products, best first; I (nq, k) ids, -1 / -inf padded.
@@ -152,23 +156,33 @@ class RefinedIndex:
         self._dead = 0
 
     # ------------------------------------------------------------------ files
-    def to_bytes(self) -> bytes:
-        """One file (npz): the base's faiss serialisation, the live rows, k_factor."""
+    def to_bytes(self) -> memoryview:
+        """One file (npz): the base's faiss serialisation, the live rows, k_factor (a view
+        of the buffer: no second copy of the 1 GB of vectors at 10^6)."""
         ids, vectors = self.live()
         buf = io.BytesIO()
         np.savez(buf, faiss=faiss.serialize_index(self.base), ids=ids, vectors=vectors,
                  k_factor=np.int64(self.k_factor))  # fmt: skip
-        return buf.getvalue()
+        return buf.getbuffer()
 
     @classmethod
     def read(cls, path: str) -> RefinedIndex:
         with np.load(path, allow_pickle=False) as z:
             index = cls(faiss.deserialize_index(z["faiss"]), int(z["k_factor"]))
-            index._ids = z["ids"].astype(np.int64, copy=False)
-            index._vectors = np.ascontiguousarray(z["vectors"], dtype=np.float32)
-        index._live = np.ones(len(index._ids), bool)
-        if len(index._ids) != index.ntotal:
-            raise ValueError(f"{len(index._ids)} held vectors, {index.ntotal} codes")
+            ids = z["ids"].astype(np.int64, copy=False)
+            vectors = z["vectors"]
+        n, d = len(ids), index.d
+        if ids.ndim != 1 or vectors.shape != (n, d) or n != index.ntotal:
+            raise ValueError(f"{n} ids, vectors {vectors.shape}, {index.ntotal} codes of {d}-d")
+        if n > 1 and (np.diff(ids) <= 0).any():
+            raise ValueError("held ids are not strictly increasing")
+        if not 1 <= index.k_factor <= 1024:
+            raise ValueError(f"k_factor {index.k_factor}")
+        # room to grow: the first catch-up after a load appends without copying it all
+        index._vectors = np.empty((n + max(1024, n // 8), d), np.float32)
+        index._vectors[:n] = vectors
+        index._ids = ids
+        index._live = np.ones(n, bool)
         return index
 
 

@@ -156,20 +156,26 @@ def _tmp_path(folder: Path, prefix: str) -> Path:
     return Path(name)
 
 
-def save(snapshot_dir: Path | str, index: faiss.Index, manifest: Manifest) -> Manifest:
-    """Write `index` and its manifest atomically; returns the manifest as written."""
+def save(
+    snapshot_dir: Path | str, index: faiss.Index | bytes | memoryview, manifest: Manifest
+) -> Manifest:
+    """Write `index` (or its bytes, fi.serialize_index, taken by a caller that must hold
+    off mutations while it copies) and its manifest atomically; returns the manifest."""
     folder = Path(snapshot_dir)
     folder.mkdir(parents=True, exist_ok=True)
     base = stem(manifest.level, manifest.model_version)
-    if index.ntotal != manifest.count or index.d != manifest.dim:
-        raise ValueError(
-            f"index (ntotal={index.ntotal}, d={index.d}) disagrees with its manifest "
-            f"(count={manifest.count}, dim={manifest.dim})"
-        )
+    if not isinstance(index, (bytes, memoryview)):
+        if index.ntotal != manifest.count or index.d != manifest.dim:
+            raise ValueError(
+                f"index (ntotal={index.ntotal}, d={index.d}) disagrees with its manifest "
+                f"(count={manifest.count}, dim={manifest.dim})"
+            )
+        index = fi.serialize_index(index)
     tmp_index = _tmp_path(folder, base)
     tmp_manifest: Path | None = None
     try:
-        fi.write_index(index, str(tmp_index))
+        with open(tmp_index, "wb") as f:
+            f.write(index)
         _fsync_path(tmp_index)
         digest = sha256_file(tmp_index)
         index_file = f"{base}.{digest[:16]}.faiss"

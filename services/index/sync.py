@@ -120,12 +120,15 @@ def build_from_source(
     exact_threshold: int = DEFAULT_EXACT_THRESHOLD,
     target_recall: float = RECALL_TARGET,
     seed: int = 0,
+    fastscan: bool = True,
 ) -> BuildResult:
     """A fresh CPU index of the source's live vectors (see the module docstring)."""
     t0 = time.perf_counter()
     tombstone_seq = source.max_tombstone_seq()  # first, before any vector is read
     n = source.count(level, model_version)
-    choice = choose_index(n, dim, memory_budget_bytes, exact_threshold=exact_threshold)
+    choice = choose_index(
+        n, dim, memory_budget_bytes, exact_threshold=exact_threshold, fastscan=fastscan
+    )
     index = fi.new_index(choice, dim)
     rows = 0
     exact_knn: fi.ExactKnn | None = None

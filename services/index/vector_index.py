@@ -207,6 +207,12 @@ class VectorIndex:
             with self.placement.search_guard(index, state.index):
                 return fi.search(index, xq, k)
 
+    @property
+    def holds_vectors(self) -> bool:
+        """Whether vectors() can answer at all (full vectors kept, not only codes)."""
+        state = self._state
+        return state is not None and fi.keeps_vectors(state.index)
+
     def vectors(self, ids: np.ndarray) -> np.ndarray | None:
         """The stored vectors of `ids` (n, dim) float32 when this index holds full vectors
         (exact, or fast-scan with its re-rank copy) and holds every one of the ids; else
@@ -315,12 +321,17 @@ class VectorIndex:
 
     def save_snapshot(self) -> Manifest:
         """Write the served index and its manifest atomically; searches go on meanwhile."""
-        with self._mutex:  # no mutation while faiss serialises the index
+        with self._mutex:  # no sync, rebuild or other save meanwhile
             state = self._state
             if state is None:
                 raise IndexNotReadyError("no index loaded: call load_or_build()")
-            m = dataclasses.replace(self._manifest_of(state), **self._origin(state))
-            self._saved = snapshot.save(self.snapshot_dir, state.index, m)
+            # remove() (a DeleteVideo) takes only the write lock: the index is copied to
+            # bytes, and its manifest made, under the read lock (searches go on), so the
+            # file and its manifest are one state; the disk write happens after it
+            with self._rw.read():
+                m = dataclasses.replace(self._manifest_of(state), **self._origin(state))
+                payload = fi.serialize_index(state.index)
+            self._saved = snapshot.save(self.snapshot_dir, payload, m)
             return self._saved
 
     # ------------------------------------------------------------------ internals
@@ -396,6 +407,7 @@ class VectorIndex:
             self.dim,
             self.memory_budget_bytes,
             exact_threshold=self.exact_threshold,
+            fastscan=not self.placement.use_gpu,
         )
 
     def _build(self) -> tuple[_State, BuildResult]:
@@ -407,6 +419,7 @@ class VectorIndex:
             memory_budget_bytes=self.memory_budget_bytes,
             exact_threshold=self.exact_threshold,
             target_recall=self.target_recall,
+            fastscan=not self.placement.use_gpu,  # searches run on the GPU's IVF,Flat
         )
         state = _State(
             result.index,

@@ -5,10 +5,10 @@ servable videos in memory (services.index.catalogue), never by SQL.
         of those asked for, every user metadata key=value, not the query video--> video
         id, or -1 for an id that is refused (or unknown: deleted, or not synced yet)
 
-Array code throughout: READY is the catalogue's flag per video id; a collection / tags /
-metadata filter has flags of its own, built by the catalogue on its first search and kept
-current by every change (Catalogue.filter_mask); only a list of asset ids (external_ids),
-which is mostly a one-off, tests the candidates' videos one by one.
+Array code for the common filters: READY is the catalogue's flag per video id; a
+collection / tags filter has flags of its own, built by the catalogue on its first search
+and kept current by every change (Catalogue.filter_mask). Asset ids (external_ids) and
+metadata values, mostly one-offs, test the candidates' videos one by one.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ def admit(
     vids = catalogue.places(level, ids).video_id  # (n,)
     if not is_filtered(opts):  # the catalogue holds READY videos only: a flag per video id
         ok = (vids >= 0) & catalogue.servable(vids)
-    elif not opts.external_ids:  # the filter's own flags, kept by the catalogue
+    elif not (opts.external_ids or opts.metadata_items):  # flags kept by the catalogue
         flags = _flags(catalogue, opts)
         inside = (vids >= 0) & (vids < len(flags))
         ok = inside & flags[np.where(inside, vids, 0)] & catalogue.servable(vids)
-    else:  # a list of asset ids is mostly a one-off: test the candidates' videos alone
+    else:  # asset ids and metadata values are mostly one-offs: test the candidates' videos
         videos, where = np.unique(vids, return_inverse=True)  # one verdict per video
         verdict = np.array(
             [v >= 0 and passes(catalogue.video(v), opts, None) for v in videos.tolist()],
@@ -67,9 +67,9 @@ def admit(
 
 
 def _flags(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray:
-    """The catalogue's flags of the videos a collection / tags / metadata filter admits
-    (collections and tags recur across searches: built once, then kept current)."""
-    key = (opts.collection, opts.tags, opts.metadata_items)
+    """The catalogue's flags of the videos a collection / tags filter admits (collections
+    and tags recur across searches: built once, then kept current)."""
+    key = (opts.collection, opts.tags)
     return catalogue.filter_mask(key, lambda info: passes(info, opts, None))
 
 
@@ -77,7 +77,7 @@ def admitted_share(catalogue: Catalogue, opts: SearchOptions) -> float:
     """About what share of the servable videos the filter admits (1.0 without a filter,
     or for a list of asset ids, which is tested per candidate): how much retrieve
     over-fetches so that one round usually finds enough."""
-    if not is_filtered(opts) or opts.external_ids:
+    if not is_filtered(opts) or opts.external_ids or opts.metadata_items:
         return 1.0
     servable = max(1, catalogue.servable_count())
     return min(1.0, int(np.count_nonzero(_flags(catalogue, opts))) / servable)

@@ -21,6 +21,9 @@ from services.store import SegmentRows
 
 
 class HeldVectors(Protocol):
+    @property
+    def holds_vectors(self) -> bool: ...
+
     def vectors(self, ids: np.ndarray) -> np.ndarray | None: ...
 
 
@@ -30,7 +33,7 @@ def held_segment_rows(
     """One look-up for all the videos (a batch's hits: thousands of videos): their ids,
     places and vectors gathered at once, then cut per video; a video by itself only when
     the index lacks some vector of the lot (to tell which)."""
-    if index is None:
+    if index is None or not index.holds_vectors:  # codes only: every video from SQL
         return {}, list(video_ids)
     vids = [int(v) for v in video_ids]
     per = [catalogue.segment_ids(v) for v in vids]
