@@ -59,6 +59,15 @@ PLACES_BATCH = 65_536  # vector rows read per query while catching up
 MAX_FILTER_MASKS = 32  # filters whose admitted-video flags are kept (see filter_mask)
 
 
+def flags_at(mask: np.ndarray, video_ids: np.ndarray) -> np.ndarray:
+    """(n,) bool: mask[id] per id, False for ids outside it (-1, or newer than the mask)."""
+    ids = np.asarray(video_ids, dtype=np.int64).reshape(-1)
+    if len(mask) == 0:  # no video (all deleted, or none READY yet)
+        return np.zeros(len(ids), bool)
+    inside = (ids >= 0) & (ids < len(mask))
+    return inside & mask[np.where(inside, ids, 0)]
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """A video as search serves it: the Video row's fields, frozen (no ORM, no session)."""
@@ -152,12 +161,7 @@ class Catalogue:
     def servable(self, video_ids: np.ndarray) -> np.ndarray:
         """(n,) bool: which of these video ids the catalogue serves (the filter's array
         path: no Python call per id)."""
-        mask = self._servable
-        ids = np.asarray(video_ids, dtype=np.int64).reshape(-1)
-        if len(mask) == 0:  # no video (all deleted, or none READY yet)
-            return np.zeros(len(ids), bool)
-        inside = (ids >= 0) & (ids < len(mask))
-        return inside & mask[np.where(inside, ids, 0)]
+        return flags_at(self._servable, video_ids)
 
     def servable_count(self) -> int:
         return len(self._videos)

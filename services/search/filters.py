@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.index import Catalogue, VideoInfo
+from services.index.catalogue import flags_at
 from services.store import Level, VideoStatus
 
 from .types import SearchOptions
@@ -51,9 +52,7 @@ def admit(
     if not is_filtered(opts):  # the catalogue holds READY videos only: a flag per video id
         ok = (vids >= 0) & catalogue.servable(vids)
     elif not (opts.external_ids or opts.metadata_items):  # flags kept by the catalogue
-        flags = _flags(catalogue, opts)
-        inside = (vids >= 0) & (vids < len(flags))
-        ok = inside & flags[np.where(inside, vids, 0)] & catalogue.servable(vids)
+        ok = flags_at(_flags(catalogue, opts), vids) & catalogue.servable(vids)
     else:  # asset ids and metadata values are mostly one-offs: test the candidates' videos
         videos, where = np.unique(vids, return_inverse=True)  # one verdict per video
         verdict = np.array(
