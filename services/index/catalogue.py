@@ -242,16 +242,24 @@ class Catalogue:
             return set()
         touched = {int(v) for v in np.unique(t.video_ids[gone])}
         keep = ~gone
-        self._places[level] = VectorPlaces(*(x[keep] for x in _fields(t)))
         if level == "segment":
-            for v in touched:
-                left = self._segments.get(v, np.zeros(0, np.int64))
-                left = left[~np.isin(left, ids)]
-                if len(left):
-                    self._segments[v] = left
-                else:
-                    self._segments.pop(v, None)
+            self._unindex_segments(t.ids[gone], t.video_ids[gone])
+        self._places[level] = VectorPlaces(*(x[keep] for x in _fields(t)))
         return touched
+
+    def _unindex_segments(self, ids: np.ndarray, video_ids: np.ndarray) -> None:
+        """Take dropped segment ids out of `_segments`, each video tested against its own
+        dropped ids only (a tombstone batch of a whole re-embedding spans many videos)."""
+        order = np.argsort(video_ids, kind="stable")
+        vids, ids = video_ids[order], ids[order]
+        cuts = np.flatnonzero(np.diff(vids)) + 1
+        for v, gone in zip(vids[np.r_[0, cuts]].tolist(), np.split(ids, cuts), strict=True):
+            left = self.segment_ids(v)
+            left = left[~np.isin(left, gone)]
+            if len(left):
+                self._segments[v] = left
+            else:
+                self._segments.pop(v, None)
 
     def apply_videos(self, rows: Iterable[VideoInfo], touched: Iterable[int] = ()) -> None:
         """READY rows in, rows of any other status out, and the `touched` ids without a row

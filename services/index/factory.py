@@ -136,11 +136,12 @@ def choose_index(
     if fastscan and d % FASTSCAN_DIMS_PER_CODE == 0 and fs_nlist >= MIN_NLIST:
         m = d // FASTSCAN_DIMS_PER_CODE  # 2 dims per 4-bit code: d/4 bytes a vector
         held = n * (4 * d + ID_BYTES + 1)  # the full vectors, their ids, a live flag
-        fastscan = _ivf_bytes(n, d, fs_nlist, (m + 1) // 2, extra=held)
-        if fastscan <= budget:
+        fastscan_bytes = _ivf_bytes(n, d, fs_nlist, (m + 1) // 2, extra=held)
+        if fastscan_bytes <= budget:
             return IndexChoice(f"IVF{fs_nlist},PQ{m}x4fs,RFlat", "ivf_fastscan",
                                max(1, fs_nlist // 64), fs_nlist,
-                               min(n, TRAIN_POINTS_PER_LIST * fs_nlist), fastscan)  # fmt: skip
+                               min(n, TRAIN_POINTS_PER_LIST * fs_nlist),
+                               fastscan_bytes)  # fmt: skip
     nprobe = max(1, nlist // 32)
     train_size = min(n, TRAIN_POINTS_PER_LIST * nlist)
     flat = _ivf_bytes(n, d, nlist, 4 * d)

@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 K_FACTORS = (4, 8, 16, 32)  # candidates re-ranked per result wanted: the build tunes nprobe
-# at the first of these, and goes on to the next only when no nprobe reaches the target
+# at each and keeps the fastest pair that reaches the target (faiss_index.tune)
 DEFAULT_K_FACTOR = K_FACTORS[0]
 MAX_BASE_K = 8192  # candidates per query row re-ranked at most (see base_k)
 COMPACT_DEAD_FRACTION = 0.25  # compact the held vectors when this share of rows is dead

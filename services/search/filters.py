@@ -51,7 +51,7 @@ def admit(
     vids = catalogue.places(level, ids).video_id  # (n,)
     if not is_filtered(opts):  # the catalogue holds READY videos only: a flag per video id
         ok = (vids >= 0) & catalogue.servable(vids)
-    elif not (opts.external_ids or opts.metadata_items):  # flags kept by the catalogue
+    elif _has_flags(opts):  # flags kept by the catalogue
         ok = flags_at(_flags(catalogue, opts), vids) & catalogue.servable(vids)
     else:  # asset ids and metadata values are mostly one-offs: test the candidates' videos
         videos, where = np.unique(vids, return_inverse=True)  # one verdict per video
@@ -65,6 +65,11 @@ def admit(
     return np.where(ok, vids, -1)
 
 
+def _has_flags(opts: SearchOptions) -> bool:
+    """A filter of collection and/or tags only: the catalogue keeps flags for it."""
+    return is_filtered(opts) and not (opts.external_ids or opts.metadata_items)
+
+
 def _flags(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray:
     """The catalogue's flags of the videos a collection / tags filter admits (collections
     and tags recur across searches: built once, then kept current)."""
@@ -74,9 +79,9 @@ def _flags(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray:
 
 def admitted_share(catalogue: Catalogue, opts: SearchOptions) -> float:
     """About what share of the servable videos the filter admits (1.0 without a filter,
-    or for a list of asset ids, which is tested per candidate): how much retrieve
-    over-fetches so that one round usually finds enough."""
-    if not is_filtered(opts) or opts.external_ids or opts.metadata_items:
+    or for asset ids / metadata values, which are tested per candidate): how much
+    retrieve over-fetches so that one round usually finds enough."""
+    if not _has_flags(opts):
         return 1.0
     servable = max(1, catalogue.servable_count())
     return min(1.0, int(np.count_nonzero(_flags(catalogue, opts))) / servable)
