@@ -581,13 +581,15 @@ def served_recall(
     }
 
 
-def batch_payloads(xq: np.ndarray, level: str) -> list[bytes]:
-    """SearchBatch requests of BATCH query vectors each, top_k=K, no filter."""
+def batch_payloads(xq: np.ndarray, level: str, packed: bool = False) -> list[bytes]:
+    """SearchBatch requests of BATCH query vectors each, top_k=K, no filter; `packed`:
+    answered as columns (PackedHits) rather than a SearchResponse per query."""
     opts = pb.SearchOptions(level=LEVELS[level], top_k=K)
     return [
         pb.SearchBatchRequest(
             vectors=[pb.VectorQuery(values=q.tolist()) for q in xq[lo : lo + BATCH]],
             options=opts,
+            packed=packed,
         ).SerializeToString()
         for lo in range(0, len(xq) - BATCH + 1, BATCH)
     ]
@@ -756,14 +758,17 @@ def bench_size(n: int, args: Any, data: dict, home: Path) -> dict:
             for level in args.levels:
                 for clients in (1, 2):
                     for rnd in range(args.rounds):
-                        b = measure_batch(server, batch_payloads(queries[level], level),
-                                          clients, args)  # fmt: skip
-                        b.update(level=level, round=rnd)
-                        result["batch"].append(b)
-                        log.info("n=%d SearchBatch %s x%d r%d: %.0f queries/s, p50 %.1f ms "
-                                 "a batch, errors %s", n, level, clients, rnd,
-                                 b["queries_per_s"], b["p50_ms_per_batch"] or -1,
-                                 b["errors"] or 0)  # fmt: skip
+                        for packed in (False, True):  # interleaved: hits, columns, ...
+                            b = measure_batch(
+                                server, batch_payloads(queries[level], level, packed), clients, args
+                            )
+                            b.update(level=level, round=rnd, packed=packed)
+                            result["batch"].append(b)
+                            log.info("n=%d SearchBatch %s%s x%d r%d: %.0f queries/s, p50 "
+                                     "%.1f ms a batch, errors %s", n, level,
+                                     " packed" if packed else "", clients, rnd,
+                                     b["queries_per_s"], b["p50_ms_per_batch"] or -1,
+                                     b["errors"] or 0)  # fmt: skip
         # the echo answers what the project answered, per level
         with grpc.insecure_channel(server.address) as channel:
             call = channel.unary_unary(SEARCH_METHOD)
@@ -988,6 +993,7 @@ def report(results: list[dict]) -> None:
             [
                 ("n", "vectors", "{}"),
                 ("level", "level", "{}"),
+                ("packed", "packed", "{}"),
                 ("clients", "clients", "{}"),
                 ("round", "round", "{}"),
                 ("queries_per_s", "queries/s", "{:.0f}"),

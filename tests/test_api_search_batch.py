@@ -370,3 +370,106 @@ def test_delete_takes_the_vectors_out_of_the_served_index_before_any_sync(db, tm
     assert {lv: index.manifest.built_at for lv, index in indexes.items()} == built
     r = SearchService(db, keeper).search_video(other, SearchOptions(top_k=5))
     assert [h.video.id for h in r.hits] == [other]
+
+
+def _columns(p: pb.PackedHits, q: int) -> dict[str, list]:
+    """Query q's hits of a packed answer, column by column."""
+    lo, hi = p.offsets[q], p.offsets[q + 1]
+    cols = {"video_ids": list(p.video_ids[lo:hi]), "segment_ids": list(p.segment_ids[lo:hi]),
+            "target_start_s": [round(x, 3) for x in p.target_start_s[lo:hi]],
+            "aligned": list(p.aligned[lo:hi]), "scores": list(p.scores[lo:hi])}  # fmt: skip
+    if p.HasField("copy_threshold"):
+        cols["copy_scores"] = list(p.copy_scores[lo:hi])
+        cols["is_copy"] = list(p.is_copy[lo:hi])
+    return cols
+
+
+def _as_columns(r: pb.SearchResponse, placed: bool = True) -> dict[str, list]:
+    cols = {"video_ids": [h.video.id for h in r.hits],
+            "segment_ids": [h.segment_id if placed else 0 for h in r.hits],
+            "target_start_s": [round(h.target.start_s, 3) if placed else 0.0 for h in r.hits],
+            "aligned": [h.aligned for h in r.hits],
+            "scores": [h.score for h in r.hits]}  # fmt: skip
+    if r.HasField("copy_threshold"):
+        cols["copy_scores"] = [h.copy_score for h in r.hits]
+        cols["is_copy"] = [h.is_copy for h in r.hits]
+    return cols
+
+
+def _assert_same(packed: pb.PackedHits, results: list[pb.SearchResponse], placed: bool) -> None:
+    assert len(packed.offsets) == len(results) + 1 and packed.offsets[0] == 0
+    for q, r in enumerate(results):
+        got, want = _columns(packed, q), _as_columns(r, placed)
+        for name in ("scores", "copy_scores"):
+            if name in want:
+                assert got.pop(name) == pytest.approx(want.pop(name), abs=1e-5), (q, name)
+        assert got == want, q
+        assert packed.candidates[q] == r.candidates
+    assert packed.model_version == results[0].model_version
+    assert packed.HasField("copy_threshold") == results[0].HasField("copy_threshold")
+
+
+@pytest.mark.parametrize("level", ["video", "segment"])
+def test_packed_batch_by_vectors_carries_the_same_hits_as_columns(db, tmp_path, level, monkeypatch):
+    """The array path (vector queries) against the Hit path, with copy verdicts, filters
+    that leave some queries short after the first round (they go again), min_score and
+    top_k past the library; video-level vector hits are not placed (segment 0, no range)."""
+    from tests.test_api_assets import add_asset
+    from tests.test_api_harness import make_api
+    from tests.test_api_server import _calibrated_checkpoint
+
+    rng = np.random.default_rng(23)
+    a = make_api(db, tmp_path, checkpoint=_calibrated_checkpoint(tmp_path / "ckpt", rng, 0.5))
+    try:
+        ids = _library(a, rng)
+        x_id = add_asset(a.store, rng.normal(size=(3, DIM)), external_id="X")
+        a.sync()
+        xq = unit(rng.normal(size=(24, DIM)))
+        xq[3] = unit(a.client.get_embeddings(ids[4]).video_vector + 0.01 * rng.normal(size=DIM))
+        for filters in ({}, {"collection": "c1"}, {"tags": ["even"]}, {"min_score": 0.1},
+                        {"collection": "c2", "top_k": 200}, {"external_ids": ["X"]}):  # fmt: skip
+            opts = {"level": level, "top_k": 4, **filters}
+            rows = a.client.search_batch(vectors=xq, **opts)
+            calls = _count_searches(a, level, monkeypatch)
+            packed = a.client.search_batch_packed(vectors=xq, **opts)
+            monkeypatch.undo()
+            _assert_same(packed, rows, placed=level == "segment")
+            assert calls[0] == 24
+            if "external_ids" in filters:  # one video of 31 passes: most queries go again
+                assert len(calls) > 1
+                assert set(packed.video_ids) == {x_id}
+        assert packed.HasField("copy_threshold") and packed.copy_threshold == pytest.approx(0.5)
+        if level == "video":
+            plain = a.client.search_batch_packed(vectors=xq, level=level, top_k=1)
+            assert plain.video_ids[3] == ids[4] and plain.is_copy[3]
+            assert not any(plain.is_copy[:3])
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
+def test_packed_batch_by_video_ids_carries_aligned_hits_as_columns(api: Api):
+    rng = np.random.default_rng(24)
+    ids = _library(api, rng, n=12)
+    host = unit(rng.normal(size=(6, DIM)))
+    host[2:5] = unit(api.client.get_embeddings(ids[0]).segments[0].vector + 0.01 * rng.normal(
+        size=(3, DIM)))  # fmt: skip
+    add_video(api.store, host, title="host")
+    api.sync()
+    for level in ("video", "segment"):
+        opts = {"level": level, "top_k": 3, "exclude_query_video": True}
+        rows = api.client.search_batch(video_ids=ids[:5], **opts)
+        packed = api.client.search_batch_packed(video_ids=ids[:5], **opts)
+        _assert_same(packed, rows, placed=True)
+        assert any(packed.aligned)
+    assert not packed.HasField("copy_threshold") and not packed.copy_scores
+
+
+def test_packed_batch_of_an_empty_library_and_its_refusals(api: Api):
+    empty = api.client.search_batch_packed(vectors=unit(np.ones((2, DIM))), top_k=3)
+    assert list(empty.offsets) == [0, 0, 0] and not empty.video_ids
+    _library(api, np.random.default_rng(25), n=3)
+    with pytest.raises(grpc.RpcError) as e:
+        api.client.search_batch_packed(vectors=[np.ones(DIM), np.ones(DIM - 3)])
+    assert e.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"query 1 of the batch has {DIM - 3} values" in e.value.details()

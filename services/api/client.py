@@ -122,6 +122,23 @@ def _file_chunks(path: Path, chunk_size: int) -> Iterator[bytes]:
             yield block
 
 
+def _batch_request(
+    video_ids: Sequence[int] | None,
+    vectors: Sequence[Sequence[float]] | np.ndarray | None,
+    options: dict[str, Any],
+    *,
+    packed: bool,
+) -> pb.SearchBatchRequest:
+    if (video_ids is None) == (vectors is None):
+        raise ValueError("give exactly one of video_ids and vectors")
+    opts = search_options(**options)
+    if video_ids is not None:
+        return pb.SearchBatchRequest(
+            video_ids=[int(v) for v in video_ids], options=opts, packed=packed
+        )
+    return pb.SearchBatchRequest(vectors=[_vector(v) for v in vectors], options=opts, packed=packed)
+
+
 def _vector(values: Sequence[float] | np.ndarray) -> pb.VectorQuery:
     return pb.VectorQuery(values=np.asarray(values, dtype=np.float32).reshape(-1).tolist())
 
@@ -550,15 +567,22 @@ class SoraClient:
         """Many queries in one call: video ids or vectors (exactly one; at most 256, the
         server's cap), the same options as search for each. One response per query, in
         order, as search would answer each."""
-        if (video_ids is None) == (vectors is None):
-            raise ValueError("give exactly one of video_ids and vectors")
-        opts = search_options(**options)
-        if video_ids is not None:
-            request = pb.SearchBatchRequest(video_ids=[int(v) for v in video_ids], options=opts)
-        else:
-            assert vectors is not None
-            request = pb.SearchBatchRequest(vectors=[_vector(v) for v in vectors], options=opts)
+        request = _batch_request(video_ids, vectors, options, packed=False)
         return list(self._unary(self.stub.SearchBatch, request, timeout).results)
+
+    def search_batch_packed(
+        self,
+        *,
+        video_ids: Sequence[int] | None = None,
+        vectors: Sequence[Sequence[float]] | np.ndarray | None = None,
+        timeout: Any = _Unset,
+        **options: Any,
+    ) -> pb.PackedHits:
+        """search_batch's hits as columns (bulk jobs: ids and scores, no Video per hit).
+        Query i's hits are entries offsets[i]:offsets[i + 1] of each per-hit column, e.g.
+        np.asarray(packed.video_ids)[packed.offsets[i]:packed.offsets[i + 1]]."""
+        request = _batch_request(video_ids, vectors, options, packed=True)
+        return self._unary(self.stub.SearchBatch, request, timeout).packed
 
     def search_by_clip(
         self, path: str | os.PathLike, *, timeout: Any = _Unset, **options: Any

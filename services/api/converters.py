@@ -11,6 +11,7 @@ from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.errors import InvalidArgumentError
 from services.index import VideoInfo
 from services.search.duplicates import DuplicateGroup, DuplicatePair
+from services.search.packed import HitColumns
 from services.search.types import Hit, RegionMode, SearchOptions, SearchResult
 from services.store import (
     Classifier,
@@ -241,6 +242,25 @@ def search_to_pb(r: SearchResult) -> pb.SearchResponse:
 
 def search_batch_to_pb(results: Sequence[SearchResult]) -> pb.SearchBatchResponse:
     return pb.SearchBatchResponse(results=[search_to_pb(r) for r in results])
+
+
+def packed_hits_to_pb(c: HitColumns) -> pb.PackedHits:
+    """Columns straight from arrays (.tolist(): one C loop each, no message per hit)."""
+    verdicts = c.copy_threshold is not None and c.copy_scores is not None
+    return pb.PackedHits(
+        offsets=c.offsets.tolist(),
+        video_ids=c.video_ids.tolist(),
+        segment_ids=c.segment_ids.tolist(),
+        scores=c.scores.tolist(),
+        target_start_s=c.target_start_s.tolist(),
+        target_end_s=c.target_end_s.tolist(),
+        aligned=c.aligned.tolist(),
+        copy_scores=c.copy_scores.tolist() if verdicts else [],  # type: ignore[union-attr]
+        is_copy=c.is_copy.tolist() if verdicts else [],  # type: ignore[union-attr]
+        candidates=c.candidates.tolist(),
+        model_version=c.model_version or "",
+        copy_threshold=c.copy_threshold,
+    )
 
 
 def _metric(metrics: dict, key: str) -> float:

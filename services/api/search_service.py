@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from services.errors import ConflictError, InvalidArgumentError, NotFoundError
-from services.search import pipeline
+from services.search import packed, pipeline
 from services.search.moments import query_thumbnails, refine_targets
 from services.search.options import (
     MAX_BATCH,
@@ -32,6 +32,7 @@ from services.search.options import (
     query_matrix,
     query_vector,
 )
+from services.search.packed import HitColumns
 from services.search.pipeline import merge_variant_hits, wants_regions
 from services.search.segments import held_segment_rows
 from services.search.types import Hit, Query, SearchOptions, SearchResult
@@ -90,10 +91,16 @@ class SearchService:
         call: Call | None = None,
     ) -> list[SearchResult]:  # fmt: skip
         """SearchBatch by vectors: one result per vector, in order; one FAISS search."""
-        opts, serving = check_options(options), self._serving()
-        index = serving.indexes.get(opts.level)
-        X = query_matrix(batch, index.dim if index else None, serving.version)  # (n, d)
-        return self._run([Query(vector=x) for x in X], opts, serving, call)
+        queries, opts, serving = self._vector_batch(batch, options)
+        return self._run(queries, opts, serving, call)
+
+    def search_vectors_packed(
+        self, batch: Sequence[Sequence[float] | np.ndarray], options: SearchOptions,
+        call: Call | None = None,
+    ) -> HitColumns:  # fmt: skip
+        """search_vectors' hits as columns (SearchBatch with `packed`), by array code."""
+        queries, opts, serving = self._vector_batch(batch, options)
+        return self._run_packed(queries, opts, serving, call)
 
     def search_video(
         self, video_id: int, options: SearchOptions, call: Call | None = None
@@ -104,6 +111,28 @@ class SearchService:
         self, video_ids: Sequence[int], options: SearchOptions, call: Call | None = None
     ) -> list[SearchResult]:
         """By stored videos (SearchBatch by video ids): one result per id, in order."""
+        queries, opts, serving = self._video_batch(video_ids, options)
+        return self._run(queries, opts, serving, call)
+
+    def search_videos_packed(
+        self, video_ids: Sequence[int], options: SearchOptions, call: Call | None = None
+    ) -> HitColumns:
+        """search_videos' hits as columns (SearchBatch with `packed`)."""
+        queries, opts, serving = self._video_batch(video_ids, options)
+        return self._run_packed(queries, opts, serving, call)
+
+    def _vector_batch(
+        self, batch: Sequence[Sequence[float] | np.ndarray], options: SearchOptions
+    ) -> tuple[list[Query], SearchOptions, Serving]:
+        opts, serving = check_options(options), self._serving()
+        index = serving.indexes.get(opts.level)
+        X = query_matrix(batch, index.dim if index else None, serving.version)  # (n, d)
+        return [Query(vector=x) for x in X], opts, serving
+
+    def _video_batch(
+        self, video_ids: Sequence[int], options: SearchOptions
+    ) -> tuple[list[Query], SearchOptions, Serving]:
+        """The stored videos as queries, once the serving indexes hold them."""
         opts = check_options(options)
         check_batch_size(len(video_ids), "video ids")
         serving = self._serving()
@@ -121,7 +150,7 @@ class SearchService:
                 f"{serving.version} yet (status {status.value}); search again once its "
                 "job has SUCCEEDED"
             )
-        return self._run(queries, opts, serving, call)
+        return queries, opts, serving
 
     def search_clip(
         self,
@@ -187,6 +216,21 @@ class SearchService:
         if index is None or serving.catalogue is None:  # nothing of this level indexed yet
             return [SearchResult([], serving.version, 0) for _ in queries]
         return pipeline.run(
+            queries, opts, index=index, catalogue=serving.catalogue,
+            load=lambda video_ids: self._segments(video_ids, serving),
+            version=serving.version, calibration=self._calibration(serving.version),
+            check=(call or Call()).check,
+        )  # fmt: skip
+
+    def _run_packed(
+        self, queries: list[Query], opts: SearchOptions, serving: Serving, call: Call | None
+    ) -> HitColumns:
+        index = serving.indexes.get(opts.level)
+        if index is None or serving.catalogue is None:  # nothing of this level indexed yet
+            return packed.of_results(
+                [SearchResult([], serving.version, 0) for _ in queries], serving.version
+            )
+        return packed.run_packed(
             queries, opts, index=index, catalogue=serving.catalogue,
             load=lambda video_ids: self._segments(video_ids, serving),
             version=serving.version, calibration=self._calibration(serving.version),

@@ -164,14 +164,17 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
         options = cv.search_options_from_pb(request.options)
         if request.vectors and request.video_ids:
             raise InvalidArgumentError("give `vectors` or `video_ids`, not both")
+        search = self.s.search
         if request.video_ids:
-            results = self.s.search.search_videos(
-                list(request.video_ids), options, Call.of(context)
-            )
+            by, queries = (search.search_videos_packed if request.packed
+                           else search.search_videos), list(request.video_ids)  # fmt: skip
         else:
-            vectors = [_vector(v) for v in request.vectors]
-            results = self.s.search.search_vectors(vectors, options, Call.of(context))
-        return cv.search_batch_to_pb(results)
+            by = search.search_vectors_packed if request.packed else search.search_vectors
+            queries = [_vector(v) for v in request.vectors]
+        answer = by(queries, options, Call.of(context))
+        if request.packed:
+            return pb.SearchBatchResponse(packed=cv.packed_hits_to_pb(answer))
+        return cv.search_batch_to_pb(answer)
 
     def SearchByClip(self, request_iterator: Iterator[Any], context: grpc.ServicerContext):
         meta, chunks = self._client_stream(request_iterator, context, "SearchByClip")

@@ -48,7 +48,13 @@ def admit(
     exclude_video: int | None = None,
 ) -> np.ndarray:
     """ids (n,) -> their video ids (n,) int64, -1 where refused."""
-    vids = catalogue.places(level, ids).video_id  # (n,)
+    return admit_videos(catalogue, catalogue.places(level, ids).video_id, opts, exclude_video)
+
+
+def admit_videos(
+    catalogue: Catalogue, vids: np.ndarray, opts: SearchOptions, exclude_video: int | None = None
+) -> np.ndarray:
+    """The video ids (n,) of some vector ids (-1: unknown) -> the same, -1 where refused."""
     if not is_filtered(opts):  # the catalogue holds READY videos only: a flag per video id
         ok = (vids >= 0) & catalogue.servable(vids)
     elif _has_flags(opts):  # flags kept by the catalogue

@@ -73,7 +73,7 @@ def run(
         min_score=opts.min_score,
         per_video=opts.level == "video",
         keep=[max(opts.top_k, depth(opts, r)) for r in reranks],  # what the hits can use
-        over_fetch=_over_fetch(catalogue, opts, any(e is not None for e in excluded)),
+        over_fetch=over_fetch_for(catalogue, opts, any(e is not None for e in excluded)),
         check=check,
     )
     if len(queries) > 1:
@@ -110,7 +110,7 @@ def run(
 MAX_OVER_FETCH = 64  # a filter admitting under 1/32 of the videos fetches at most 64x
 
 
-def _over_fetch(catalogue: Catalogue, opts: SearchOptions, excluding: bool) -> int:
+def over_fetch_for(catalogue: Catalogue, opts: SearchOptions, excluding: bool) -> int:
     """How many times `wanted` the first FAISS round asks for: 1 when every id is
     admitted; with a filter about twice what its share of the videos needs to leave
     `wanted` (a collection of a quarter: 8x), so that one round is usually enough (a

@@ -366,20 +366,52 @@ class SearchRequest(_message.Message):
     def __init__(self, video_id: _Optional[int] = ..., vector: _Optional[_Union[VectorQuery, _Mapping]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
-    __slots__ = ("vectors", "video_ids", "options")
+    __slots__ = ("vectors", "video_ids", "options", "packed")
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     vectors: _containers.RepeatedCompositeFieldContainer[VectorQuery]
     video_ids: _containers.RepeatedScalarFieldContainer[int]
     options: SearchOptions
-    def __init__(self, vectors: _Optional[_Iterable[_Union[VectorQuery, _Mapping]]] = ..., video_ids: _Optional[_Iterable[int]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ...) -> None: ...
+    packed: bool
+    def __init__(self, vectors: _Optional[_Iterable[_Union[VectorQuery, _Mapping]]] = ..., video_ids: _Optional[_Iterable[int]] = ..., options: _Optional[_Union[SearchOptions, _Mapping]] = ..., packed: _Optional[bool] = ...) -> None: ...
 
 class SearchBatchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "packed")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PACKED_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SearchResponse]
-    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ...) -> None: ...
+    packed: PackedHits
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchResponse, _Mapping]]] = ..., packed: _Optional[_Union[PackedHits, _Mapping]] = ...) -> None: ...
+
+class PackedHits(_message.Message):
+    __slots__ = ("offsets", "video_ids", "segment_ids", "scores", "target_start_s", "target_end_s", "aligned", "copy_scores", "is_copy", "candidates", "model_version", "copy_threshold")
+    OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    TARGET_START_S_FIELD_NUMBER: _ClassVar[int]
+    TARGET_END_S_FIELD_NUMBER: _ClassVar[int]
+    ALIGNED_FIELD_NUMBER: _ClassVar[int]
+    COPY_SCORES_FIELD_NUMBER: _ClassVar[int]
+    IS_COPY_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    COPY_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    offsets: _containers.RepeatedScalarFieldContainer[int]
+    video_ids: _containers.RepeatedScalarFieldContainer[int]
+    segment_ids: _containers.RepeatedScalarFieldContainer[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    target_start_s: _containers.RepeatedScalarFieldContainer[float]
+    target_end_s: _containers.RepeatedScalarFieldContainer[float]
+    aligned: _containers.RepeatedScalarFieldContainer[bool]
+    copy_scores: _containers.RepeatedScalarFieldContainer[float]
+    is_copy: _containers.RepeatedScalarFieldContainer[bool]
+    candidates: _containers.RepeatedScalarFieldContainer[int]
+    model_version: str
+    copy_threshold: float
+    def __init__(self, offsets: _Optional[_Iterable[int]] = ..., video_ids: _Optional[_Iterable[int]] = ..., segment_ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., target_start_s: _Optional[_Iterable[float]] = ..., target_end_s: _Optional[_Iterable[float]] = ..., aligned: _Optional[_Iterable[bool]] = ..., copy_scores: _Optional[_Iterable[float]] = ..., is_copy: _Optional[_Iterable[bool]] = ..., candidates: _Optional[_Iterable[int]] = ..., model_version: _Optional[str] = ..., copy_threshold: _Optional[float] = ...) -> None: ...
 
 class ClipQueryMetadata(_message.Message):
     __slots__ = ("filename", "options", "size_bytes")

@@ -1,0 +1,206 @@
+"""A batch's hits as columns (SearchBatch with `packed`): ids, scores, ranges and verdicts
+in arrays, one entry per hit, query i's hits at offsets[i]:offsets[i + 1].
+
+Bulk jobs (a library's duplicates, a dedup pass over an upload folder) want ids and
+scores; a Hit with its Video message costs more to build and send than the search.
+
+    run_packed   every query a single vector (SearchBatch by vectors): array code from
+                 FAISS's (n, k) matrices to the columns, no object per hit: one search,
+                 one look-up of the ids' places, the filter's flags, the first top_k
+                 admitted ids per row. Queries whose first round left them short (a
+                 filter refused too many) go through pipeline.run, its first round again
+                 included, as does a batch of sequence queries (video ids: re-ranking by
+                 alignment is per hit anyway)
+    of_results   SearchResults -> columns (what pipeline.run gave)
+
+The ranking is pipeline.run's; what differs is video-level vector queries, whose hits are
+not placed on their best segment (segment_ids 0, no target range): placing costs a look
+at each hit video's segments, more than the search itself.
+"""
+
+# ruff: noqa: E741, N806  (D, I and X are faiss's names; names follow the maths)
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.index import Catalogue
+from sora_encoder.copy_score import CopyCalibration
+
+from . import pipeline
+from .filters import admit_videos
+from .pipeline import Index, over_fetch_for
+from .rerank import Load
+from .retrieve import MAX_FETCH, first_k
+from .types import Query, SearchOptions, SearchResult
+
+
+@dataclass(frozen=True)
+class HitColumns:
+    offsets: np.ndarray  # (n + 1,) int64
+    video_ids: np.ndarray  # (h,) int64
+    segment_ids: np.ndarray  # (h,) int64, 0 where not placed
+    scores: np.ndarray  # (h,) float32
+    target_start_s: np.ndarray  # (h,) float64
+    target_end_s: np.ndarray  # (h,) float64
+    aligned: np.ndarray  # (h,) bool
+    copy_scores: np.ndarray | None  # (h,) float32; None without a calibration
+    is_copy: np.ndarray | None  # (h,) bool
+    candidates: np.ndarray  # (n,) int64
+    model_version: str | None
+    copy_threshold: float | None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def hits_of(self, query: int) -> slice:
+        return slice(int(self.offsets[query]), int(self.offsets[query + 1]))
+
+
+def of_results(results: Sequence[SearchResult], version: str | None) -> HitColumns:
+    """Columns of SearchResults (one per query, in order)."""
+    hits = [h for r in results for h in r.hits]
+    threshold = next((r.copy_threshold for r in results if r.copy_threshold is not None), None)
+    targets = [h.target or (0.0, 0.0) for h in hits]
+    return HitColumns(
+        offsets=np.cumsum([0] + [len(r.hits) for r in results], dtype=np.int64),
+        video_ids=np.array([h.video.id for h in hits], dtype=np.int64),
+        segment_ids=np.array([h.segment_id or 0 for h in hits], dtype=np.int64),
+        scores=np.array([h.score for h in hits], dtype=np.float32),
+        target_start_s=np.array([t[0] for t in targets], dtype=np.float64),
+        target_end_s=np.array([t[1] for t in targets], dtype=np.float64),
+        aligned=np.array([h.alignment_score is not None for h in hits], dtype=bool),
+        copy_scores=None if threshold is None else np.array(
+            [h.copy_score for h in hits], dtype=np.float32),
+        is_copy=None if threshold is None else np.array([h.is_copy for h in hits], dtype=bool),
+        candidates=np.array([r.candidates for r in results], dtype=np.int64),
+        model_version=version,
+        copy_threshold=threshold,
+    )  # fmt: skip
+
+
+def join(parts: Sequence[HitColumns]) -> HitColumns:
+    """The queries of several HitColumns, one after the other."""
+    base = np.cumsum([0] + [int(p.offsets[-1]) for p in parts[:-1]])
+
+    def col(name: str) -> np.ndarray | None:
+        cols = [getattr(p, name) for p in parts]
+        return None if any(c is None for c in cols) else np.concatenate(cols)
+
+    return HitColumns(
+        offsets=np.concatenate([[0]] + [p.offsets[1:] + b for p, b in zip(parts, base,
+                                                                           strict=True)]),
+        video_ids=col("video_ids"), segment_ids=col("segment_ids"), scores=col("scores"),
+        target_start_s=col("target_start_s"), target_end_s=col("target_end_s"),
+        aligned=col("aligned"), copy_scores=col("copy_scores"), is_copy=col("is_copy"),
+        candidates=np.concatenate([p.candidates for p in parts]),
+        model_version=parts[0].model_version,
+        copy_threshold=next((p.copy_threshold for p in parts if p.copy_threshold is not None),
+                            None),
+    )  # type: ignore[arg-type]  # fmt: skip
+
+
+def select(cols: HitColumns, queries: np.ndarray) -> HitColumns:
+    """The columns of some queries, in that order."""
+    counts = np.diff(cols.offsets)[queries]
+    take = np.concatenate(
+        [np.arange(cols.offsets[q], cols.offsets[q + 1]) for q in queries.tolist()]
+        or [np.zeros(0, np.int64)]
+    ).astype(np.int64)
+
+    def col(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[take]
+
+    return HitColumns(
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        video_ids=col(cols.video_ids), segment_ids=col(cols.segment_ids),
+        scores=col(cols.scores), target_start_s=col(cols.target_start_s),
+        target_end_s=col(cols.target_end_s), aligned=col(cols.aligned),
+        copy_scores=col(cols.copy_scores), is_copy=col(cols.is_copy),
+        candidates=cols.candidates[queries], model_version=cols.model_version,
+        copy_threshold=cols.copy_threshold,
+    )  # type: ignore[arg-type]  # fmt: skip
+
+
+def run_packed(
+    queries: Sequence[Query],
+    opts: SearchOptions,
+    *,
+    index: Index,
+    catalogue: Catalogue,
+    load: Load,
+    version: str | None,
+    calibration: CopyCalibration | None = None,
+    check: Callable[[], None] = lambda: None,
+) -> HitColumns:
+    """pipeline.run's hits for these queries, as columns (see the module docstring)."""
+    slow = dict(index=index, catalogue=catalogue, load=load, version=version,
+                calibration=calibration, check=check)  # fmt: skip
+    if not queries or any(q.is_sequence for q in queries) or index.ntotal == 0:
+        return of_results(pipeline.run(queries, opts, **slow), version)  # type: ignore[arg-type]
+    for q in queries:
+        if q.vector.shape[0] != index.dim:  # the same error as pipeline.run's
+            return of_results(pipeline.run(queries, opts, **slow), version)  # type: ignore[arg-type]
+    check()
+    X = np.stack([q.vector for q in queries]).astype(np.float32, copy=False)  # (n, d)
+    n, top_k = len(queries), opts.top_k
+    excluded = opts.exclude_query_video and any(q.video_id is not None for q in queries)
+    k = first_k(top_k, index.ntotal, over_fetch_for(catalogue, opts, excluded))
+    D, I = index.search(X, k)  # (n, k) each, best first; -1 past the end
+    check()
+    places = catalogue.places(opts.level, I.reshape(-1))
+    vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
+    if excluded:
+        vids = np.where(vids == np.array([q.video_id or -1 for q in queries])[:, None], -1, vids)
+    ok = (vids >= 0) & (I >= 0)
+    if opts.min_score is not None:
+        ok &= D >= opts.min_score
+    admitted = ok.sum(axis=1)
+    # short: fewer than top_k admitted while the index had more to give (a filter refused
+    # most of the first round): those queries go again through the pipeline's rounds
+    below_min = (D[:, -1] < opts.min_score) if opts.min_score is not None else np.zeros(n, bool)
+    short = (admitted < top_k) & (k < min(index.ntotal, MAX_FETCH)) & ~below_min
+    take = ok & (np.cumsum(ok, axis=1) <= top_k)  # each row's first top_k admitted
+    rows, cols = np.nonzero(take)  # row-major: query by query, best first
+    flat = rows * k + cols
+    segment_level = opts.level == "segment"
+    scores = D[rows, cols].astype(np.float32)
+    copy_scores = is_copy = None
+    threshold = None
+    if calibration is not None and calibration.dim == index.dim:
+        reference = calibration.reference(X, "segment" if segment_level else "video")  # (n,)
+        copy_scores = (scores - reference[rows]).astype(np.float32)
+        is_copy = np.asarray(calibration.is_copy(copy_scores), dtype=bool)
+        threshold = calibration.threshold
+    fast = HitColumns(
+        offsets=np.concatenate([[0], np.cumsum(take.sum(axis=1))]).astype(np.int64),
+        video_ids=vids[rows, cols].astype(np.int64),
+        segment_ids=I[rows, cols].astype(np.int64) if segment_level
+        else np.zeros(len(rows), np.int64),
+        scores=scores,
+        target_start_s=places.start_s[flat] if segment_level else np.zeros(len(rows)),
+        target_end_s=places.end_s[flat] if segment_level else np.zeros(len(rows)),
+        aligned=np.zeros(len(rows), dtype=bool),
+        copy_scores=copy_scores,
+        is_copy=is_copy,
+        candidates=(I >= 0).sum(axis=1).astype(np.int64),
+        model_version=version,
+        copy_threshold=threshold,
+    )  # fmt: skip
+    if not short.any():
+        return fast
+    again = np.flatnonzero(short)
+    redo = of_results(pipeline.run([queries[i] for i in again.tolist()], opts, **slow), version)
+    if not segment_level:  # as the array path's: vector hits at video level are not placed
+        redo = dataclasses.replace(redo, segment_ids=np.zeros_like(redo.segment_ids),
+                                   target_start_s=np.zeros_like(redo.target_start_s),
+                                   target_end_s=np.zeros_like(redo.target_end_s))  # fmt: skip
+    kept = np.flatnonzero(~short)
+    joined = join([select(fast, kept), redo])  # kept queries first, then the again ones
+    where = np.empty(n, dtype=np.int64)
+    where[np.concatenate([kept, again])] = np.arange(n)  # query q is joined's where[q]-th
+    return select(joined, where)
