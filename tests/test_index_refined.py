@@ -164,3 +164,36 @@ def test_snapshots_saved_while_deletes_run_are_each_one_consistent_state(tmp_pat
     finally:
         stop.set()
         t.join()
+
+
+def test_ids_to_rows_by_table_or_by_search_agree_after_adds_and_compaction(filled, monkeypatch):
+    """Dense SQL ids map to rows through a table, sparse ones by searchsorted: the same
+    results either way, also once an add or a compaction moved the rows."""
+    import services.index.refined as refined
+
+    index, ids, xb = filled
+    xq = xb[::97]
+
+    def both() -> tuple:
+        monkeypatch.setattr(refined, "ROW_TABLE_MAX_SPAN", 4)
+        by_table = fi.search(index, xq, 10)  # the table as the mutations left it
+        assert index._row_table is not None and len(index._row_table) > 0  # the table's path
+        index._row_table = None
+        monkeypatch.setattr(refined, "ROW_TABLE_MAX_SPAN", 1)  # ids 3 apart: too sparse
+        by_search = fi.search(index, xq, 10)
+        assert index._row_table is not None and len(index._row_table) == 0
+        index._row_table = None  # built again for the next mutation to invalidate
+        monkeypatch.setattr(refined, "ROW_TABLE_MAX_SPAN", 4)
+        fi.search(index, xq[:1], 10)
+        np.testing.assert_array_equal(by_table[1], by_search[1])
+        np.testing.assert_array_equal(by_table[0], by_search[0])
+        return by_table
+
+    D, I = both()
+    assert (I[:, 0] == ids[::97]).all()
+    fi.add(index, np.array([ids[-1] + 5]), xb[:1])  # a later id: rows grow
+    fi.remove(index, ids[: len(ids) // 2])  # past the dead share: compaction moves rows
+    assert index._dead == 0 and len(index._ids) == len(ids) - len(ids) // 2 + 1
+    D, I = both()
+    assert not np.isin(I, ids[: len(ids) // 2]).any()
+    assert (I[len(xq) // 2 + 1 :, 0] == ids[::97][len(xq) // 2 + 1 :]).all()
