@@ -167,26 +167,27 @@ def test_snapshots_saved_while_deletes_run_are_each_one_consistent_state(tmp_pat
 
 
 def test_ids_to_rows_by_table_or_by_search_agree_after_adds_and_compaction(filled, monkeypatch):
-    """Dense SQL ids map to rows through a table, sparse ones by searchsorted: the same
-    results either way, also once an add or a compaction moved the rows."""
-    import services.index.refined as refined
+    """Dense SQL ids map to rows through a table, sparse ones by searchsorted
+    (id_positions.py): the same results either way, also once an add or a compaction
+    moved the rows (the table made before them is not used after)."""
+    import services.index.id_positions as id_positions
 
     index, ids, xb = filled
     xq = xb[::97]
 
     def both() -> tuple:
-        monkeypatch.setattr(refined, "ROW_TABLE_MAX_SPAN", 4)
-        by_table = fi.search(index, xq, 10)  # the table as the mutations left it
-        assert index._row_table is not None and len(index._row_table) > 0  # the table's path
-        index._row_table = None
-        monkeypatch.setattr(refined, "ROW_TABLE_MAX_SPAN", 1)  # ids 3 apart: too sparse
+        monkeypatch.setattr(id_positions, "MAX_SPAN", 4)
+        by_table = fi.search(index, xq, 10)  # with the table as the mutations left it
+        assert index._positions._table is not None  # ids 3 apart: dense enough
+        index._positions = None
+        monkeypatch.setattr(id_positions, "MAX_SPAN", 1)  # ids 3 apart: too sparse
         by_search = fi.search(index, xq, 10)
-        assert index._row_table is not None and len(index._row_table) == 0
-        index._row_table = None  # built again for the next mutation to invalidate
-        monkeypatch.setattr(refined, "ROW_TABLE_MAX_SPAN", 4)
-        fi.search(index, xq[:1], 10)
+        assert index._positions._table is None
         np.testing.assert_array_equal(by_table[1], by_search[1])
         np.testing.assert_array_equal(by_table[0], by_search[0])
+        index._positions = None  # a table again, for the next mutation to leave behind
+        monkeypatch.setattr(id_positions, "MAX_SPAN", 4)
+        fi.search(index, xq[:1], 10)
         return by_table
 
     D, I = both()

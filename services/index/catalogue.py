@@ -4,7 +4,7 @@ memory, so that no search call reads SQL to filter or to describe a hit.
     videos   video id -> VideoInfo (status, collection, tags, external id, user metadata,
              title, uri, probe facts, ...), READY videos only
     places   per level, vector id -> (video id, segment index, start_s, end_s): sorted id
-             arrays (36 bytes a vector), looked up with searchsorted
+             arrays (36 bytes a vector), looked up through an id table (id_positions.py)
     segments video id -> its segment vector ids (a dict of small arrays): which rows of
              the segment index make up a video, for placing video-level hits in memory
 
@@ -39,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from services.index.id_positions import IdPositions, positions_for
 from services.store import (
     LEVELS,
     Level,
@@ -140,6 +141,7 @@ class Catalogue:
         self._videos: dict[int, VideoInfo] = {}
         self._servable = np.zeros(0, bool)  # [video id]: in _videos (see servable)
         self._places: dict[Level, VectorPlaces] = {lv: VectorPlaces.empty() for lv in LEVELS}
+        self._positions: dict[Level, IdPositions | None] = {lv: None for lv in LEVELS}
         self._segments: dict[int, np.ndarray] = {}  # video id -> segment vector ids, sorted
         # filter key -> (predicate, flags per video id): replaced whole, never changed
         self._filter_masks: dict[Hashable, tuple[Callable[[VideoInfo], bool], np.ndarray]] = {}
@@ -174,8 +176,10 @@ class Catalogue:
             n = len(ids)
             return Places(np.full(n, -1, np.int64), np.full(n, -1, np.int32),
                           np.zeros(n), np.zeros(n))  # fmt: skip
-        pos = np.minimum(np.searchsorted(t.ids, ids), len(t) - 1)
-        found = t.ids[pos] == ids
+        # one IdPositions per places array, made by the first search after a change (a
+        # racing second one makes the same); taken from t itself, so never a stale one
+        positions = self._positions[level] = positions_for(self._positions[level], t.ids)
+        pos, found = positions.find(ids)
         return Places(
             np.where(found, t.video_ids[pos], -1),
             np.where(found, t.segment_index[pos], -1).astype(np.int32),

@@ -20,7 +20,7 @@ k_factor 4 and needed 8 for 0.95.
 
 faiss has IndexRefineFlat for this, but it takes neither add_with_ids nor remove_ids, and
 the index must hold SQL row ids; hence the held rows here (numpy arrays, ids -> rows by
-searchsorted), re-ranked by faiss's knn_inner_products_by_idx.
+an id table, id_positions.py), re-ranked by faiss's knn_inner_products_by_idx.
 
 Concurrency: like a faiss CPU index, searches may run together, and mutations must be
 serialised against searches by the caller (VectorIndex's read/write lock).
@@ -35,16 +35,13 @@ import io
 import faiss
 import numpy as np
 
+from .id_positions import IdPositions, positions_for
+
 K_FACTORS = (4, 8, 16, 32)  # candidates re-ranked per result wanted: the build tunes nprobe
 # at each and keeps the fastest pair that reaches the target (faiss_index.tune)
 DEFAULT_K_FACTOR = K_FACTORS[0]
 MAX_BASE_K = 8192  # candidates per query row re-ranked at most (see base_k)
 COMPACT_DEAD_FRACTION = 0.25  # compact the held vectors when this share of rows is dead
-# ids -> rows through a table indexed by id - first id while the ids span at most this many
-# times their count (SQL ids are dense: one int32 a vector at 10^6), else by searchsorted.
-# A search maps k_factor x k ids a query: searchsorted into 10^6 ids took a third of a
-# 256-query batch's time (measured), the table's gather a few percent.
-ROW_TABLE_MAX_SPAN = 4
 
 
 class RefinedIndex:
@@ -59,7 +56,7 @@ class RefinedIndex:
         self._vectors = np.zeros((0, self.d), np.float32)  # capacity >= len(self._ids)
         self._live = np.zeros(0, bool)
         self._dead = 0
-        self._row_table: np.ndarray | None = None  # see _rows_of; None: rebuild on use
+        self._positions: IdPositions | None = None  # ids -> rows, made for self._ids
 
     # ------------------------------------------------------------------ faiss-like
     @property
@@ -88,7 +85,6 @@ class RefinedIndex:
         self._vectors[n : n + m] = xb
         self._ids = np.concatenate([self._ids, ids])
         self._live = np.concatenate([self._live, np.ones(m, bool)])
-        self._row_table = None
 
     def remove_ids(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64)
@@ -138,20 +134,10 @@ class RefinedIndex:
         return D, I
 
     def _rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Rows of held ids (ids the base returned: each is held), same shape."""
-        table = self._row_table
-        if table is None and len(self._ids):
-            first, span = int(self._ids[0]), int(self._ids[-1] - self._ids[0]) + 1
-            if span <= ROW_TABLE_MAX_SPAN * len(self._ids) and len(self._ids) < 2**31:
-                table = np.full(span, -1, np.int32)
-                table[self._ids - first] = np.arange(len(self._ids), dtype=np.int32)
-            else:
-                table = np.zeros(0, np.int32)  # sparse ids: searchsorted
-            self._row_table = table  # a search may build it twice at once: same result
-        if table is None or len(table) == 0:
-            return np.searchsorted(self._ids, ids)
-        at = np.clip(ids - self._ids[0], 0, len(table) - 1)  # -1 padding stays in range
-        return table[at].astype(np.int64)
+        """Rows of held ids (ids the base returned), same shape: a table indexed by id
+        (id_positions.py); searchsorted into 10^6 ids took a third of a batch's time."""
+        self._positions = positions_for(self._positions, self._ids)
+        return self._positions.find(ids)[0]
 
     # ------------------------------------------------------------------ held vectors
     def vectors(self, ids: np.ndarray) -> np.ndarray:
@@ -159,8 +145,8 @@ class RefinedIndex:
         ids = np.asarray(ids, dtype=np.int64)
         if len(self._ids) == 0:
             raise KeyError(f"ids not held: {ids[:5].tolist()}")
-        pos = np.searchsorted(self._ids, ids)
-        ok = (pos < len(self._ids)) & (self._ids[np.minimum(pos, len(self._ids) - 1)] == ids)
+        self._positions = positions_for(self._positions, self._ids)
+        pos, ok = self._positions.find(ids)
         if not ok.all() or not self._live[pos].all():
             raise KeyError(f"ids not held: {ids[~ok][:5].tolist()}")
         return self._vectors[pos]
@@ -177,7 +163,6 @@ class RefinedIndex:
         self._ids, self._vectors = ids.copy(), np.ascontiguousarray(vectors)
         self._live = np.ones(len(self._ids), bool)
         self._dead = 0
-        self._row_table = None
 
     # ------------------------------------------------------------------ files
     def to_bytes(self) -> memoryview:
