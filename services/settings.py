@@ -119,6 +119,12 @@ class Settings:
     # index holds all of them) for this long after a count that matched: at 10^6 vectors
     # on SQLite the counts of an idle sync took 0.23 s of CPU every second.
     index_recount_idle_s: float = 30.0
+    # API processes serving one port on this host (`sora serve --api-processes N`; each
+    # process is told its index). With more than one: the port is shared (SO_REUSEPORT),
+    # only process 0 writes index snapshots, and a delete through one process is seen by
+    # the others' next search (services/api/change_signal.py).
+    api_processes: int = 1
+    api_process_index: int = 0
 
     @property
     def uploads_dir(self) -> Path:
@@ -127,6 +133,11 @@ class Settings:
     @property
     def snapshot_dir(self) -> Path:
         return self.home / "index"
+
+    @property
+    def change_signal_path(self) -> Path:
+        """The counter the API processes of this home share (api_processes > 1)."""
+        return self.home / "api-changes.bin"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -164,6 +175,8 @@ class Settings:
             api_token=env.get("SORA_API_TOKEN") or None,
             index_sync_interval_s=_env_float(env, "SORA_INDEX_SYNC_INTERVAL", 1.0),
             index_recount_idle_s=_env_float(env, "SORA_INDEX_RECOUNT_INTERVAL", 30.0),
+            api_processes=_env_int(env, "SORA_API_PROCESSES", 1),
+            api_process_index=_env_int(env, "SORA_API_PROCESS_INDEX", 0, minimum=0),
         )
 
     def ensure_home(self) -> None:

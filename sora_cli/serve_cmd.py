@@ -6,10 +6,18 @@
     sora serve [--port P]
         the API alone, on $SORA_DATABASE_URL and $SORA_BROKER_URL (PostgreSQL, Redis);
         run `sora worker` processes separately (as docker-compose does).
+    sora serve ... --api-processes N --port P
+        N API processes sharing port P (SO_REUSEPORT: the kernel spreads connections over
+        them), each with its own index in memory: one Python process is bound by its GIL
+        (docs/ARCHITECTURE.md, "Serving search"). Only process 0 writes index snapshots; a
+        delete through one is seen by the others' next search (change_signal.py). One
+        client channel is one connection, so it is served by one process: many clients,
+        or a channel per client thread, spread the load.
 
-SIGTERM or Ctrl-C stops the API (letting calls in flight finish) and the worker. The worker
-also dies when this process is killed outright (`sora worker --exit-with-parent`), so a
-restart never finds two workers on one data folder.
+SIGTERM or Ctrl-C stops the API (letting calls in flight finish) and the worker. Child
+processes (the worker, API processes) are restarted when they die, unless one dies 4 times
+in a minute, and die when this process is killed outright (services/parent_watch.py), so
+a restart never finds two workers on one data folder or orphans on the port.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +45,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=50051, help="port (0: any free port)")
     p.add_argument("--data-dir", help="where the embedded service keeps its data (~/.sora)")
+    p.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="API processes sharing the port (default 1; needs a fixed --port)",
+    )
     p.add_argument(
         "--allow-root",
         action="append",
@@ -71,56 +87,100 @@ def service_environment(args: argparse.Namespace, environ: dict[str, str]) -> di
 def run(args: argparse.Namespace) -> int:
     from services.api.server import create_server
 
+    if args.api_processes < 1:
+        print("sora: --api-processes must be 1 or more", file=sys.stderr)
+        return 2
+    if args.api_processes > 1 and args.port == 0:
+        print("sora: --api-processes N needs a fixed --port: the processes share it",
+              file=sys.stderr)  # fmt: skip
+        return 2
     env = service_environment(args, dict(os.environ))
     settings = Settings.from_env(env)
     settings.ensure_home()
-    worker = None
     log_path = settings.home / "worker.log"
 
     def start_worker() -> subprocess.Popen:
         worker_cmd = ["worker", "--loglevel", "INFO", "--exit-with-parent", str(os.getpid())]
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "sora_cli.main", *worker_cmd],
             env=env,
             stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns it
             stderr=subprocess.STDOUT,
         )
-        print(f"sora: worker started (pid {proc.pid}), log in {log_path}", flush=True)
-        return proc
 
+    def start_api(index: int) -> subprocess.Popen:
+        child_env = {**env, "SORA_API_ADDRESS": f"{args.host}:{args.port}",
+                     "SORA_API_PROCESSES": str(args.api_processes),
+                     "SORA_API_PROCESS_INDEX": str(index)}  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.api.server", "--exit-with-parent", str(os.getpid())],
+            env=child_env,
+        )
+
+    children: list[Supervised] = []
     if args.embedded:
         from services.jobs import declare_queue, make_celery
 
         declare_queue(make_celery(settings))  # before two processes race to create it
-        worker = start_worker()
-    restarts: list[float] = []
+        children.append(Supervised("worker", start_worker, f"see {log_path}"))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    server = None
     try:
-        server, port = create_server(f"{args.host}:{args.port}", settings=settings)
-        server.start()
         mode = f"embedded, data in {settings.home}" if args.embedded else "external servers"
-        print(f"sora: serving on {args.host}:{port} ({mode})", flush=True)
+        if args.api_processes == 1:
+            server, port = create_server(f"{args.host}:{args.port}", settings=settings)
+            server.start()
+            print(f"sora: serving on {args.host}:{port} ({mode})", flush=True)
+        else:
+            for i in range(args.api_processes):
+                children.append(Supervised(f"API process {i}", lambda i=i: start_api(i)))
+            pids = ", ".join(str(c.proc.pid) for c in children if c.name.startswith("API"))
+            print(f"sora: serving on {args.host}:{args.port} ({mode}) with "
+                  f"{args.api_processes} API processes (pids {pids})", flush=True)  # fmt: skip
         while not stop.wait(0.5):
-            if worker is not None and worker.poll() is not None:
-                # Supervise: restart a dead worker (its job is re-sent by the reconciler),
-                # but give up on one that keeps dying at once.
-                now = time.monotonic()
-                restarts = [t for t in restarts if now - t < 60] + [now]
-                print(f"sora: the worker exited ({worker.returncode}); see {log_path}",
-                      file=sys.stderr)  # fmt: skip
-                if len(restarts) > 3:
-                    print("sora: the worker died 4 times in a minute; stopping", file=sys.stderr)
-                    return 1
-                worker = start_worker()
+            if not all(c.alive_or_restarted() for c in children):
+                return 1
         print("sora: stopping", flush=True)
-        server.stop(grace=5).wait()
+        if server is not None:
+            server.stop(grace=5).wait()
         return 0
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
+        for c in reversed(children):  # the API processes first (they finish their calls)
+            c.stop()
+
+
+class Supervised:
+    """A child process, restarted when it dies (a killed worker's job is re-sent by the
+    reconciler; an API process loads its index again), unless it keeps dying at once."""
+
+    def __init__(self, name: str, start: Callable[[], subprocess.Popen], where: str = "") -> None:
+        self.name, self.start, self.where = name, start, where
+        self.proc = start()
+        self.restarts: list[float] = []
+        print(f"sora: {name} started (pid {self.proc.pid}){', log: ' + where if where else ''}",
+              flush=True)  # fmt: skip
+
+    def alive_or_restarted(self) -> bool:
+        """False once it died 4 times in a minute (the caller stops)."""
+        if self.proc.poll() is None:
+            return True
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+        print(f"sora: the {self.name} exited ({self.proc.returncode}); {self.where}",
+              file=sys.stderr)  # fmt: skip
+        if len(self.restarts) > 3:
+            print(f"sora: the {self.name} died 4 times in a minute; stopping", file=sys.stderr)
+            return False
+        self.proc = self.start()
+        print(f"sora: {self.name} restarted (pid {self.proc.pid})", flush=True)
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
             try:
-                worker.wait(30)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                worker.kill()
+                self.proc.kill()

@@ -2,11 +2,10 @@
 
 `--exit-with-parent PID` (what `sora serve --embedded` passes): the worker dies with its
 parent, however the parent ends (SIGKILL, OOM killer), so a restarted `sora serve` never
-finds a second, orphaned worker on its data folder. On Linux the kernel sends SIGKILL when
-the parent dies (prctl PR_SET_PDEATHSIG, set here in the child); elsewhere a thread polls
-the parent's pid. SIGKILL rather than SIGTERM: a warm shutdown would first finish the video
-in hand, minutes during which the two workers overlap; a killed worker loses nothing (its
-job's lease runs out and the reconciler re-sends it).
+finds a second, orphaned worker on its data folder (services/parent_watch.py). SIGKILL
+rather than SIGTERM: a warm shutdown would first finish the video in hand, minutes during
+which the two workers overlap; a killed worker loses nothing (its job's lease runs out and
+the reconciler re-sends it).
 """
 
 from __future__ import annotations
@@ -14,15 +13,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import sys
-import threading
 from typing import Any
 
 logger = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-_PARENT_POLL_S = 1.0
 
 
 def add_parser(sub: Any) -> None:
@@ -41,33 +34,12 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def exit_with_parent(parent_pid: int) -> None:
-    """Have this process killed (SIGKILL) when its parent `parent_pid` exits."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"prctl(PR_SET_PDEATHSIG): {os.strerror(err)}")
-    else:
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    # The parent may have died before the line above: then nobody is left to signal us.
-    if os.getppid() != parent_pid:
-        logger.error("the parent process %d is gone; exiting", parent_pid)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        threading.Event().wait(_PARENT_POLL_S)
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 def run(args: argparse.Namespace) -> int:
     import socket
 
     if args.exit_with_parent is not None:
+        from services.parent_watch import exit_with_parent
+
         exit_with_parent(args.exit_with_parent)  # first: before anything slow
 
     from services.jobs import QUEUE, Dispatcher, ReconcilerThread, declare_queue

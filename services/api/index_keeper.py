@@ -8,6 +8,7 @@ with SQL by one background thread.
         changed?      IndexSet(new).sync() while the old set keeps answering, then swap
         first success -> ready (health SERVING via on_ready)
     snapshots are written at most every save_interval_s when something changed, and at stop
+    (by one API process of a host: save_snapshots; the others only read them)
 
 Searches do not wait on the loop's syncs: they read the current IndexSet reference
 (`serving()`: version, indexes, catalogue) and search its VectorIndex (which has its own
@@ -18,6 +19,10 @@ once its transaction has committed, which takes the video out of the serving cat
 exception, catch_up(): a search that finds the keeper serving nothing, or a READY video
 without vectors of the serving version, syncs once in its own thread (coalesced with any
 sync that began after it asked), so a video is searchable as soon as its job SUCCEEDED.
+
+Several API processes on one host (`sora serve --api-processes N`) each keep their own;
+a delete through one is signalled to the others (change_signal.py), whose next search
+catches up first, so no process returns a video once DeleteVideo has returned.
 
 A failing sync (database down) is logged once, retried each interval, and leaves the last
 loaded index serving; before the first success `ready` stays False.
@@ -35,6 +40,8 @@ from pathlib import Path
 from services.errors import UnavailableError
 from services.index import Catalogue, IndexSet, VectorIndex
 from services.store import Level, Store, serving_model_version, versions_fingerprint
+
+from .change_signal import ChangeSignal
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +68,16 @@ class IndexKeeper:
         save_interval_s: float = 60.0,
         recount_idle_s: float = 0.0,
         on_ready: Callable[[], None] | None = None,
+        changes: ChangeSignal | None = None,
+        save_snapshots: bool = True,
     ) -> None:
+        """changes: the signal shared with the other API processes of this host (deletes
+        made there are caught up before a search here); save_snapshots: False in all but
+        one of them (one writer of the snapshot files)."""
         self.store = store
+        self.changes = changes
+        self._changes_seen = changes.value() if changes is not None else 0
+        self.save_snapshots = save_snapshots
         self.recount_idle_s = recount_idle_s  # see VectorIndex
         self.snapshot_dir = Path(snapshot_dir)
         self.interval_s = interval_s
@@ -123,6 +138,11 @@ class IndexKeeper:
     def serving(self) -> Serving:
         """current(), with the catalogue; UNAVAILABLE before the first load."""
         self.current()  # raises before the first load
+        if self.changes is not None:
+            seen = self.changes.value()
+            if seen != self._changes_seen:  # another API process deleted a video
+                self.catch_up()  # its tombstones and status are committed: sync them
+                self._changes_seen = seen
         current = self._set  # one reference: version, indexes and catalogue agree
         if current is None:
             return Serving(None, {}, None)
@@ -141,6 +161,8 @@ class IndexKeeper:
                 ids = current.catalogue.vector_ids_of(level, video_id)
                 if index.remove(ids):
                     self._dirty = True
+        if self.changes is not None:
+            self.changes.bump()  # the other API processes catch up before their next search
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -190,7 +212,8 @@ class IndexKeeper:
                 self._set = None
             elif current is None or current.model_version != version:
                 fresh = IndexSet(self.store, version, self.snapshot_dir, catalogue=True,
-                                 recount_idle_s=self.recount_idle_s)  # fmt: skip
+                                 recount_idle_s=self.recount_idle_s,
+                                 writes_snapshots=self.save_snapshots)  # fmt: skip
                 statuses = fresh.sync(save=False, count=False)
                 with self._forget_lock:
                     assert fresh.catalogue is not None
@@ -246,7 +269,7 @@ class IndexKeeper:
 
     def _save(self, *, force: bool, periodic: bool = False) -> None:
         current = self._set
-        if current is None or not (self._dirty or force):
+        if current is None or not (self._dirty or force) or not self.save_snapshots:
             return
         if periodic and time.monotonic() - self._last_save < self.save_interval_s:
             return

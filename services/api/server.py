@@ -36,6 +36,7 @@ from services.settings import Settings
 from services.store import Store, open_store
 
 from .auth import BearerTokenInterceptor
+from .change_signal import ChangeSignal
 from .classifier_service import ClassifierService
 from .duplicate_service import DuplicateService
 from .encoder import Embedder, EncoderHolder
@@ -196,6 +197,8 @@ def create_server(
         interval_s=settings.index_sync_interval_s,
         recount_idle_s=settings.index_recount_idle_s,
         on_ready=on_ready,
+        changes=ChangeSignal(settings.change_signal_path) if settings.api_processes > 1 else None,
+        save_snapshots=settings.api_process_index == 0,
     )
     search = SearchService(
         store,
@@ -233,6 +236,9 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
+            # one port, several processes only when asked for: otherwise a second server
+            # on a taken port fails to bind rather than silently taking half its calls
+            ("grpc.so_reuseport", 1 if settings.api_processes > 1 else 0),
         ],
         maximum_concurrent_rpcs=2 * settings.max_workers,
     )
@@ -276,13 +282,28 @@ def create_server(
 
 
 def main(argv: Any = None) -> int:
-    """Serve on $SORA_API_ADDRESS until SIGTERM or Ctrl-C (calls in flight get 5 s)."""
+    """Serve on $SORA_API_ADDRESS until SIGTERM or Ctrl-C (calls in flight get 5 s).
+    `--exit-with-parent PID`: die with process PID (`sora serve --api-processes` starts
+    its API processes so)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m services.api.server")
+    ap.add_argument("--exit-with-parent", type=int, metavar="PID")
+    args = ap.parse_args(argv)
+    if args.exit_with_parent is not None:
+        from services.parent_watch import exit_with_parent
+
+        exit_with_parent(args.exit_with_parent)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings.from_env()
     settings.ensure_home()
     server, port = create_server(settings.api_address, settings=settings)
     server.start()
-    logger.info("serving on %s (port %d)", settings.api_address, port)
+    logger.info(
+        "serving on %s (port %d)%s", settings.api_address, port,
+        f", API process {settings.api_process_index} of {settings.api_processes}"
+        if settings.api_processes > 1 else "",
+    )  # fmt: skip
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

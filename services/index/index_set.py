@@ -36,8 +36,10 @@ class IndexSet:
         *,
         catalogue: bool = False,
         recount_idle_s: float = 0.0,
+        writes_snapshots: bool = True,
     ) -> None:
         self.store = store
+        self.writes_snapshots = writes_snapshots  # see VectorIndex
         self.model_version = model_version
         self.snapshot_dir = Path(snapshot_dir)
         self.recount_idle_s = recount_idle_s  # see VectorIndex
@@ -55,7 +57,7 @@ class IndexSet:
             return None  # no vectors of this version yet: nothing to search
         index = VectorIndex(
             level, self.model_version, dim, self.snapshot_dir, vector_source(self.store),
-            recount_idle_s=self.recount_idle_s,
+            recount_idle_s=self.recount_idle_s, writes_snapshots=self.writes_snapshots,
         )  # fmt: skip
         report = index.load_or_build()
         logger.info("index %s/%s: %s", level, self.model_version, report)

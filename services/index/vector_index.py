@@ -137,8 +137,11 @@ class VectorIndex:
         target_recall: float = RECALL_TARGET,
         use_gpu: bool | None = None,
         recount_idle_s: float = 0.0,
+        writes_snapshots: bool = True,
     ) -> None:
-        """recount_idle_s: a sync whose catch-up found nothing skips the count check (a
+        """writes_snapshots: False where another process writes this folder's snapshots
+        (API processes but one, `sora serve --api-processes`): builds are not saved here.
+        recount_idle_s: a sync whose catch-up found nothing skips the count check (a
         count of the store's rows: 0.12 s of CPU a level at 10^6 on SQLite, so on an API
         that syncs every second a fifth of a core, all the time) while the last count that
         matched is younger than this. A row committed late below the watermark is then
@@ -154,6 +157,7 @@ class VectorIndex:
         self.model_version = model_version
         self.dim = dim
         self.snapshot_dir = Path(snapshot_dir)
+        self.writes_snapshots = writes_snapshots
         self.source = source
         self.memory_budget_bytes = memory_budget_bytes
         self.exact_threshold = exact_threshold
@@ -253,7 +257,7 @@ class VectorIndex:
                 state, built_rows, added, removed = self._build_aligned()
                 rows += built_rows
             self._publish(state)
-            if not loaded:
+            if not loaded and self.writes_snapshots:
                 self.save_snapshot()
             self.last_load = LoadReport(
                 loaded, reason, rows, added, removed, time.perf_counter() - t0
@@ -280,7 +284,8 @@ class VectorIndex:
                         self._publish(None)
                     raise
                 self._publish(new_state)
-                self.save_snapshot()
+                if self.writes_snapshots:
+                    self.save_snapshot()
             return SyncResult(added, removed, reason, self.ntotal)
 
     def remove(self, ids: np.ndarray) -> int:

@@ -1,0 +1,215 @@
+"""Several API processes on one host (`sora serve --api-processes N`), real processes: a
+delete through one is never in a result another produces after DeleteVideo returned;
+`sora serve` puts N processes on one port (SO_REUSEPORT), restarts one that dies, and
+stops them all."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from services.api.change_signal import ChangeSignal
+from services.api.client import SoraClient
+from services.store import open_store
+from tests.test_api_harness import DIM, add_video, unit
+from tests.workers_harness import ROOT, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def _environ(home: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SORA_HOME=str(home),
+        SORA_DATABASE_URL=f"sqlite:///{home / 'sora.db'}",
+        SORA_BROKER_URL="memory://",  # no ingest here: nothing is sent
+        # the keepers' own syncs would catch a delete up within this: never, in a test
+        SORA_INDEX_SYNC_INTERVAL="3600",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+def _library(home: Path, rng, n: int = 6) -> tuple[list[int], np.ndarray]:
+    home.mkdir(parents=True, exist_ok=True)
+    store = open_store(f"sqlite:///{home / 'sora.db'}")
+    try:
+        vectors = unit(rng.normal(size=(n, DIM)))
+        ids = [add_video(store, np.repeat(v[None], 2, axis=0)) for v in vectors]
+    finally:
+        store.dispose()
+    return ids, vectors
+
+
+def _api_process(home: Path, port: int, index: int, processes: int, log: Path) -> subprocess.Popen:
+    env = _environ(home, SORA_API_ADDRESS=f"127.0.0.1:{port}", SORA_API_PROCESSES=str(processes),
+                   SORA_API_PROCESS_INDEX=str(index))  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.api.server", "--exit-with-parent", str(os.getpid())],
+        cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def _top_ids(client: SoraClient, vector: np.ndarray) -> list[int]:
+    return [h.video.id for h in client.search(vector=vector, top_k=10).hits]
+
+
+def test_a_delete_through_one_api_process_is_at_once_out_of_the_others_results(tmp_path):
+    home = tmp_path / "home"
+    ids, vectors = _library(home, np.random.default_rng(40))
+    ports = [free_port(), free_port()]
+    procs = [_api_process(home, port, i, 2, tmp_path / f"api-{i}.log")
+             for i, port in enumerate(ports)]  # fmt: skip
+    clients = [SoraClient(f"127.0.0.1:{port}") for port in ports]
+    try:
+        for c in clients:
+            c.wait_until_serving(timeout=180)
+        for n, (via, other) in enumerate([(0, 1), (1, 0), (0, 1)]):
+            video, vector = ids[n], vectors[n]
+            assert _top_ids(clients[other], vector)[0] == video  # cached in `other`'s index
+            clients[via].delete_video(video)
+            # the very next search of the other process: its keeper would not sync for an
+            # hour; the change signal made it catch up from SQL first
+            assert video not in _top_ids(clients[other], vector)
+            assert video not in _top_ids(clients[via], vector)
+        rest = _top_ids(clients[1], vectors[4])
+        assert rest[0] == ids[4] and set(rest) == set(ids[3:])  # nothing else was lost
+        assert ChangeSignal(home / "api-changes.bin").value() == 3
+    finally:
+        for c in clients:
+            c.close()
+        _stop(*procs)
+    logs = "".join((tmp_path / f"api-{i}.log").read_text(errors="replace") for i in (0, 1))
+    assert "API process 0 of 2" in logs and "API process 1 of 2" in logs
+
+
+def _listeners(port: int) -> dict[int, int]:
+    """pid -> count of its sockets listening on 127.0.0.1:port (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].split(":")[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f[9])
+    owners: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        n = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+        if n:
+            owners[int(proc.name)] = n
+    return owners
+
+
+def _search_until_answered(address: str, vector: np.ndarray) -> list[int]:
+    """A fresh channel's search, again while it reaches a process that has just died."""
+    answer: list[int] = []
+
+    def answered() -> bool:
+        with SoraClient(address) as c:
+            try:
+                answer[:] = _top_ids(c, vector)
+            except grpc.RpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                    raise
+                return False
+        return True
+
+    wait_for(answered, 60, "a search to be answered")
+    return answer
+
+
+def test_sora_serve_runs_api_processes_on_one_port_and_restarts_one_that_dies(tmp_path):
+    home = tmp_path / "home"
+    ids, vectors = _library(home, np.random.default_rng(41))
+    port = free_port()
+    refused = subprocess.run(
+        [sys.executable, "-m", "sora_cli.main", "serve", "--api-processes", "2", "--port", "0"],
+        cwd=ROOT, env=_environ(home), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "needs a fixed --port" in refused.stderr
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "sora_cli.main", "serve", "--api-processes", "2", "--port",
+         str(port), "--data-dir", str(home)],
+        cwd=ROOT, env=_environ(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def printed(pattern: str) -> re.Match:
+        def seen() -> bool:
+            if re.search(pattern, "".join(lines)):
+                return True
+            lines.append(serve.stdout.readline())
+            assert lines[-1] or serve.poll() is None, "".join(lines)
+            return False
+
+        wait_for(seen, 120, f"sora serve to print {pattern!r}")
+        return re.search(pattern, "".join(lines))
+
+    try:
+        printed(r"with 2 API processes")
+        pids = [int(printed(rf"API process {i} started \(pid (\d+)\)").group(1)) for i in (0, 1)]
+        with SoraClient(f"127.0.0.1:{port}") as c:
+            c.wait_until_serving(timeout=180)
+        wait_for(lambda: set(pids) <= set(_listeners(port)), 120, "both processes to listen")
+        assert _search_until_answered(f"127.0.0.1:{port}", vectors[0])[0] == ids[0]
+
+        os.kill(pids[1], signal.SIGKILL)
+        new_pid = int(printed(r"API process 1 restarted \(pid (\d+)\)").group(1))
+        assert new_pid != pids[1]
+        wait_for(lambda: {pids[0], new_pid} <= set(_listeners(port)), 120, "the restarted one")
+        assert pids[1] not in _listeners(port)
+        for n in range(4):  # fresh connections, spread by the kernel: every one answered
+            assert _search_until_answered(f"127.0.0.1:{port}", vectors[n])[0] == ids[n]
+
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(60) == 0
+        wait_for(lambda: not _listeners(port), 60, "every API process to exit")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait(30)
+        for pid in _listeners(port):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_only_the_snapshot_writer_process_writes_snapshots(db, tmp_path):
+    from services.api.index_keeper import IndexKeeper
+    from tests.test_api_harness import MODEL
+
+    add_video(db, unit(np.random.default_rng(42).normal(size=(2, DIM))))
+    written = {}
+    for writer in (False, True):
+        folder = tmp_path / f"index-{writer}"
+        keeper = IndexKeeper(db, folder, configured_version=MODEL, save_snapshots=writer)
+        keeper.sync_once()
+        keeper.stop(save=True)  # a stop saves what changed: the writer's job alone
+        written[writer] = sorted(p.name for p in folder.glob("*")) if folder.exists() else []
+    assert written[False] == [] and any(n.endswith(".manifest.json") for n in written[True])
