@@ -57,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ SEGMENT_S = 4.0
 MODEL_VERSION = "bench-search-v1"
 SEARCH_METHOD = "/sora.v1.SoraIndex/Search"
 BATCH_METHOD = "/sora.v1.SoraIndex/SearchBatch"
+ONE_PROCESS = "-1p"  # an echo server's name suffix: one process (beside --api-processes N)
 BATCH = 256  # queries per SearchBatch call (the RPC's maximum)
 LEVELS = {"segment": pb.SEARCH_LEVEL_SEGMENT, "video": pb.SEARCH_LEVEL_VIDEO}
 TARGET_RECALL = 0.95
@@ -237,8 +239,9 @@ class _StageTimes:
 
 
 def _server_main(
-    url: str, home: str, conn: Any, max_workers: int | None, max_concurrent_rpcs: int | None
-) -> None:
+    url: str, home: str, conn: Any, max_workers: int | None, max_concurrent_rpcs: int | None,
+    address: str = "127.0.0.1:0", processes: int = 1, index: int = 0,
+) -> None:  # fmt: skip
     """The API server in its own process; answers "stats", "info" and "stop" on `conn`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s server %(name)s %(message)s")
     from services.api import converters
@@ -268,8 +271,9 @@ def _server_main(
         settings = dataclasses.replace(settings, max_workers=max_workers)
     if max_concurrent_rpcs:
         settings = dataclasses.replace(settings, max_concurrent_rpcs=max_concurrent_rpcs)
+    settings = dataclasses.replace(settings, api_processes=processes, api_process_index=index)
     server, port = create_server(
-        "127.0.0.1:0",
+        address,
         settings=settings,
         store=store,
         dispatcher=_RecordingDispatcher(),
@@ -309,12 +313,15 @@ def _server_main(
 
 
 class ServerProcess:
+    processes = 1  # see ProcessGroup
+
     def __init__(
-        self, url: str, home: Path, max_workers: int | None = None, cap: int | None = None
-    ) -> None:
+        self, url: str, home: Path, max_workers: int | None = None, cap: int | None = None,
+        address: str = "127.0.0.1:0", processes: int = 1, index: int = 0,
+    ) -> None:  # fmt: skip
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        args = (url, str(home), child, max_workers, cap)
+        args = (url, str(home), child, max_workers, cap, address, processes, index)
         self.proc = ctx.Process(target=_server_main, args=args, daemon=True)
         self.proc.start()
         hello = self._conn.recv()
@@ -340,7 +347,10 @@ class ServerProcess:
 # ---------------------------------------------------------------------------- echo process
 
 
-def _echo_main(conn: Any, model: str, max_workers: int, responses: dict[int, bytes]) -> None:
+def _echo_main(
+    conn: Any, model: str, max_workers: int, responses: dict[int, bytes],
+    address: str = "127.0.0.1:0",
+) -> None:  # fmt: skip
     """The floor of the RPC stack: a server of the same method and message shapes that
     parses each SearchRequest and answers, per level, a fixed SearchResponse (one the
     project served), with no search behind it. `model`: "sync" (grpc.server over a thread
@@ -363,9 +373,9 @@ def _echo_main(conn: Any, model: str, max_workers: int, responses: dict[int, byt
     if model == "aio":
 
         async def serve() -> None:
-            server = grpc.aio.server()
+            server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
             server.add_generic_rpc_handlers((handlers(search_aio),))
-            port = server.add_insecure_port("127.0.0.1:0")
+            port = server.add_insecure_port(address)
             await server.start()
             conn.send({"port": port, "pid": os.getpid()})
             loop = asyncio.get_running_loop()
@@ -381,9 +391,10 @@ def _echo_main(conn: Any, model: str, max_workers: int, responses: dict[int, byt
     else:
         from concurrent import futures
 
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                             options=[("grpc.so_reuseport", 1)])  # fmt: skip
         server.add_generic_rpc_handlers((handlers(search),))
-        port = server.add_insecure_port("127.0.0.1:0")
+        port = server.add_insecure_port(address)
         server.start()
         conn.send({"port": port, "pid": os.getpid()})
         while True:
@@ -397,15 +408,46 @@ def _echo_main(conn: Any, model: str, max_workers: int, responses: dict[int, byt
 
 
 class EchoProcess(ServerProcess):
-    def __init__(self, model: str, max_workers: int, responses: dict[int, bytes]) -> None:
+    def __init__(
+        self, model: str, max_workers: int, responses: dict[int, bytes],
+        address: str = "127.0.0.1:0",
+    ) -> None:  # fmt: skip
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        args = (child, model, max_workers, responses)
+        args = (child, model, max_workers, responses, address)
         self.proc = ctx.Process(target=_echo_main, args=args, daemon=True)
         self.proc.start()
         hello = self._conn.recv()
         self.port, self.pid = hello["port"], hello["pid"]
         self.address = f"127.0.0.1:{self.port}"
+
+
+class ProcessGroup:
+    """Several server processes on one port (SO_REUSEPORT; `--api-processes`), asked and
+    stopped as one: "stats" sums CPU and stage times, "info" is the first one's. Each
+    client then gets its own connection, for the kernel to spread over the processes."""
+
+    def __init__(self, start: Callable[[str, int], ServerProcess], processes: int) -> None:
+        """start(address, index) starts member `index` on `address`."""
+        first = start("127.0.0.1:0", 0)
+        self.members = [first] + [start(first.address, i) for i in range(1, processes)]
+        self.address, self.port, self.pid = first.address, first.port, first.pid
+        self.processes = processes
+
+    def ask(self, cmd: str) -> Any:
+        answers = [m.ask(cmd) for m in self.members]
+        if cmd != "stats":
+            return answers[0]
+        stages: dict[str, list[float]] = {}
+        for a in answers:
+            for name, (count, secs) in a["stages"].items():
+                total = stages.setdefault(name, [0, 0.0])
+                total[0], total[1] = total[0] + count, total[1] + secs
+        return {"stages": stages, "cpu_s": sum(a["cpu_s"] for a in answers)}
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
 
 
 # ---------------------------------------------------------------------------- ingest process
@@ -504,38 +546,54 @@ async def _drive(
     duration_s: float,
     max_calls: int,
     method: str = SEARCH_METHOD,
+    connections: int = 1,
 ) -> dict:
-    """`clients` tasks calling `method` back to back for `duration_s` (or `max_calls`)."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        call = channel.unary_unary(method)  # bytes in, bytes out
-        warmup = payloads[: min(WARMUP_CALLS, len(payloads))]
-        for p in warmup:  # warm the channel
+    """`clients` tasks calling `method` back to back for `duration_s` (or `max_calls`),
+    over `connections` channels of their own (client i on channel i % connections)."""
+    own = [("grpc.use_local_subchannel_pool", 1)]  # else channels to one target share one
+    channels = [grpc.aio.insecure_channel(address, options=own) for _ in range(connections)]
+    try:
+        return await _drive_on(channels, payloads, clients, duration_s, max_calls, method)
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def _drive_on(
+    channels: list, payloads: list[bytes], clients: int, duration_s: float, max_calls: int,
+    method: str,
+) -> dict:  # fmt: skip
+    calls = [channel.unary_unary(method) for channel in channels]  # bytes in, bytes out
+    warmup = payloads[: min(WARMUP_CALLS, len(payloads))]
+    for call in calls:  # warm every channel
+        for p in warmup:
             await call(p, timeout=CALL_TIMEOUT_S)
-        latencies: list[float] = []
-        errors: collections.Counter[str] = collections.Counter()
-        issued = 0
-        stop_at = time.perf_counter() + duration_s
+    latencies: list[float] = []
+    errors: collections.Counter[str] = collections.Counter()
+    issued = 0
+    stop_at = time.perf_counter() + duration_s
 
-        async def client() -> None:
-            nonlocal issued
-            while issued < max_calls and time.perf_counter() < stop_at:
-                payload = payloads[issued % len(payloads)]
-                issued += 1
-                t = time.perf_counter()
-                try:
-                    await call(payload, timeout=CALL_TIMEOUT_S)
-                except grpc.aio.AioRpcError as exc:
-                    errors[exc.code().name] += 1
-                    continue
-                latencies.append(time.perf_counter() - t)
+    async def client(i: int) -> None:
+        nonlocal issued
+        call = calls[i % len(calls)]
+        while issued < max_calls and time.perf_counter() < stop_at:
+            payload = payloads[issued % len(payloads)]
+            issued += 1
+            t = time.perf_counter()
+            try:
+                await call(payload, timeout=CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as exc:
+                errors[exc.code().name] += 1
+                continue
+            latencies.append(time.perf_counter() - t)
 
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     ms = np.asarray(latencies) * 1e3
     return {
         "calls": len(ms),
-        "warmup_calls": len(warmup),
+        "warmup_calls": len(warmup) * len(calls),
         "errors": dict(errors),
         "seconds": wall,
         "qps": len(ms) / wall,
@@ -598,8 +656,17 @@ def batch_payloads(xq: np.ndarray, level: str, packed: bool = False) -> list[byt
 def measure_batch(server: ServerProcess, payloads: list[bytes], clients: int, args: Any) -> dict:
     """SearchBatch back to back: queries/s = batches/s x BATCH."""
     before = server.ask("stats")
-    run = asyncio.run(_drive(server.address, payloads, clients, args.duration, args.max_calls,
-                             BATCH_METHOD))  # fmt: skip
+    run = asyncio.run(
+        _drive(
+            server.address,
+            payloads,
+            clients,
+            args.duration,
+            args.max_calls,
+            BATCH_METHOD,
+            connections=clients if server.processes > 1 else 1,
+        )
+    )
     after = server.ask("stats")
     served = max(1, run["calls"] + run["warmup_calls"])
     return {
@@ -614,7 +681,8 @@ def measure_batch(server: ServerProcess, payloads: list[bytes], clients: int, ar
 
 def measure(server: ServerProcess, payloads: list[bytes], clients: int, args: Any) -> dict:
     before = server.ask("stats")
-    run = asyncio.run(_drive(server.address, payloads, clients, args.duration, args.max_calls))
+    run = asyncio.run(_drive(server.address, payloads, clients, args.duration, args.max_calls,
+                             connections=clients if server.processes > 1 else 1))  # fmt: skip
     after = server.ask("stats")
     served = max(1, run["calls"] + run["warmup_calls"])
     run["server_cpu_ms_per_call"] = 1e3 * (after["cpu_s"] - before["cpu_s"]) / served
@@ -730,7 +798,12 @@ def bench_size(n: int, args: Any, data: dict, home: Path) -> dict:
     del xb, xv
 
     t = time.perf_counter()
-    server = ServerProcess(url, home, args.api_workers, args.api_cap)
+    server = ProcessGroup(
+        lambda address, i: ServerProcess(
+            url, home, args.api_workers, args.api_cap, address, args.api_processes, i
+        ),
+        args.api_processes,
+    )
     result: dict[str, Any] = {"n": n, "videos": n // PER_VIDEO, "dim": dim, "sql_load_s": load_s}
     result["loadavg_1m_at_start"] = round(os.getloadavg()[0], 2)
     echoes: dict[str, ServerProcess] = {}
@@ -774,7 +847,15 @@ def bench_size(n: int, args: Any, data: dict, home: Path) -> dict:
             call = channel.unary_unary(SEARCH_METHOD)
             responses = {LEVELS[lv]: call(payloads[lv, "none"][0]) for lv in args.levels}
         workers = args.api_workers or Settings_default("max_workers")
-        echoes = {f"echo-{m}": EchoProcess(m, workers, responses) for m in args.echo}
+        echoes = {  # as many echo processes as the project has: the same floor per process
+            f"echo-{m}": ProcessGroup(lambda address, _, m=m: EchoProcess(m, workers, responses,
+                                                                        address),
+                                      args.api_processes)
+            for m in args.echo
+        }  # fmt: skip
+        if args.api_processes > 1:  # and the floor of one process, as the issue states it
+            echoes.update({f"echo-{m}{ONE_PROCESS}": EchoProcess(m, workers, responses)
+                           for m in args.echo})  # fmt: skip
         servers = {"sora": server, **echoes}
 
         runs = []
@@ -857,7 +938,9 @@ def floor_ratios(runs: list[dict]) -> list[dict]:
     """Per (phase, level, filter, clients): the project's median QPS, p50 and p99 over its
     rounds, and each as a ratio to the echo floor of the same phase, level and clients."""
     out = []
-    echoes = sorted({r["server"] for r in runs} - {"sora"})
+    servers = {r["server"] for r in runs} - {"sora"}
+    echoes = sorted(e for e in servers if not e.endswith(ONE_PROCESS))  # as many as sora's
+    singles = sorted(e for e in servers if e.endswith(ONE_PROCESS))  # one process
     keys = sorted(
         {(r["phase"], r["level"], r["filter"], r["clients"]) for r in runs if r["server"] == "sora"}
     )
@@ -873,6 +956,10 @@ def floor_ratios(runs: list[dict]) -> list[dict]:
             floor = max(floors) if what == "qps" else min(floors)  # the best echo
             row[f"floor_{what}"] = floor
             row[f"{what}_vs_floor"] = row[what] / floor
+            one = [f for e in singles if (f := _median(runs, unfiltered, e, what)) is not None]
+            if what == "qps" and one:  # several sora processes against one echo process
+                row["floor_qps_1p"] = max(one)
+                row["qps_vs_1p_floor"] = row[what] / max(one)
         row["refused"] = sum(
             r["errors"].get("RESOURCE_EXHAUSTED", 0)
             for r in runs
@@ -959,6 +1046,14 @@ def report(results: list[dict]) -> None:
             ("qps", "QPS", "{:.0f}"),
             ("floor_qps", "floor QPS", "{:.0f}"),
             ("qps_vs_floor", "QPS/floor", "{:.2f}"),
+            *(
+                [
+                    ("floor_qps_1p", "1-proc floor", "{:.0f}"),
+                    ("qps_vs_1p_floor", "QPS/1-proc", "{:.2f}"),
+                ]
+                if any("floor_qps_1p" in r for res in results for r in res["ratios"])
+                else []
+            ),
             ("p50_ms", "p50 ms", "{:.2f}"),
             ("p50_ms_vs_floor", "p50/floor", "{:.1f}"),
             ("p99_ms", "p99 ms", "{:.2f}"),
@@ -1062,6 +1157,9 @@ def main(argv: list[str] | None = None) -> int:
         "--api-workers", type=int, default=None, help="server threads (default: settings')"
     )
     ap.add_argument("--api-cap", type=int, default=None, help="max_concurrent_rpcs (settings')")
+    ap.add_argument("--api-processes", type=int, default=1,
+                    help="server processes on one port (sora serve --api-processes), and as "
+                    "many echo processes; clients then get a connection each")  # fmt: skip
     ap.add_argument("--no-batch", dest="batch", action="store_false",
                     help="skip the SearchBatch runs")  # fmt: skip
     ap.add_argument("--echo", default="sync", help="echo floors to run: sync,aio (or none)")
@@ -1104,6 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration, "clients": args.clients, "levels": args.levels,
             "ingest_rate": args.ingest_rate,
             "rounds": args.rounds, "filters": args.filters, "echo": args.echo,
+            "api_processes": args.api_processes,
             "results": results,
         })  # fmt: skip
         log.info("wrote %s", args.json)
