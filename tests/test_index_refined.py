@@ -198,3 +198,42 @@ def test_ids_to_rows_by_table_or_by_search_agree_after_adds_and_compaction(fille
     D, I = both()
     assert not np.isin(I, ids[: len(ids) // 2]).any()
     assert (I[len(xq) // 2 + 1 :, 0] == ids[::97][len(xq) // 2 + 1 :]).all()
+
+
+def test_a_read_index_maps_its_vectors_and_searches_mapped_and_added_rows_together(
+    filled, tmp_path
+):
+    """read() maps the kept vectors from the file (shared pages, nothing copied); rows
+    added after it are owned; a search re-ranks both exactly, held vectors come from
+    either, a save writes both, and a compaction makes every row owned."""
+    index, ids, xb = filled
+    path = tmp_path / "refined.npz"
+    path.write_bytes(fi.serialize_index(index))
+    got = fi.read_index(str(path))
+    assert isinstance(got._base, np.memmap) and got.mapped_rows == len(ids)
+    assert not isinstance(got._vectors, np.memmap)  # room for what comes later: owned
+    later = clustered_unit_vectors(600, D_, n_clusters=20, spread=1.5, seed=1, sample_seed=9)
+    later_ids = np.arange(ids[-1] + 1, ids[-1] + 1 + len(later), dtype=np.int64)
+    fi.add(got, later_ids, later)
+    all_ids, all_xb = np.concatenate([ids, later_ids]), np.concatenate([xb, later])
+    xq = np.concatenate([xb[::200], later[::40]])
+    D, I = fi.search(got, xq, 10)
+    D_exact, I_exact = exact(xq, all_ids, all_xb, 10)
+    assert (I[:, 0] == I_exact[:, 0]).all()  # every query finds itself, mapped or owned
+    rows = {int(i): r for r, i in enumerate(all_ids)}
+    for q in range(len(xq)):  # exact scores, best first, from whichever array holds the row
+        want = np.array([all_xb[rows[int(i)]] @ xq[q] for i in I[q]], np.float32)
+        np.testing.assert_allclose(D[q], want, rtol=1e-5, atol=1e-6)
+        assert (np.diff(D[q]) <= 0).all()
+    both = np.array([ids[5], later_ids[7], ids[-1], later_ids[0]])
+    np.testing.assert_array_equal(got.vectors(both), all_xb[[rows[int(i)] for i in both]])
+    path2 = tmp_path / "again.npz"
+    path2.write_bytes(fi.serialize_index(got))
+    again = fi.read_index(str(path2))
+    assert again.mapped_rows == len(all_ids)
+    np.testing.assert_array_equal(fi.search(again, xq, 10)[1], I)
+    fi.remove(got, ids[: len(ids) // 2])  # past the dead share: compacted, all owned
+    assert got.mapped_rows == 0 and len(got._ids) == len(all_ids) - len(ids) // 2
+    D2, I2 = fi.search(got, xq, 10)
+    assert not np.isin(I2, ids[: len(ids) // 2]).any()
+    np.testing.assert_array_equal(I2[len(xq) // 2 + 1 :, 0], I[len(xq) // 2 + 1 :, 0])
