@@ -213,3 +213,42 @@ def test_only_the_snapshot_writer_process_writes_snapshots(db, tmp_path):
         keeper.stop(save=True)  # a stop saves what changed: the writer's job alone
         written[writer] = sorted(p.name for p in folder.glob("*")) if folder.exists() else []
     assert written[False] == [] and any(n.endswith(".manifest.json") for n in written[True])
+
+
+def test_a_signalled_delete_that_cannot_be_caught_up_does_not_fail_searches(
+    db, tmp_path, monkeypatch
+):
+    """Another process's delete is caught up before a search; with SQL unreadable the
+    search is still answered (from what is loaded), and the catch-up is tried again only
+    after the sync interval, then succeeds."""
+    import services.api.index_keeper as index_keeper
+    from services.api.index_keeper import IndexKeeper
+    from tests.test_api_harness import MODEL
+
+    add_video(db, unit(np.random.default_rng(43).normal(size=(2, DIM))))
+    signal_file = ChangeSignal(tmp_path / "changes.bin")
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, interval_s=30,
+                         changes=signal_file, save_snapshots=False)  # fmt: skip
+    keeper.sync_once()
+    now = [1000.0]
+    monkeypatch.setattr(index_keeper.time, "monotonic", lambda: now[0])
+    attempts: list[float] = []
+    real_catch_up = keeper.catch_up
+
+    def catch_up() -> None:
+        attempts.append(now[0])
+        if len(attempts) == 1:
+            raise RuntimeError("database is down")
+        real_catch_up()
+
+    monkeypatch.setattr(keeper, "catch_up", catch_up)
+    assert keeper.serving().version == MODEL and attempts == []  # nothing signalled yet
+    signal_file.bump()  # "another process deleted a video"
+    assert keeper.serving().version == MODEL and attempts == [1000.0]  # failed, served
+    now[0] += 10
+    keeper.serving()
+    assert attempts == [1000.0]  # not again within the interval
+    now[0] += 25
+    keeper.serving()
+    keeper.serving()
+    assert attempts == [1000.0, 1035.0]  # once more after it, and then caught up

@@ -77,6 +77,7 @@ class IndexKeeper:
         self.store = store
         self.changes = changes
         self._changes_seen = changes.value() if changes is not None else 0
+        self._changes_retry_at = float("-inf")
         self.save_snapshots = save_snapshots
         self.recount_idle_s = recount_idle_s  # see VectorIndex
         self.snapshot_dir = Path(snapshot_dir)
@@ -139,14 +140,29 @@ class IndexKeeper:
         """current(), with the catalogue; UNAVAILABLE before the first load."""
         self.current()  # raises before the first load
         if self.changes is not None:
-            seen = self.changes.value()
-            if seen != self._changes_seen:  # another API process deleted a video
-                self.catch_up()  # its tombstones and status are committed: sync them
-                self._changes_seen = seen
+            self._catch_up_changes()
         current = self._set  # one reference: version, indexes and catalogue agree
         if current is None:
             return Serving(None, {}, None)
         return Serving(current.model_version, dict(current.indexes), current.catalogue)
+
+    def _catch_up_changes(self) -> None:
+        """Another API process deleted a video (the change signal moved): sync its
+        committed tombstones and status before this search. If SQL cannot be read, search
+        on (a search must not fail because the database is down) and try again after
+        interval_s; the loop's own syncs also pick the delete up once SQL answers."""
+        assert self.changes is not None
+        seen = self.changes.value()
+        if seen == self._changes_seen or time.monotonic() < self._changes_retry_at:
+            return
+        try:
+            self.catch_up()
+        except Exception:  # noqa: BLE001 - serve what is loaded; the loop retries too
+            logger.warning("could not catch up a delete made by another API process; "
+                           "retrying in %.1f s", self.interval_s, exc_info=True)  # fmt: skip
+            self._changes_retry_at = time.monotonic() + self.interval_s
+            return
+        self._changes_seen = seen
 
     def forget_video(self, video_id: int) -> None:
         """A video deleted in SQL (committed): gone from every search from now on (the
