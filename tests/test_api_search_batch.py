@@ -86,14 +86,20 @@ def test_search_batch_by_vectors_equals_single_searches_with_one_index_search(
             assert all(h.video.collection == "c1" for r in batch for h in r.hits)
 
 
-def test_search_batch_by_video_ids_aligns_like_search_by_id(api: Api):
-    rng = np.random.default_rng(21)
+def _library_with_a_host(api: Api, rng) -> list[int]:
+    """12 videos, and a "host" that carries three near copies of the first one's first
+    segment in its middle (an aligned match for queries by that video)."""
     ids = _library(api, rng, n=12)
     host = unit(rng.normal(size=(6, DIM)))
     host[2:5] = unit(api.client.get_embeddings(ids[0]).segments[0].vector + 0.01 * rng.normal(
         size=(3, DIM)))  # fmt: skip
     add_video(api.store, host, title="host")
     api.sync()
+    return ids
+
+
+def test_search_batch_by_video_ids_aligns_like_search_by_id(api: Api):
+    ids = _library_with_a_host(api, np.random.default_rng(21))
     wanted = ids[:5]
     singles = [api.client.search(video_id=v, top_k=3, exclude_query_video=True) for v in wanted]
     batch = api.client.search_batch(video_ids=wanted, top_k=3, exclude_query_video=True)
@@ -449,13 +455,7 @@ def test_packed_batch_by_vectors_carries_the_same_hits_as_columns(db, tmp_path, 
 
 
 def test_packed_batch_by_video_ids_carries_aligned_hits_as_columns(api: Api):
-    rng = np.random.default_rng(24)
-    ids = _library(api, rng, n=12)
-    host = unit(rng.normal(size=(6, DIM)))
-    host[2:5] = unit(api.client.get_embeddings(ids[0]).segments[0].vector + 0.01 * rng.normal(
-        size=(3, DIM)))  # fmt: skip
-    add_video(api.store, host, title="host")
-    api.sync()
+    ids = _library_with_a_host(api, np.random.default_rng(24))
     for level in ("video", "segment"):
         opts = {"level": level, "top_k": 3, "exclude_query_video": True}
         rows = api.client.search_batch(video_ids=ids[:5], **opts)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -212,25 +213,26 @@ class SearchService:
     def _run(
         self, queries: list[Query], opts: SearchOptions, serving: Serving, call: Call | None
     ) -> list[SearchResult]:
-        index = serving.indexes.get(opts.level)
-        if index is None or serving.catalogue is None:  # nothing of this level indexed yet
-            return [SearchResult([], serving.version, 0) for _ in queries]
-        return pipeline.run(
-            queries, opts, index=index, catalogue=serving.catalogue,
-            load=lambda video_ids: self._segments(video_ids, serving),
-            version=serving.version, calibration=self._calibration(serving.version),
-            check=(call or Call()).check,
-        )  # fmt: skip
+        return self._stages(pipeline.run, lambda results: results, queries, opts, serving, call)
 
     def _run_packed(
         self, queries: list[Query], opts: SearchOptions, serving: Serving, call: Call | None
     ) -> HitColumns:
+        def as_columns(results: list[SearchResult]) -> HitColumns:
+            return packed.of_results(results, serving.version)
+
+        return self._stages(packed.run_packed, as_columns, queries, opts, serving, call)
+
+    def _stages(
+        self, run: Callable[..., Any], nothing: Callable[[list[SearchResult]], Any],
+        queries: list[Query], opts: SearchOptions, serving: Serving, call: Call | None,
+    ) -> Any:  # fmt: skip
+        """`run` (pipeline.run or packed.run_packed) over what this call serves; with
+        nothing of the level indexed yet, `nothing` of an empty result per query."""
         index = serving.indexes.get(opts.level)
         if index is None or serving.catalogue is None:  # nothing of this level indexed yet
-            return packed.of_results(
-                [SearchResult([], serving.version, 0) for _ in queries], serving.version
-            )
-        return packed.run_packed(
+            return nothing([SearchResult([], serving.version, 0) for _ in queries])
+        return run(
             queries, opts, index=index, catalogue=serving.catalogue,
             load=lambda video_ids: self._segments(video_ids, serving),
             version=serving.version, calibration=self._calibration(serving.version),
