@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     env = service_environment(args, dict(os.environ))
+    # one process unless --api-processes says otherwise (not a stray SORA_API_PROCESSES)
+    for name in ("SORA_API_PROCESSES", "SORA_API_PROCESS_INDEX"):
+        env.pop(name, None)
     settings = Settings.from_env(env)
     settings.ensure_home()
     log_path = settings.home / "worker.log"
@@ -147,8 +150,10 @@ def run(args: argparse.Namespace) -> int:
             server.stop(grace=5).wait()
         return 0
     finally:
-        for c in reversed(children):  # the API processes first (they finish their calls)
-            c.stop()
+        for c in children:  # all at once: each finishes its calls (process 0 then saves)
+            c.terminate()
+        for c in children:
+            c.wait()
 
 
 class Supervised:
@@ -177,10 +182,14 @@ class Supervised:
         print(f"sora: {self.name} restarted (pid {self.proc.pid})", flush=True)
         return True
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def terminate(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Until it exited (SIGTERM sent); killed after `timeout`."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -211,6 +211,7 @@ def test_a_read_index_maps_its_vectors_and_searches_mapped_and_added_rows_togeth
     path.write_bytes(fi.serialize_index(index))
     got = fi.read_index(str(path))
     assert isinstance(got._base, np.memmap) and got.mapped_rows == len(ids)
+    assert got._base.ctypes.data % 64 == 0  # faiss reads it as float*: aligned data
     assert not isinstance(got._vectors, np.memmap)  # room for what comes later: owned
     later = clustered_unit_vectors(600, D_, n_clusters=20, spread=1.5, seed=1, sample_seed=9)
     later_ids = np.arange(ids[-1] + 1, ids[-1] + 1 + len(later), dtype=np.int64)
@@ -225,6 +226,11 @@ def test_a_read_index_maps_its_vectors_and_searches_mapped_and_added_rows_togeth
         want = np.array([all_xb[rows[int(i)]] @ xq[q] for i in I[q]], np.float32)
         np.testing.assert_allclose(D[q], want, rtol=1e-5, atol=1e-6)
         assert (np.diff(D[q]) <= 0).all()
+    # k past what the codes hold for a query: padded candidate lists in both arrays
+    D_all, I_all = fi.search(got, xq[:5], 1700)  # base_k 6800 > 6600 rows
+    D_ex, I_ex = exact(xq[:5], all_ids, all_xb, 1700)
+    np.testing.assert_allclose(D_all, D_ex, rtol=1e-5, atol=1e-5)
+    assert (np.diff(D_all, axis=1) <= 1e-6).all() and (I_all >= 0).all()
     both = np.array([ids[5], later_ids[7], ids[-1], later_ids[0]])
     np.testing.assert_array_equal(got.vectors(both), all_xb[[rows[int(i)] for i in both]])
     path2 = tmp_path / "again.npz"
@@ -237,3 +243,17 @@ def test_a_read_index_maps_its_vectors_and_searches_mapped_and_added_rows_togeth
     D2, I2 = fi.search(got, xq, 10)
     assert not np.isin(I2, ids[: len(ids) // 2]).any()
     np.testing.assert_array_equal(I2[len(xq) // 2 + 1 :, 0], I[len(xq) // 2 + 1 :, 0])
+
+
+def test_an_npz_written_by_np_savez_is_still_read(filled, tmp_path):
+    """Snapshots of the previous format (np.savez: the vectors unaligned in the file)
+    load, copied where mapping would give unaligned data, and search the same."""
+    index, ids, xb = filled
+    ids_live, vectors = index.live()
+    path = tmp_path / "old.npz"
+    np.savez(path, faiss=faiss.serialize_index(index.base), ids=ids_live, vectors=vectors,
+             k_factor=np.int64(index.k_factor))  # fmt: skip
+    old = fi.read_index(str(path))
+    assert old._base.ctypes.data % 4 == 0
+    for a, b in zip(fi.search(index, xb[:30], 10), fi.search(old, xb[:30], 10), strict=True):
+        np.testing.assert_array_equal(a, b)

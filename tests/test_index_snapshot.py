@@ -249,3 +249,32 @@ def test_rows_deleted_after_the_snapshot_do_not_force_a_rebuild(built):
     vi, report = reopen(src, folder)
     assert report.loaded_from_snapshot and report.removed == 20
     assert vi.ntotal == 980
+
+
+def test_a_snapshot_replaced_while_being_read_is_read_again_not_rebuilt(built, monkeypatch):
+    """Another process (the snapshot writer of `sora serve --api-processes`) replaces the
+    snapshot while this one reads it: the old file is unlinked under the reader, which
+    then reads the new snapshot instead of rebuilding from SQL."""
+    from services.index import faiss_index as fi
+
+    src, ids, xb, folder = built
+    more = clustered_unit_vectors(10, D_, n_clusters=10, seed=3, sample_seed=4)
+    more_ids = src.add(LEVEL, VERSION, more)
+    writer = VectorIndex(LEVEL, VERSION, D_, folder, src)
+    writer.load_or_build()  # loads the first snapshot, catches up the 10
+    read = fi.read_index
+    replaced = []
+
+    def read_while_replaced(path: str):
+        if not replaced:  # the writer saves a new snapshot: the file being read is gone
+            replaced.append(path)
+            writer.save_snapshot()
+            return read(path)  # FileNotFoundError -> unreadable, as in the race
+        return read(path)
+
+    monkeypatch.setattr(fi, "read_index", read_while_replaced)
+    rows = src.rows_read
+    vi, report = reopen(src, folder)
+    assert replaced and report.loaded_from_snapshot and report.rebuilt_reason is None
+    assert src.rows_read == rows  # nothing read from the store: the new snapshot has all
+    assert_serves(vi, src, np.concatenate([ids, more_ids]), np.concatenate([xb, more]))

@@ -7,9 +7,12 @@ at once, where their own index keepers would see it only at their next sync.
                              tombstones and DELETED status the delete committed) first
 
 So a search that starts after DeleteVideo returned, in any process, does not return the
-video. One 8-byte file under $SORA_HOME, mapped by each process: reading it is one
-unpack, nothing per search reaches SQL unless a delete happened. Increments take an
-flock (two deletes at once lose neither). Across hosts there is no such signal: a replica
+video (while SQL answers: a catch-up that cannot read it leaves the search to what is
+loaded, and is tried again after the sync interval; index_keeper.py).
+
+One 8-byte file under $SORA_HOME, mapped by each process: reading it is one unpack,
+nothing per search reaches SQL unless a delete happened. Increments take an flock (two
+deletes at once lose neither). Across hosts there is no such signal: a replica
 on another host drops a deleted video at its next sync ($SORA_INDEX_SYNC_INTERVAL).
 """
 

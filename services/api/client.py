@@ -582,7 +582,11 @@ class SoraClient:
         Query i's hits are entries offsets[i]:offsets[i + 1] of each per-hit column, e.g.
         np.asarray(packed.video_ids)[packed.offsets[i]:packed.offsets[i + 1]]."""
         request = _batch_request(video_ids, vectors, options, packed=True)
-        return self._unary(self.stub.SearchBatch, request, timeout).packed
+        response = self._unary(self.stub.SearchBatch, request, timeout)
+        if not response.HasField("packed"):  # a server that predates `packed` ignores it
+            raise RuntimeError("the server answered SearchBatch without packed hits: it is "
+                               "older than this client; use search_batch")  # fmt: skip
+        return response.packed
 
     def search_by_clip(
         self, path: str | os.PathLike, *, timeout: Any = _Unset, **options: Any

@@ -22,7 +22,9 @@ sync that began after it asked), so a video is searchable as soon as its job SUC
 
 Several API processes on one host (`sora serve --api-processes N`) each keep their own;
 a delete through one is signalled to the others (change_signal.py), whose next search
-catches up first, so no process returns a video once DeleteVideo has returned.
+catches up first, so no process returns a video once DeleteVideo has returned (while SQL
+answers: a search whose catch-up cannot read it is served from what is loaded, and the
+catch-up is tried again after interval_s).
 
 A failing sync (database down) is logged once, retried each interval, and leaves the last
 loaded index serving; before the first success `ready` stays False.
@@ -172,13 +174,15 @@ class IndexKeeper:
             current = self._set
             if current is not None and current.catalogue is not None:
                 current.catalogue.remove_video(video_id)
-        if current is not None and current.catalogue is not None:
-            for level, index in current.indexes.items():
-                ids = current.catalogue.vector_ids_of(level, video_id)
-                if index.remove(ids):
-                    self._dirty = True
-        if self.changes is not None:
-            self.changes.bump()  # the other API processes catch up before their next search
+        try:
+            if current is not None and current.catalogue is not None:
+                for level, index in current.indexes.items():
+                    ids = current.catalogue.vector_ids_of(level, video_id)
+                    if index.remove(ids):
+                        self._dirty = True
+        finally:
+            if self.changes is not None:  # the other API processes catch up before their
+                self.changes.bump()  # next search, whatever happened to this one's index
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:
@@ -247,7 +251,8 @@ class IndexKeeper:
                 statuses = current.sync(save=False, count=False)
                 if any(s.added or s.removed for s in statuses):
                     self._dirty = True
-            self._save(force=False, periodic=True)
+            if after is None:  # the loop's sync; a catch-up in a search's thread never
+                self._save(force=False, periodic=True)  # writes a snapshot (seconds at 10^6)
             self._synced_from = started
             self.syncs += 1
         if not self._ready.is_set():

@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from .id_positions import IdPositions, positions_for
-from .npz_map import map_member
+from .npz_map import map_member, write_npz
 
 K_FACTORS = (4, 8, 16, 32)  # candidates re-ranked per result wanted: the build tunes nprobe
 # at each and keeps the fastest pair that reaches the target (faiss_index.tune)
@@ -203,12 +203,17 @@ class RefinedIndex:
 
     # ------------------------------------------------------------------ files
     def to_bytes(self) -> memoryview:
-        """One file (npz): the base's faiss serialisation, the live rows, k_factor (a view
-        of the buffer: no second copy of the 1 GB of vectors at 10^6)."""
-        ids, vectors = self.live()
+        """One file (npz): the base's faiss serialisation, the live rows' ids and vectors,
+        k_factor (a view of the buffer). The vectors are written from the mapped and the
+        owned rows in turn (no concatenated copy), on a 64-byte boundary (npz_map), so
+        that read() can map them."""
+        n, nb = len(self._ids), len(self._base)
+        parts = [self._base, self._vectors[: n - nb]]
+        if self._dead:
+            parts = [parts[0][self._live[:nb]], parts[1][self._live[nb:]]]
         buf = io.BytesIO()
-        np.savez(buf, faiss=faiss.serialize_index(self.base), ids=ids, vectors=vectors,
-                 k_factor=np.int64(self.k_factor))  # fmt: skip
+        write_npz(buf, {"faiss": faiss.serialize_index(self.base), "ids": self._ids[self._live],
+                        "k_factor": np.int64(self.k_factor)}, "vectors", parts)  # fmt: skip
         return buf.getbuffer()
 
     @classmethod

@@ -204,7 +204,31 @@ def save(
 def load(
     snapshot_dir: Path | str, level: str, model_version: str, dim: int
 ) -> tuple[faiss.Index, Manifest]:
-    """Read and verify a snapshot; raises SnapshotError saying why it cannot be served."""
+    """Read and verify a snapshot; raises SnapshotError saying why it cannot be served.
+    Read again once if the manifest changed meanwhile: another process (the snapshot
+    writer of `sora serve --api-processes`) replaced the snapshot, unlinking the file
+    being read, which would otherwise cost a rebuild from SQL."""
+    path = manifest_path(Path(snapshot_dir), level, model_version)
+    before = _text_or_none(path)
+    try:
+        return _load_once(snapshot_dir, level, model_version, dim)
+    except SnapshotError:
+        if before is None or _text_or_none(path) in (before, None):
+            raise
+        log.info("snapshot %s was replaced while being read: reading the new one", path.name)
+        return _load_once(snapshot_dir, level, model_version, dim)
+
+
+def _text_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _load_once(
+    snapshot_dir: Path | str, level: str, model_version: str, dim: int
+) -> tuple[faiss.Index, Manifest]:
     folder = Path(snapshot_dir)
     path = manifest_path(folder, level, model_version)
     if not path.exists():
@@ -234,7 +258,7 @@ def load(
         raise SnapshotError(f"sha256 of {index_path} is {digest}, manifest says {manifest.sha256}")
     try:
         index = fi.read_index(str(index_path))
-    except RuntimeError as e:
+    except (RuntimeError, OSError) as e:  # OSError: the file went (replaced meanwhile)
         raise SnapshotError(f"faiss cannot read {index_path}: {e}") from e
     if index.d != dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise SnapshotError(f"index has d={index.d}, metric={index.metric_type}; want {dim}, IP")

@@ -173,8 +173,10 @@ def run_packed(
     threshold = None
     if calibration is not None and calibration.dim == index.dim:
         reference = calibration.reference(X, "segment" if segment_level else "video")  # (n,)
-        copy_scores = (scores - reference[rows]).astype(np.float32)
-        is_copy = np.asarray(calibration.is_copy(copy_scores), dtype=bool)
+        # in float64, as annotate_copies subtracts (Python floats): the same verdicts
+        copy64 = scores.astype(np.float64) - reference.astype(np.float64)[rows]
+        copy_scores = copy64.astype(np.float32)
+        is_copy = np.asarray(calibration.is_copy(copy64), dtype=bool)
         threshold = calibration.threshold
     fast = HitColumns(
         offsets=np.concatenate([[0], np.cumsum(take.sum(axis=1))]).astype(np.int64),
