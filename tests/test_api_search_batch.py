@@ -436,7 +436,8 @@ def test_packed_batch_by_vectors_carries_the_same_hits_as_columns(db, tmp_path, 
         xq[3] = unit(a.client.get_embeddings(ids[4]).video_vector + 0.01 * rng.normal(size=DIM))
         xq[5] = unit(np.asarray(a.client.get_embeddings(x_id).video_vector))  # finds X first
         for filters in ({}, {"collection": "c1"}, {"tags": ["even"]}, {"min_score": 0.1},
-                        {"collection": "c2", "top_k": 200}, {"external_ids": ["X"], "top_k": 1}):  # fmt: skip
+                        {"collection": "c2", "top_k": 200},
+                        {"external_ids": ["X"], "top_k": 1}):  # fmt: skip
             opts = {"level": level, "top_k": 4, **filters}
             rows = a.client.search_batch(vectors=xq, **opts)
             calls = _count_searches(a, level, monkeypatch)
