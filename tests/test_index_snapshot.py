@@ -278,3 +278,37 @@ def test_a_snapshot_replaced_while_being_read_is_read_again_not_rebuilt(built, m
     assert replaced and report.loaded_from_snapshot and report.rebuilt_reason is None
     assert src.rows_read == rows  # nothing read from the store: the new snapshot has all
     assert_serves(vi, src, np.concatenate([ids, more_ids]), np.concatenate([xb, more]))
+
+
+def test_a_fast_scan_snapshot_whose_vectors_were_copied_is_rewritten_to_be_mapped(tmp_path):
+    """A snapshot of the older layout (vectors not aligned in the file, so copied rather
+    than mapped) is written again by the next load, in the layout that maps."""
+    import services.index.faiss_index as fi
+    import services.index.refined as refined
+
+    src = MemoryVectorSource(D_)
+    xb = clustered_unit_vectors(3_000, D_, n_clusters=10, seed=5)
+    ids = src.add(LEVEL, VERSION, xb)
+    VectorIndex(LEVEL, VERSION, D_, tmp_path, src, exact_threshold=1_000).load_or_build()
+    first, _ = snapshot.load(tmp_path, LEVEL, VERSION, D_)
+    assert isinstance(first, refined.RefinedIndex) and first.mapped_rows == len(ids)
+    assert not fi.unmapped_snapshot(first)
+    ids_live, vectors = first.live()  # the older layout: np.savez, 1 byte off alignment
+    old = tmp_path / "old.npz"
+    np.savez(old, faiss=fi.faiss.serialize_index(first.base), ids=ids_live,
+             vectors=np.array(vectors), k_factor=np.int64(first.k_factor))  # fmt: skip
+    m = json.loads(manifest_file(tmp_path).read_text())
+    index_file(tmp_path).unlink()
+    old.rename(tmp_path / m["index_file"])
+    m["sha256"] = snapshot.sha256_file(tmp_path / m["index_file"])
+    manifest_file(tmp_path).write_text(json.dumps(m))
+    copied, _ = snapshot.load(tmp_path, LEVEL, VERSION, D_)
+    if copied.mapped_rows:  # np.savez's layout happened to align: nothing to show
+        pytest.skip("this faiss blob length left np.savez's vectors aligned")
+    assert fi.unmapped_snapshot(copied)
+    vi = VectorIndex(LEVEL, VERSION, D_, tmp_path, src, exact_threshold=1_000)
+    report = vi.load_or_build()  # loads it (copied), then writes it again
+    assert report.loaded_from_snapshot and report.rebuilt_reason is None
+    again, _ = snapshot.load(tmp_path, LEVEL, VERSION, D_)
+    assert again.mapped_rows == len(ids) and again._base.ctypes.data % 64 == 0
+    assert_serves(vi, src, ids, xb)

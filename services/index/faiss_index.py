@@ -151,6 +151,12 @@ def keeps_vectors(index: faiss.Index) -> bool:
     )
 
 
+def unmapped_snapshot(index: faiss.Index) -> bool:
+    """A fast-scan index read from a snapshot whose kept vectors could not be mapped (an
+    older layout): rewriting the snapshot lets the next loads map and share them."""
+    return isinstance(index, RefinedIndex) and index.ntotal > 0 and index.mapped_rows == 0
+
+
 def held_vectors(index: faiss.Index, ids: np.ndarray) -> np.ndarray | None:
     """The full vectors of `ids` kept by `index` (a RefinedIndex, or an exact IDMap2), or
     None when it keeps only codes (IVF) or lacks one of the ids."""

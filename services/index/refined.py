@@ -191,8 +191,10 @@ class RefinedIndex:
 
     @property
     def mapped_rows(self) -> int:
-        """Rows read from a snapshot's mapping (shared with other processes), not owned."""
-        return len(self._base)
+        """Rows read from a snapshot's mapping (shared with other processes), not owned;
+        0 also for a snapshot whose vectors could not be mapped (unaligned: written by
+        np.savez before this layout) and were copied."""
+        return len(self._base) if isinstance(self._base, np.memmap) else 0
 
     def _compact(self) -> None:
         ids, vectors = self.live()  # copies (some rows are dead)

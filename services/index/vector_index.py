@@ -257,7 +257,9 @@ class VectorIndex:
                 state, built_rows, added, removed = self._build_aligned()
                 rows += built_rows
             self._publish(state)
-            if not loaded and self.writes_snapshots:
+            # a build is saved; so is a loaded snapshot of the older layout, whose vectors
+            # were copied rather than mapped (the writer's next loads then map them)
+            if self.writes_snapshots and (not loaded or fi.unmapped_snapshot(state.index)):
                 self.save_snapshot()
             self.last_load = LoadReport(
                 loaded, reason, rows, added, removed, time.perf_counter() - t0
