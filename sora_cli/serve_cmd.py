@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         from services.jobs import declare_queue, make_celery
 
         declare_queue(make_celery(settings))  # before two processes race to create it
-        children.append(Supervised("worker", start_worker, f"see {log_path}"))
+        children.append(Supervised("worker", start_worker, str(log_path)))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -160,11 +160,12 @@ class Supervised:
     """A child process, restarted when it dies (a killed worker's job is re-sent by the
     reconciler; an API process loads its index again), unless it keeps dying at once."""
 
-    def __init__(self, name: str, start: Callable[[], subprocess.Popen], where: str = "") -> None:
-        self.name, self.start, self.where = name, start, where
+    def __init__(self, name: str, start: Callable[[], subprocess.Popen], log: str = "") -> None:
+        """log: where its output goes, when not to this process's."""
+        self.name, self.start, self.log = name, start, log
         self.proc = start()
         self.restarts: list[float] = []
-        print(f"sora: {name} started (pid {self.proc.pid}){', log: ' + where if where else ''}",
+        print(f"sora: {name} started (pid {self.proc.pid}){', log in ' + log if log else ''}",
               flush=True)  # fmt: skip
 
     def alive_or_restarted(self) -> bool:
@@ -173,7 +174,8 @@ class Supervised:
             return True
         now = time.monotonic()
         self.restarts = [t for t in self.restarts if now - t < 60] + [now]
-        print(f"sora: the {self.name} exited ({self.proc.returncode}); {self.where}",
+        print(f"sora: the {self.name} exited ({self.proc.returncode})"
+              f"{'; see ' + self.log if self.log else ''}",
               file=sys.stderr)  # fmt: skip
         if len(self.restarts) > 3:
             print(f"sora: the {self.name} died 4 times in a minute; stopping", file=sys.stderr)
