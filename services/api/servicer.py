@@ -166,11 +166,11 @@ class SoraIndexServicer(sora_pb2_grpc.SoraIndexServicer):
             raise InvalidArgumentError("give `vectors` or `video_ids`, not both")
         search = self.s.search
         if request.video_ids:
-            by, queries = (search.search_videos_packed if request.packed
-                           else search.search_videos), list(request.video_ids)  # fmt: skip
+            queries: list[Any] = list(request.video_ids)
+            by = search.search_videos_packed if request.packed else search.search_videos
         else:
-            by = search.search_vectors_packed if request.packed else search.search_vectors
             queries = [_vector(v) for v in request.vectors]
+            by = search.search_vectors_packed if request.packed else search.search_vectors
         answer = by(queries, options, Call.of(context))
         if request.packed:
             return pb.SearchBatchResponse(packed=cv.packed_hits_to_pb(answer))

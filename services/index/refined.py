@@ -121,7 +121,7 @@ class RefinedIndex:
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         nq, kb = len(xq), self.base_k(k)
         _, I0 = self.base.search(xq, kb)  # (nq, kb), -1 only at a row's end
-        rows = self._rows_of(I0)  # each id's row in the held vectors
+        rows = self._find(I0)[0]  # each id's row in the held vectors
         if nq and I0[:, -1].min() < 0:  # padded rows (fewer candidates than kb)
             rows[I0 < 0] = -1  # the re-rank stops at a row's first -1
         D, R = self._rerank(xq, rows, k)
@@ -151,11 +151,11 @@ class RefinedIndex:
         best = np.argsort(-D, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(D, best, 1), np.take_along_axis(R, best, 1)
 
-    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
-        """Rows of held ids (ids the base returned), same shape: a table indexed by id
-        (id_positions.py); searchsorted into 10^6 ids took a third of a batch's time."""
+    def _find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, found) of ids, same shape: a table indexed by id (id_positions.py);
+        searchsorted into 10^6 ids took a third of a batch's time."""
         self._positions = positions_for(self._positions, self._ids)
-        return self._positions.find(ids)[0]
+        return self._positions.find(ids)
 
     # ------------------------------------------------------------------ held vectors
     def vectors(self, ids: np.ndarray) -> np.ndarray:
@@ -163,8 +163,7 @@ class RefinedIndex:
         ids = np.asarray(ids, dtype=np.int64)
         if len(self._ids) == 0:
             raise KeyError(f"ids not held: {ids[:5].tolist()}")
-        self._positions = positions_for(self._positions, self._ids)
-        pos, ok = self._positions.find(ids)
+        pos, ok = self._find(ids)
         if not ok.all() or not self._live[pos].all():
             raise KeyError(f"ids not held: {ids[~ok][:5].tolist()}")
         nb = len(self._base)

@@ -54,11 +54,10 @@ class HitColumns:
     model_version: str | None
     copy_threshold: float | None
 
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
 
-    def hits_of(self, query: int) -> slice:
-        return slice(int(self.offsets[query]), int(self.offsets[query + 1]))
+# the per-hit columns (copy_scores and is_copy may be None: no calibration)
+PER_HIT = ("video_ids", "segment_ids", "scores", "target_start_s", "target_end_s", "aligned",
+           "copy_scores", "is_copy")  # fmt: skip
 
 
 def of_results(results: Sequence[SearchResult], version: str | None) -> HitColumns:
@@ -91,17 +90,15 @@ def join(parts: Sequence[HitColumns]) -> HitColumns:
         cols = [getattr(p, name) for p in parts]
         return None if any(c is None for c in cols) else np.concatenate(cols)
 
-    return HitColumns(
-        offsets=np.concatenate([[0]] + [p.offsets[1:] + b for p, b in zip(parts, base,
-                                                                           strict=True)]),
-        video_ids=col("video_ids"), segment_ids=col("segment_ids"), scores=col("scores"),
-        target_start_s=col("target_start_s"), target_end_s=col("target_end_s"),
-        aligned=col("aligned"), copy_scores=col("copy_scores"), is_copy=col("is_copy"),
+    offsets = [p.offsets[1:] + b for p, b in zip(parts, base, strict=True)]
+    return dataclasses.replace(
+        parts[0],
+        offsets=np.concatenate([[0], *offsets]).astype(np.int64),
         candidates=np.concatenate([p.candidates for p in parts]),
-        model_version=parts[0].model_version,
         copy_threshold=next((p.copy_threshold for p in parts if p.copy_threshold is not None),
                             None),
-    )  # type: ignore[arg-type]  # fmt: skip
+        **{name: col(name) for name in PER_HIT},
+    )  # fmt: skip
 
 
 def select(cols: HitColumns, queries: np.ndarray) -> HitColumns:
@@ -111,19 +108,13 @@ def select(cols: HitColumns, queries: np.ndarray) -> HitColumns:
         [np.arange(cols.offsets[q], cols.offsets[q + 1]) for q in queries.tolist()]
         or [np.zeros(0, np.int64)]
     ).astype(np.int64)
-
-    def col(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else a[take]
-
-    return HitColumns(
+    picked = {name: None if (a := getattr(cols, name)) is None else a[take] for name in PER_HIT}
+    return dataclasses.replace(
+        cols,
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        video_ids=col(cols.video_ids), segment_ids=col(cols.segment_ids),
-        scores=col(cols.scores), target_start_s=col(cols.target_start_s),
-        target_end_s=col(cols.target_end_s), aligned=col(cols.aligned),
-        copy_scores=col(cols.copy_scores), is_copy=col(cols.is_copy),
-        candidates=cols.candidates[queries], model_version=cols.model_version,
-        copy_threshold=cols.copy_threshold,
-    )  # type: ignore[arg-type]  # fmt: skip
+        candidates=cols.candidates[queries],
+        **picked,
+    )
 
 
 def run_packed(
