@@ -4,6 +4,8 @@ idle and while an ingest writes new videos, in one run.
     xb  clustered unit vectors (bench_index.make_vectors), 10 segments per video; a video's
         vector is the normalised mean of its segments
         --bulk INSERT--> SQLite (temp)   ids 1..n, model_version fixed, videos READY
+                         or PostgreSQL (--database postgresql: loaded once into a cache
+                         database, cloned per run by CREATE DATABASE ... TEMPLATE)
     server process   create_server(127.0.0.1:0): the index keeper builds the FAISS index
                      from SQL; health SERVING when loaded; it syncs with SQL every second
     this process     grpc.aio, N concurrent tasks on one channel, Search(vector, top_k=10)
@@ -37,7 +39,7 @@ p50 <= 2x and p99 <= 4x its latency; recall@10 >= 0.95; under ingest >= 0.8 of i
 
     python bench/bench_search.py [--sizes 100000,1000000] [--quick] [--duration 10]
         [--rounds 2] [--echo sync,aio] [--filters none,collection] [--phases idle,ingest]
-        [--json OUT]
+        [--database sqlite|postgresql] [--json OUT]
 """
 
 # ruff: noqa: E741  (I: faiss's name for the id matrix)
@@ -46,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -57,7 +60,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +71,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import pg_scratch  # noqa: E402
 from bench._common import machine_info, print_table, write_json  # noqa: E402
 from bench.bench_index import add_data_options, data_options, make_vectors  # noqa: E402
 from services.api.client import SoraClient  # noqa: E402
@@ -749,22 +753,35 @@ def stage_breakdown(run: dict) -> dict:
 
 
 def cached_library(n: int, args: Any, data: dict) -> Path:
-    """A folder holding sora.db (the library in SQL) and index/ (its snapshots), built once
-    per (n, dim, data) under --cache and copied for each run (a run's ingest adds rows)."""
+    """A folder holding the library in SQL (sora.db, or the name of a PostgreSQL cache
+    database in `database`) and index/ (its snapshots), built once per (n, dim, data,
+    backend) under --cache and copied for each run (a run's ingest adds rows)."""
     key = hashlib.sha256(repr((n, args.dim, sorted(data.items()), COLLECTIONS)).encode())
-    folder = Path(args.cache) / f"n{n}-d{args.dim}-{key.hexdigest()[:8]}"
+    suffix = "" if args.database == "sqlite" else "-pg"  # SQLite keeps its older folders
+    folder = Path(args.cache) / f"n{n}-d{args.dim}-{key.hexdigest()[:8]}{suffix}"
     if (folder / "ready").exists():
-        return folder
+        if args.database == "sqlite" or pg_scratch.exists(
+            args.postgres_url, (folder / "database").read_text().strip()
+        ):
+            return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     xb, xv = make_library(n, args.dim, data)
     t = time.perf_counter()
-    load_sql(f"sqlite:///{folder / 'sora.db'}", xb, xv)
+    if args.database == "sqlite":
+        url = f"sqlite:///{folder / 'sora.db'}"
+        load_sql(url, xb, xv)
+    else:
+        name = f"sora_bench_{n}_{key.hexdigest()[:8]}"
+        url = pg_scratch.create(args.postgres_url, name)
+        load_sql(url, xb, xv)
+        pg_scratch.advance_sequences(url, ("videos", "segments", "video_embeddings"))
+        (folder / "database").write_text(name + "\n")
     log.info(
         "n=%d: %d videos, %d segments into SQL in %.1fs", n, len(xv), n, time.perf_counter() - t
     )
     t = time.perf_counter()
-    server = ServerProcess(f"sqlite:///{folder / 'sora.db'}", folder)  # builds the snapshots
+    server = ServerProcess(url, folder)  # builds the snapshots
     try:
         SoraClient(server.address).wait_until_serving(timeout=args.ready_timeout)
     finally:
@@ -774,16 +791,33 @@ def cached_library(n: int, args: Any, data: dict) -> Path:
     return folder
 
 
-def bench_size(n: int, args: Any, data: dict, home: Path) -> dict:
-    dim = args.dim
+@contextlib.contextmanager
+def run_library(n: int, args: Any, data: dict, home: Path) -> Iterator[tuple[str, float]]:
+    """The cached library copied for one run -> (its database URL, seconds to copy): a
+    copy of sora.db, or a PostgreSQL clone of the cache database (dropped afterwards);
+    the index snapshots copied into `home`."""
     cache = cached_library(n, args, data)
     t = time.perf_counter()
-    shutil.copy(cache / "sora.db", home / "sora.db")
     shutil.copytree(cache / "index", home / "index")
-    load_s = time.perf_counter() - t
+    if args.database == "sqlite":
+        shutil.copy(cache / "sora.db", home / "sora.db")
+        yield f"sqlite:///{home / 'sora.db'}", time.perf_counter() - t
+        return
+    name = f"sora_bench_run_{os.getpid()}"
+    url = pg_scratch.create(
+        args.postgres_url, name, template=(cache / "database").read_text().strip()
+    )
+    try:
+        yield url, time.perf_counter() - t
+    finally:
+        pg_scratch.drop(args.postgres_url, name)
+
+
+def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: float) -> dict:
+    """Every setting at n vectors against the library at `url` (snapshots under `home`)."""
+    dim = args.dim
     xb, xv = make_library(n, dim, data)
     queries = make_queries(args.queries, dim, data)
-    url = f"sqlite:///{home / 'sora.db'}"
 
     t = time.perf_counter()
     truth = {
@@ -804,7 +838,8 @@ def bench_size(n: int, args: Any, data: dict, home: Path) -> dict:
         ),
         args.api_processes,
     )
-    result: dict[str, Any] = {"n": n, "videos": n // PER_VIDEO, "dim": dim, "sql_load_s": load_s}
+    result: dict[str, Any] = {"n": n, "videos": n // PER_VIDEO, "dim": dim,
+                              "database": args.database, "sql_load_s": load_s}  # fmt: skip
     result["loadavg_1m_at_start"] = round(os.getloadavg()[0], 2)
     echoes: dict[str, ServerProcess] = {}
     try:
@@ -1013,6 +1048,9 @@ def targets(result: dict) -> dict:
 
 
 def report(results: list[dict]) -> None:
+    for r in results:
+        print(f"\nn={r['n']}: SQL store {r['database']}, copied for the run in "
+              f"{r['sql_load_s']:.1f}s")  # fmt: skip
     print("\nevery measurement, in the order run (servers interleaved within a setting):")
     print_table(
         [r for res in results for r in res["runs"]],
@@ -1168,6 +1206,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phases", default="idle,ingest", help="idle,ingest")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_search"),
                     help="where the synthetic libraries and their indexes are kept")  # fmt: skip
+    ap.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the library's SQL store (PostgreSQL: a scratch database per run)",
+    )
+    ap.add_argument(
+        "--postgres-url",
+        default=pg_scratch.DEFAULT_URL,
+        help="any database of the PostgreSQL server (--database postgresql)",
+    )
     ap.add_argument("--dim", type=int, default=256)
     add_data_options(ap)
     ap.add_argument("--json", help="write the results here")
@@ -1187,8 +1236,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for n in args.sizes:
-        with tempfile.TemporaryDirectory(prefix="bench_search_") as home:
-            res = bench_size(n, args, data, Path(home))
+        with (
+            tempfile.TemporaryDirectory(prefix="bench_search_") as home,
+            run_library(n, args, data, Path(home)) as (url, load_s),
+        ):
+            res = bench_size(n, args, data, Path(home), url, load_s)
         for r in res["runs"]:
             r["refused"] = r["errors"].get("RESOURCE_EXHAUSTED", 0)
             r["n_errors"] = sum(r["errors"].values()) - r["refused"]
@@ -1202,7 +1254,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": args.duration, "clients": args.clients, "levels": args.levels,
             "ingest_rate": args.ingest_rate,
             "rounds": args.rounds, "filters": args.filters, "echo": args.echo,
-            "api_processes": args.api_processes,
+            "api_processes": args.api_processes, "database": args.database,
             "results": results,
         })  # fmt: skip
         log.info("wrote %s", args.json)
