@@ -14,6 +14,8 @@ idle and while an ingest writes new videos, in one run.
                      videos/s of 10 segments, as the API and a worker would
     echo process     the floor of the RPC stack: the same method and messages, a fixed
                      answer (one the project gave), no search; sync and/or aio server
+    Milvus Lite      (--milvus-python) the competitor, bench/milvus_lite.py in its own venv:
+                     the same vectors and queries, IVF_FLAT asked, idle settings only
     interleaving     per setting, the project and each echo back to back, --rounds times
                      (A B A B), so a busy host moves both; ratios use the medians
     filter           "collection": videos are in c0..c3, queries ask for c0 (a quarter)
@@ -39,7 +41,7 @@ p50 <= 2x and p99 <= 4x its latency; recall@10 >= 0.95; under ingest >= 0.8 of i
 
     python bench/bench_search.py [--sizes 100000,1000000] [--quick] [--duration 10]
         [--rounds 2] [--echo sync,aio] [--filters none,collection] [--phases idle,ingest]
-        [--database sqlite|postgresql] [--json OUT]
+        [--database sqlite|postgresql] [--milvus-python PY] [--json OUT]
 """
 
 # ruff: noqa: E741  (I: faiss's name for the id matrix)
@@ -52,6 +54,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -86,6 +89,7 @@ SEGMENT_S = 4.0
 MODEL_VERSION = "bench-search-v1"
 SEARCH_METHOD = "/sora.v1.SoraIndex/Search"
 BATCH_METHOD = "/sora.v1.SoraIndex/SearchBatch"
+MILVUS = "milvus-lite"  # the competitor's name in the runs
 ONE_PROCESS = "-1p"  # an echo server's name suffix: one process (beside --api-processes N)
 BATCH = 256  # queries per SearchBatch call (the RPC's maximum)
 LEVELS = {"segment": pb.SEARCH_LEVEL_SEGMENT, "video": pb.SEARCH_LEVEL_VIDEO}
@@ -346,6 +350,65 @@ class ServerProcess:
         if self.proc.is_alive():
             self.proc.terminate()
             self.proc.join(10)
+
+
+# ---------------------------------------------------------------------------- Milvus Lite
+
+
+class MilvusProcess:
+    """bench/milvus_lite.py run by another venv's python (--milvus-python), driven by one
+    JSON line a command (see that file): the competitor, on the same vectors."""
+
+    def __init__(self, python: str, home: Path) -> None:
+        import subprocess
+
+        self.home = home
+        self.proc = subprocess.Popen(
+            [python, str(ROOT / "bench" / "milvus_lite.py"), str(home / "milvus.db")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.versions = self._read()
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the Milvus Lite helper ended (exit {self.proc.wait()})")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"Milvus Lite: {answer['error']}")
+        return answer
+
+    def ask(self, **cmd: Any) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def array(self, name: str, x: np.ndarray) -> str:
+        """x saved where the helper reads it -> its path."""
+        path = self.home / f"milvus-{name}.npy"
+        np.save(path, np.ascontiguousarray(x, dtype=np.float32))
+        return str(path)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.ask(cmd="stop")
+            except (OSError, RuntimeError, ValueError):
+                pass
+            try:
+                self.proc.wait(60)
+            except Exception:  # noqa: BLE001 - kill below
+                self.proc.kill()
+
+
+def milvus_recall(milvus: MilvusProcess, queries: str, level: str, truth: tuple,
+                  collection: str | None) -> dict:  # fmt: skip
+    ids = np.asarray(
+        milvus.ask(cmd="search", level=level, queries=queries, k=K, collection=collection)["ids"]
+    )
+    D_exact, I_exact = truth
+    return {"level": level, "filter": "collection" if collection else "none",
+            "queries": len(ids), "recall_at_10": recall_at_k(ids, I_exact, K, D_exact)}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- echo process
@@ -829,6 +892,18 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
         ("video", "collection"): exact_truth(queries["video"], xv, filtered_rows(len(xv), 1)),
     }
     log.info("n=%d: exact ground truth in %.1fs", n, time.perf_counter() - t)
+    milvus, milvus_info, milvus_queries = None, {}, {}
+    if args.milvus_python:  # the competitor: loaded before the project's server starts
+        milvus = MilvusProcess(args.milvus_python, home)
+        milvus_info = {"versions": milvus.versions, "load": {}}
+        for lv in args.levels:
+            rows = milvus.array(lv, xb if lv == "segment" else xv)
+            milvus_info["load"][lv] = milvus.ask(
+                cmd="load", level=lv, vectors=rows, per_video=PER_VIDEO if lv == "segment" else 1
+            )
+            Path(rows).unlink()
+            milvus_queries[lv] = milvus.array(f"queries-{lv}", queries[lv])
+            log.info("n=%d: Milvus Lite %s loaded: %s", n, lv, milvus_info["load"][lv])
     del xb, xv
 
     t = time.perf_counter()
@@ -861,6 +936,13 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
         ]
         for r in result["recall"]:
             log.info("n=%d: recall@10 %s %s = %.4f", n, r["level"], r["filter"], r["recall_at_10"])
+        if milvus is not None:
+            result["milvus"] = milvus_info
+            result["milvus"]["recall"] = [
+                milvus_recall(milvus, milvus_queries[lv], lv, truth[lv, f], FILTERS[f])
+                for lv in args.levels
+                for f in args.filters
+            ]
         result["batch"] = []
         if args.batch:  # SearchBatch, idle: an absolute target (10,000 queries/s at 10^6)
             for level in args.levels:
@@ -925,6 +1007,17 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
                                     name, rnd, run["qps"], run["p50_ms"] or -1,
                                     run["p99_ms"] or -1, run["errors"] or 0,
                                 )  # fmt: skip
+                            if milvus is not None and phase == "idle":  # the competitor
+                                run = milvus.ask(cmd="measure", level=level,
+                                                 queries=milvus_queries[level], clients=clients,
+                                                 duration_s=args.duration, k=K,
+                                                 collection=FILTERS[filt])  # fmt: skip
+                                run.update(n=n, phase=phase, level=level, filter=filt,
+                                           clients=clients, server=MILVUS, round=rnd)  # fmt: skip
+                                runs.append(run)
+                                log.info("n=%d %s %s %s x%d %s r%d: %.0f qps, p50 %.2f ms",
+                                         n, phase, level, filt, clients, MILVUS, rnd,
+                                         run["qps"], run["p50_ms"] or -1)  # fmt: skip
             if ingest is not None:
                 summary = ingest.stop()
                 t = time.perf_counter()
@@ -948,6 +1041,8 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
         for e in echoes.values():
             e.stop()
         server.stop()
+        if milvus is not None:
+            milvus.stop()
     return result
 
 
@@ -973,7 +1068,7 @@ def floor_ratios(runs: list[dict]) -> list[dict]:
     """Per (phase, level, filter, clients): the project's median QPS, p50 and p99 over its
     rounds, and each as a ratio to the echo floor of the same phase, level and clients."""
     out = []
-    servers = {r["server"] for r in runs} - {"sora"}
+    servers = {r["server"] for r in runs if r["server"].startswith("echo")}
     echoes = sorted(e for e in servers if not e.endswith(ONE_PROCESS))  # as many as sora's
     singles = sorted(e for e in servers if e.endswith(ONE_PROCESS))  # one process
     keys = sorted(
@@ -995,6 +1090,10 @@ def floor_ratios(runs: list[dict]) -> list[dict]:
             if what == "qps" and one:  # several sora processes against one echo process
                 row["floor_qps_1p"] = max(one)
                 row["qps_vs_1p_floor"] = row[what] / max(one)
+        competitor = _median(runs, key, MILVUS, "qps")
+        if competitor and row["qps"] is not None:  # Milvus Lite, same setting and filter
+            row["milvus_qps"] = competitor
+            row["qps_vs_milvus"] = row["qps"] / competitor
         row["refused"] = sum(
             r["errors"].get("RESOURCE_EXHAUSTED", 0)
             for r in runs
@@ -1002,6 +1101,15 @@ def floor_ratios(runs: list[dict]) -> list[dict]:
         )
         out.append(row)
     return out
+
+
+def recall_vs_milvus(result: dict) -> float | None:
+    """The project's filtered segment-level recall@10 over Milvus Lite's (None: no Milvus)."""
+    mine = [r["recall_at_10"] for r in result["recall"]
+            if (r["level"], r["filter"]) == ("segment", "collection")]  # fmt: skip
+    theirs = [r["recall_at_10"] for r in result.get("milvus", {}).get("recall", [])
+              if (r["level"], r["filter"]) == ("segment", "collection")]  # fmt: skip
+    return mine[0] / theirs[0] if mine and theirs and theirs[0] > 0 else None
 
 
 def targets(result: dict) -> dict:
@@ -1032,6 +1140,8 @@ def targets(result: dict) -> dict:
         ),  # fmt: skip
         "refused_64_below_cap==0": check(many.get("refused"), lambda v: v == 0),
         "qps_64_filtered_vs_floor>=0.4": check(many_f.get("qps_vs_floor"), lambda v: v >= 0.4),
+        "qps_64_filtered_vs_milvus>=2": check(many_f.get("qps_vs_milvus"), lambda v: v >= 2.0),
+        "recall_filtered_vs_milvus>=1": check(recall_vs_milvus(result), lambda v: v >= 1.0),
         "p50_1_vs_floor<=2": check(one.get("p50_ms_vs_floor"), lambda v: v <= 2.0),
         "p99_1_vs_floor<=4": check(one.get("p99_ms_vs_floor"), lambda v: v <= 4.0),
         "recall_at_10>=0.95": check(
@@ -1097,14 +1207,22 @@ def report(results: list[dict]) -> None:
             ("p99_ms", "p99 ms", "{:.2f}"),
             ("p99_ms_vs_floor", "p99/floor", "{:.1f}"),
             ("refused", "refused", "{}"),
+            *(
+                [("milvus_qps", "Milvus QPS", "{:.0f}"), ("qps_vs_milvus", "QPS/Milvus", "{:.2f}")]
+                if any("milvus_qps" in r for res in results for r in res["ratios"])
+                else []
+            ),
         ],
     )
     print()
     rows = []
     for res in results:
+        theirs = {(m["level"], m["filter"]): m["recall_at_10"]
+                  for m in res.get("milvus", {}).get("recall", [])}  # fmt: skip
         for r in res["recall"]:
             ix = res["indexes"].get(r["level"], {})
-            rows.append({"n": res["n"], **r, **ix})
+            milvus = theirs.get((r["level"], r["filter"]))
+            rows.append({"n": res["n"], **r, **ix, "milvus_recall": milvus})
     print_table(
         rows,
         [
@@ -1116,8 +1234,14 @@ def report(results: list[dict]) -> None:
             ("nprobe", "nprobe", "{}"),
             ("recall_at_10_build", "recall@10 (build)", "{:.4f}"),
             ("recall_at_10", "recall@10 (served)", "{:.4f}"),
+            ("milvus_recall", "Milvus Lite recall@10", "{:.4f}"),
         ],
     )
+    for res in results:
+        if "milvus" in res:
+            print(f"n={res['n']}: Milvus Lite {res['milvus']['versions']}, IVF_FLAT asked "
+                  "(nlist and nprobe fixed by milvus-lite: see bench/milvus_lite.py); "
+                  f"load {res['milvus']['load']}")  # fmt: skip
     batches = [{"n": res["n"], **b} for res in results for b in res.get("batch", [])]
     if batches:
         print(f"\nSearchBatch, {BATCH} query vectors a call, idle, no filter:")
@@ -1217,6 +1341,9 @@ def main(argv: list[str] | None = None) -> int:
         default=pg_scratch.DEFAULT_URL,
         help="any database of the PostgreSQL server (--database postgresql)",
     )
+    ap.add_argument("--milvus-python", default=None,
+                    help="a python with milvus-lite (bench/milvus_lite.py's pins): Milvus Lite "
+                    "measured on the same vectors, idle, in the same rounds")  # fmt: skip
     ap.add_argument("--dim", type=int, default=256)
     add_data_options(ap)
     ap.add_argument("--json", help="write the results here")
