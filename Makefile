@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 CLIPS     ?= ../shared/data/clips
 TRAIN_DIR ?= runs
 
-.PHONY: setup anchors anchors-apt test chaos lint format bench demo clean proto train-default
+.PHONY: setup anchors anchors-apt test chaos lint format bench demo clean proto train-default milvus-venv
 
 setup: $(BIN)/sora
 
@@ -119,6 +119,13 @@ bench: setup
 	$(BIN)/python bench/bench_ingest.py --json bench/results/ingest.json
 	$(BIN)/python bench/bench_search.py --json bench/results/search.json
 	$(BIN)/python bench/bench_duplicates.py --json bench/results/duplicates.json
+
+# Milvus Lite, the competitor bench_search.py measures with --milvus-python: its own venv
+# (the project does not depend on pymilvus), the pins of bench/milvus_lite.py.
+MILVUS_VENV := runs/milvus-venv
+milvus-venv:
+	python3 -m venv $(MILVUS_VENV)
+	$(MILVUS_VENV)/bin/pip install -q "milvus-lite==2.5.1" "pymilvus==2.5.18" "setuptools<81" numpy
 
 # The README's first command: set up, start the embedded service, ingest sample videos
 # made with ffmpeg (or VIDEOS=dir), search by a transformed clip, show the hits.
