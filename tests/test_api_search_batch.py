@@ -86,6 +86,58 @@ def test_search_batch_by_vectors_equals_single_searches_with_one_index_search(
             assert all(h.video.collection == "c1" for r in batch for h in r.hits)
 
 
+def test_concurrent_segment_searches_answered_together_as_each_alone(api: Api, monkeypatch):
+    """Single segment-level searches that arrive while another is computed are answered in
+    one batch (services/api/coalesce.py), each with the hits it gets alone (pipeline.run,
+    as SearchBatch without packed runs it), filters included."""
+    rng = np.random.default_rng(23)
+    _library(api, rng)
+    xq = unit(rng.normal(size=(12, DIM)))
+    coalescer = api.server.services.search._coalescer
+    compute = coalescer._compute
+    for filters in ({}, {"collection": "c1"}, {"min_score": 0.2}, {"tags": ["even"]}):
+        alone = api.client.search_batch(vectors=xq, level="segment", top_k=4, **filters)
+        entered, release = threading.Event(), threading.Event()
+        first = [True]
+
+        sizes: list[int] = []
+
+        def held(key, items, first=first, entered=entered, release=release, sizes=sizes):
+            if first[0]:  # the first round waits, so that the others queue up behind it
+                first[0] = False
+                entered.set()
+                assert release.wait(30)
+            sizes.append(len(items))
+            return compute(key, items)
+
+        monkeypatch.setattr(coalescer, "_compute", held)
+        rounds = coalescer.rounds
+        got: list = [None] * len(xq)
+
+        def search(i: int, got=got, filters=filters) -> None:
+            got[i] = api.client.search(vector=xq[i], level="segment", top_k=4, **filters)
+
+        threads = [threading.Thread(target=search, args=(i,)) for i in range(len(xq))]
+        threads[0].start()
+        assert entered.wait(30)
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(coalescer._queue) < len(xq) - 1:  # every other call waits its turn
+            assert time.monotonic() < deadline, "the calls did not queue up"
+            time.sleep(0.001)
+        release.set()
+        for t in threads:
+            t.join(30)
+        # the first call's round, then ONE batch of all the others
+        assert coalescer.rounds - rounds == 2 and sizes == [1, len(xq) - 1]
+        for one, mine in zip(alone, got, strict=True):
+            assert _hits(mine) == _hits(one)
+            assert [h.score for h in mine.hits] == pytest.approx([h.score for h in one.hits],
+                                                                   abs=1e-5)  # fmt: skip
+            assert mine.candidates == one.candidates and mine.model_version == MODEL
+
+
 def _library_with_a_host(api: Api, rng) -> list[int]:
     """12 videos, and a "host" that carries three near copies of the first one's first
     segment in its middle (an aligned match for queries by that video)."""

@@ -48,6 +48,7 @@ from services.store import (
 from sora_encoder.copy_score import CopyCalibration
 
 from .call import Call
+from .coalesce import Coalescer
 from .encoder import Embedder, EncoderHolder
 from .index_keeper import IndexKeeper, Serving
 from .ingest_service import receive_file
@@ -77,6 +78,7 @@ class SearchService:
         self.clip_dir = clip_dir
         self.max_clip_bytes = max_clip_bytes
         self._calibration = calibration or (lambda version: None)
+        self._coalescer = Coalescer(self._segment_batch)
 
     # ------------------------------------------------------------------ queries
     def search_vector(
@@ -85,6 +87,12 @@ class SearchService:
         opts, serving = check_options(options), self._serving()
         index = serving.indexes.get(opts.level)
         xq = query_vector(values, index.dim if index else None, serving.version)
+        if opts.level == "segment" and index is not None and serving.catalogue is not None:
+            (call or Call()).check()
+            # with others arriving meanwhile, one batch (coalesce.py); alone, at once
+            # (a Serving is made per call: its parts say whether two calls read the same)
+            key = (opts, serving.version, id(index), id(serving.catalogue))
+            return self._coalescer.submit(key, (Query(vector=xq), serving))
         return self._run([Query(vector=xq)], opts, serving, call)[0]
 
     def search_vectors(
@@ -209,6 +217,18 @@ class SearchService:
             self.keeper.catch_up()
             serving = self.keeper.serving()
         return serving
+
+    def _segment_batch(
+        self,
+        key: tuple[SearchOptions, str | None, int, int],
+        items: Sequence[tuple[Query, Serving]],
+    ) -> list[SearchResult]:
+        """Coalesced segment-level vector searches of one options and serving: the packed
+        path's array code over them all, then hits (the same as pipeline.run's there)."""
+        opts, serving = key[0], items[0][1]
+        cols = self._run_packed([q for q, _ in items], opts, serving, None)
+        assert serving.catalogue is not None  # checked by search_vector
+        return packed.to_results(cols, serving.catalogue.video)
 
     def _run(
         self, queries: list[Query], opts: SearchOptions, serving: Serving, call: Call | None

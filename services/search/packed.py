@@ -12,6 +12,7 @@ scores; a Hit with its Video message costs more to build and send than the searc
                  included, as does a batch of sequence queries (video ids: re-ranking by
                  alignment is per hit anyway)
     of_results   SearchResults -> columns (what pipeline.run gave)
+    to_results   segment-level columns -> SearchResults (coalesced single searches)
 
 The ranking is pipeline.run's; what differs is video-level vector queries, whose hits are
 not placed on their best segment (segment_ids 0, no target range): placing costs a look
@@ -34,9 +35,9 @@ from sora_encoder.copy_score import CopyCalibration
 from . import pipeline
 from .filters import admit_videos
 from .pipeline import Index, over_fetch_for
-from .rerank import Load
+from .rerank import Info, Load
 from .retrieve import MAX_FETCH, first_k
-from .types import Query, SearchOptions, SearchResult
+from .types import Hit, Query, SearchOptions, SearchResult
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,32 @@ def of_results(results: Sequence[SearchResult], version: str | None) -> HitColum
         model_version=version,
         copy_threshold=threshold,
     )  # fmt: skip
+
+
+def to_results(cols: HitColumns, info: Info) -> list[SearchResult]:
+    """SearchResults of segment-level columns (the inverse of of_results there): a hit per
+    entry whose video `info` still knows (None: deleted since the filter passed it, as
+    pipeline.run skips it too)."""
+    verdicts = cols.copy_scores is not None and cols.is_copy is not None
+    video_ids, segment_ids = cols.video_ids.tolist(), cols.segment_ids.tolist()
+    scores, starts, ends = (cols.scores.tolist(), cols.target_start_s.tolist(),
+                            cols.target_end_s.tolist())  # fmt: skip
+    copy_scores = cols.copy_scores.tolist() if verdicts else None  # type: ignore[union-attr]
+    is_copy = cols.is_copy.tolist() if verdicts else None  # type: ignore[union-attr]
+    offsets, candidates = cols.offsets.tolist(), cols.candidates.tolist()
+    out = []
+    for q, found in enumerate(candidates):
+        hits = []
+        for j in range(offsets[q], offsets[q + 1]):
+            video = info(video_ids[j])
+            if video is None:
+                continue
+            hits.append(Hit(scores[j], video, segment_ids[j], (starts[j], ends[j]),
+                            first_stage_score=scores[j],
+                            copy_score=copy_scores[j] if copy_scores is not None else None,
+                            is_copy=is_copy[j] if is_copy is not None else None))  # fmt: skip
+        out.append(SearchResult(hits, cols.model_version, found, cols.copy_threshold))
+    return out
 
 
 def join(parts: Sequence[HitColumns]) -> HitColumns:
