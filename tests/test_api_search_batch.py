@@ -86,17 +86,19 @@ def test_search_batch_by_vectors_equals_single_searches_with_one_index_search(
             assert all(h.video.collection == "c1" for r in batch for h in r.hits)
 
 
-def test_concurrent_segment_searches_answered_together_as_each_alone(api: Api, monkeypatch):
-    """Single segment-level searches that arrive while another is computed are answered in
-    one batch (services/api/coalesce.py), each with the hits it gets alone (pipeline.run,
-    as SearchBatch without packed runs it), filters included."""
+@pytest.mark.parametrize("level", ["segment", "video"])
+def test_concurrent_searches_answered_together_as_each_alone(api: Api, monkeypatch, level):
+    """Single searches by vector that arrive while another is computed are answered in one
+    batch (services/api/coalesce.py), each with the hits it gets alone (pipeline.run, as
+    SearchBatch without packed runs it: video-level hits placed on their best segment),
+    filters included."""
     rng = np.random.default_rng(23)
     _library(api, rng)
     xq = unit(rng.normal(size=(12, DIM)))
     coalescer = api.server.services.search._coalescer
     compute = coalescer._compute
     for filters in ({}, {"collection": "c1"}, {"min_score": 0.2}, {"tags": ["even"]}):
-        alone = api.client.search_batch(vectors=xq, level="segment", top_k=4, **filters)
+        alone = api.client.search_batch(vectors=xq, level=level, top_k=4, **filters)
         entered, release = threading.Event(), threading.Event()
         first = [True]
 
@@ -115,7 +117,7 @@ def test_concurrent_segment_searches_answered_together_as_each_alone(api: Api, m
         got: list = [None] * len(xq)
 
         def search(i: int, got=got, filters=filters) -> None:
-            got[i] = api.client.search(vector=xq[i], level="segment", top_k=4, **filters)
+            got[i] = api.client.search(vector=xq[i], level=level, top_k=4, **filters)
 
         threads = [threading.Thread(target=search, args=(i,)) for i in range(len(xq))]
         threads[0].start()

@@ -87,7 +87,7 @@ class SearchService:
         opts, serving = check_options(options), self._serving()
         index = serving.indexes.get(opts.level)
         xq = query_vector(values, index.dim if index else None, serving.version)
-        if opts.level == "segment" and index is not None and serving.catalogue is not None:
+        if index is not None and serving.catalogue is not None:
             (call or Call()).check()
             # with others arriving meanwhile, one batch (coalesce.py); alone, at once
             # (a Serving is made per call: its parts say whether two calls read the same)
@@ -223,12 +223,17 @@ class SearchService:
         key: tuple[SearchOptions, str | None, int, int],
         items: Sequence[tuple[Query, Serving]],
     ) -> list[SearchResult]:
-        """Coalesced segment-level vector searches of one options and serving: the packed
-        path's array code over them all, then hits (the same as pipeline.run's there)."""
+        """Coalesced vector searches of one options and serving: the packed path's array
+        code over them all, then hits, video-level ones placed on their best segments (the
+        same hits as pipeline.run's)."""
         opts, serving = key[0], items[0][1]
-        cols = self._run_packed([q for q, _ in items], opts, serving, None)
+        queries = [q for q, _ in items]
+        cols = self._run_packed(queries, opts, serving, None)
         assert serving.catalogue is not None  # checked by search_vector
-        return packed.to_results(cols, serving.catalogue.video)
+        results = packed.to_results(cols, serving.catalogue.video)
+        if opts.level == "video":
+            packed.place_video_hits(results, queries, lambda ids: self._segments(ids, serving))
+        return results
 
     def _run(
         self, queries: list[Query], opts: SearchOptions, serving: Serving, call: Call | None

@@ -12,7 +12,8 @@ scores; a Hit with its Video message costs more to build and send than the searc
                  included, as does a batch of sequence queries (video ids: re-ranking by
                  alignment is per hit anyway)
     of_results   SearchResults -> columns (what pipeline.run gave)
-    to_results   segment-level columns -> SearchResults (coalesced single searches)
+    to_results   columns -> SearchResults (coalesced single searches); at video level
+                 place_video_hits then puts each hit on its best segment
 
 The ranking is pipeline.run's; what differs is video-level vector queries, whose hits are
 not placed on their best segment (segment_ids 0, no target range): placing costs a look
@@ -35,7 +36,7 @@ from sora_encoder.copy_score import CopyCalibration
 from . import pipeline
 from .filters import admit_videos
 from .pipeline import Index, over_fetch_for
-from .rerank import Info, Load
+from .rerank import Info, Load, place
 from .retrieve import MAX_FETCH, first_k
 from .types import Hit, Query, SearchOptions, SearchResult
 
@@ -84,9 +85,9 @@ def of_results(results: Sequence[SearchResult], version: str | None) -> HitColum
 
 
 def to_results(cols: HitColumns, info: Info) -> list[SearchResult]:
-    """SearchResults of segment-level columns (the inverse of of_results there): a hit per
-    entry whose video `info` still knows (None: deleted since the filter passed it, as
-    pipeline.run skips it too)."""
+    """SearchResults of run_packed's columns (the inverse of of_results): a hit per entry
+    whose video `info` still knows (None: deleted since the filter passed it, as
+    pipeline.run skips it too). Video-level hits come unplaced (place_video_hits)."""
     verdicts = cols.copy_scores is not None and cols.is_copy is not None
     video_ids, segment_ids = cols.video_ids.tolist(), cols.segment_ids.tolist()
     scores, starts, ends = (cols.scores.tolist(), cols.target_start_s.tolist(),
@@ -101,12 +102,26 @@ def to_results(cols: HitColumns, info: Info) -> list[SearchResult]:
             video = info(video_ids[j])
             if video is None:
                 continue
-            hits.append(Hit(scores[j], video, segment_ids[j], (starts[j], ends[j]),
+            placed = segment_ids[j] != 0  # video level: not placed
+            hits.append(Hit(scores[j], video, segment_ids[j] if placed else None,
+                            (starts[j], ends[j]) if placed else None,
                             first_stage_score=scores[j],
                             copy_score=copy_scores[j] if copy_scores is not None else None,
                             is_copy=is_copy[j] if is_copy is not None else None))  # fmt: skip
         out.append(SearchResult(hits, cols.model_version, found, cols.copy_threshold))
     return out
+
+
+def place_video_hits(results: Sequence[SearchResult], queries: Sequence[Query],
+                     load: Load) -> None:  # fmt: skip
+    """Each video-level hit of vector queries on its video's best segment, as
+    pipeline.run's video_hits places them: one `load` for every hit video of the batch."""
+    segs = load(list(dict.fromkeys(h.video.id for r in results for h in r.hits)))
+    for result, query in zip(results, queries, strict=True):
+        for hit in result.hits:
+            rows = segs.get(hit.video.id)
+            if rows is not None and len(rows.ids):
+                place(hit, rows, query, False, None)
 
 
 def join(parts: Sequence[HitColumns]) -> HitColumns:
