@@ -258,16 +258,19 @@ def _server_main(
     from services.api.server import create_server
     from services.api.servicer import SoraIndexServicer
     from services.index import VectorIndex
-    from services.search import pipeline
+    from services.search import packed, pipeline
     from services.settings import Settings
     from services.store import open_store, vector_source
 
     stages = _StageTimes()
     # Before create_server: gRPC binds the servicer's methods when it is registered.
     stages.wrap(SoraIndexServicer, "Search", "handler")
-    stages.wrap(SearchService, "_run", "search")
+    # Search by vector is coalesced (services/api/coalesce.py): with one client a batch of
+    # one, so per batch is per call; the batch's run, hits and placing
+    stages.wrap(SearchService, "_segment_batch", "search")
     stages.wrap(VectorIndex, "search", "faiss")
-    stages.wrap(pipeline, "admit", "filter")  # the in-memory catalogue
+    stages.wrap(pipeline, "admit", "filter")  # the in-memory catalogue (a redone query)
+    stages.wrap(packed, "admit_videos", "filter")  # ... for the batch
     stages.wrap(SearchService, "_segments", "sql_segments")  # segment rows: memory, else SQL
     stages.wrap(converters, "search_to_pb", "proto")
     stages.wrap(IndexKeeper, "sync_once", "keeper_sync")
