@@ -87,57 +87,80 @@ def test_search_batch_by_vectors_equals_single_searches_with_one_index_search(
 
 
 @pytest.mark.parametrize("level", ["segment", "video"])
-def test_concurrent_searches_answered_together_as_each_alone(api: Api, monkeypatch, level):
+def test_concurrent_searches_answered_together_as_each_alone(db, tmp_path, monkeypatch, level):
     """Single searches by vector that arrive while another is computed are answered in one
     batch (services/api/coalesce.py), each with the hits it gets alone (pipeline.run, as
     SearchBatch without packed runs it: video-level hits placed on their best segment),
-    filters included."""
+    with copy verdicts, under filters (one that sends queries to a second round), min_score
+    and top_k past the library; a batch of 23 (faiss's BLAS path)."""
+    from tests.test_api_assets import add_asset
+    from tests.test_api_harness import make_api
+    from tests.test_api_server import _calibrated_checkpoint
+
     rng = np.random.default_rng(23)
-    _library(api, rng)
-    xq = unit(rng.normal(size=(12, DIM)))
-    coalescer = api.server.services.search._coalescer
-    compute = coalescer._compute
-    for filters in ({}, {"collection": "c1"}, {"min_score": 0.2}, {"tags": ["even"]}):
-        alone = api.client.search_batch(vectors=xq, level=level, top_k=4, **filters)
-        entered, release = threading.Event(), threading.Event()
-        first = [True]
+    a = make_api(db, tmp_path, checkpoint=_calibrated_checkpoint(tmp_path / "ckpt", rng, 0.5))
+    try:
+        ids = _library(a, rng)
+        x_id = add_asset(a.store, rng.normal(size=(3, DIM)), external_id="X")
+        a.sync()
+        xq = unit(rng.normal(size=(24, DIM)))
+        xq[3] = unit(a.client.get_embeddings(ids[4]).video_vector + 0.01 * rng.normal(size=DIM))
+        xq[5] = unit(np.asarray(a.client.get_embeddings(x_id).video_vector))
+        coalescer = a.server.services.search._coalescer
+        compute = coalescer._compute
+        for filters in ({}, {"collection": "c1"}, {"tags": ["even"]}, {"min_score": 0.1},
+                        {"collection": "c2", "top_k": 200},
+                        {"external_ids": ["X"], "top_k": 1}):  # fmt: skip
+            opts = {"level": level, "top_k": 4, **filters}
+            alone = a.client.search_batch(vectors=xq, **opts)
+            entered, release = threading.Event(), threading.Event()
+            first, sizes = [True], []
 
-        sizes: list[int] = []
+            def held(key, items, first=first, entered=entered, release=release, sizes=sizes):
+                if first[0]:  # the first round waits, so that the others queue up behind it
+                    first[0] = False
+                    entered.set()
+                    assert release.wait(30)
+                sizes.append(len(items))
+                return compute(key, items)
 
-        def held(key, items, first=first, entered=entered, release=release, sizes=sizes):
-            if first[0]:  # the first round waits, so that the others queue up behind it
-                first[0] = False
-                entered.set()
-                assert release.wait(30)
-            sizes.append(len(items))
-            return compute(key, items)
+            monkeypatch.setattr(coalescer, "_compute", held)
+            rounds = coalescer.rounds
+            got: list = [None] * len(xq)
 
-        monkeypatch.setattr(coalescer, "_compute", held)
-        rounds = coalescer.rounds
-        got: list = [None] * len(xq)
+            def search(i: int, got=got, opts=opts) -> None:
+                got[i] = a.client.search(vector=xq[i], **opts)
 
-        def search(i: int, got=got, filters=filters) -> None:
-            got[i] = api.client.search(vector=xq[i], level=level, top_k=4, **filters)
-
-        threads = [threading.Thread(target=search, args=(i,)) for i in range(len(xq))]
-        threads[0].start()
-        assert entered.wait(30)
-        for t in threads[1:]:
-            t.start()
-        deadline = time.monotonic() + 30
-        while len(coalescer._queue) < len(xq) - 1:  # every other call waits its turn
-            assert time.monotonic() < deadline, "the calls did not queue up"
-            time.sleep(0.001)
-        release.set()
-        for t in threads:
-            t.join(30)
-        # the first call's round, then ONE batch of all the others
-        assert coalescer.rounds - rounds == 2 and sizes == [1, len(xq) - 1]
-        for one, mine in zip(alone, got, strict=True):
-            assert _hits(mine) == _hits(one)
-            assert [h.score for h in mine.hits] == pytest.approx([h.score for h in one.hits],
-                                                                   abs=1e-5)  # fmt: skip
-            assert mine.candidates == one.candidates and mine.model_version == MODEL
+            threads = [threading.Thread(target=search, args=(i,)) for i in range(len(xq))]
+            threads[0].start()
+            assert entered.wait(30)
+            for t in threads[1:]:
+                t.start()
+            deadline = time.monotonic() + 30
+            while coalescer.queued() < len(xq) - 1:  # every other call waits its turn
+                assert time.monotonic() < deadline, "the calls did not queue up"
+                time.sleep(0.001)
+            release.set()
+            for t in threads:
+                t.join(30)
+            monkeypatch.undo()
+            # the first call's round, then ONE batch of all the others
+            assert coalescer.rounds - rounds == 2 and sizes == [1, len(xq) - 1]
+            for one, mine in zip(alone, got, strict=True):
+                assert _hits(mine) == _hits(one)
+                assert [h.score for h in mine.hits] == pytest.approx(
+                    [h.score for h in one.hits], abs=1e-5)  # fmt: skip
+                assert [h.copy_score for h in mine.hits] == pytest.approx(
+                    [h.copy_score for h in one.hits], abs=1e-5)  # fmt: skip
+                assert [h.is_copy for h in mine.hits] == [h.is_copy for h in one.hits]
+                assert mine.candidates == one.candidates and mine.model_version == MODEL
+                assert mine.copy_threshold == pytest.approx(one.copy_threshold)
+        # verdicts were compared, not absent: the calibration's threshold and a score a hit
+        assert all(r.copy_threshold == pytest.approx(0.5) for r in got)
+        assert all(h.HasField("copy_score") for r in got for h in r.hits)
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
 
 
 def _library_with_a_host(api: Api, rng) -> list[int]:

@@ -1,6 +1,7 @@
 """The coalescer of single searches (services/api/coalesce.py): a call alone is computed at
-once; calls that arrive while a round is computed are answered together in the next one,
-by key; an error reaches every caller of its batch and no one else; nothing hangs."""
+once; calls that arrive while a round is computed are answered together in the next one;
+keys do not wait on each other; an error reaches every caller of its batch; a queued call
+whose deadline passes leaves the queue; nothing hangs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import time
 
 import pytest
 
+from services.api.call import Call
 from services.api.coalesce import Coalescer
+from services.errors import DeadlineExceededError
 
 WAIT_S = 30.0  # generous: the tests wait on progress, this only bounds a hang
 
@@ -69,39 +72,78 @@ def test_a_call_alone_is_computed_at_once_as_a_batch_of_one():
     assert (c.rounds, c.items) == (2, 2)
 
 
-def test_calls_arriving_during_a_round_are_answered_together_by_key():
+def test_calls_arriving_during_a_round_are_answered_together_in_one_batch():
     rec = Recorder()
     c = Coalescer(rec)
     first, [t0] = _submit_all(c, [("a", 0)])
     assert rec.entered.wait(WAIT_S)  # the first round is being computed
-    later = [("a", 1), ("b", 2), ("a", 3), ("b", 4), ("a", 5)]
+    later = [("a", i) for i in range(1, 6)]
     answers, threads = _submit_all(c, later)
-    _until(lambda: len(c._queue) == len(later), "the later calls to queue up")
+    _until(lambda: c.queued() == len(later), "the later calls to queue up")
     rec.release.set()
     for t in [t0, *threads]:
         t.join(WAIT_S)
     assert first == [("a", 0)]
-    assert answers == [(k, x * 10) for k, x in later]
-    # one round for the first call, then ONE more for all five: a batch per key
+    assert answers == [("a", x * 10) for _, x in later]
+    # one round for the first call, then ONE more for all five
     assert c.rounds == 2
-    assert rec.batches[1:] == [("a", [1, 3, 5]), ("b", [2, 4])]
+    assert rec.batches == [("a", [0]), ("a", [1, 2, 3, 4, 5])]
 
 
-def test_an_error_reaches_every_caller_of_its_batch_and_no_other():
+def test_a_slow_key_does_not_hold_up_the_calls_of_another():
+    rec = Recorder()
+    c = Coalescer(rec)
+    first, [t0] = _submit_all(c, [("slow", 0)])
+    assert rec.entered.wait(WAIT_S)  # "slow"'s round is held
+    assert c.submit("other", 1) == ("other", 10)  # answered meanwhile, in its own lane
+    rec.release.set()
+    t0.join(WAIT_S)
+    assert first == [("slow", 0)]
+
+
+def test_an_error_reaches_every_caller_of_its_batch_each_its_own_copy():
     rec = Recorder(failing=("bad",))
     c = Coalescer(rec)
-    first, [t0] = _submit_all(c, [("ok", 0)])
+    first, [t0] = _submit_all(c, [("bad", 0)])
     assert rec.entered.wait(WAIT_S)
-    later = [("bad", 1), ("ok", 2), ("bad", 3)]
+    later = [("bad", 1), ("bad", 2)]
     answers, threads = _submit_all(c, later)
-    _until(lambda: len(c._queue) == len(later), "the later calls to queue up")
+    _until(lambda: c.queued() == len(later), "the later calls to queue up")
     rec.release.set()
     for t in [t0, *threads]:
         t.join(WAIT_S)
-    assert first == [("ok", 0)]
-    assert isinstance(answers[0], ValueError) and isinstance(answers[2], ValueError)
-    assert answers[1] == ("ok", 20)
-    assert c.submit("ok", 7) == ("ok", 70)  # the coalescer goes on: no one holds the lead
+    assert isinstance(first[0], ValueError)
+    assert all(isinstance(a, ValueError) and "bad key" in str(a) for a in answers)
+    assert answers[0] is not answers[1]  # raised in two threads: not one shared object
+    assert c.submit("ok", 7) == ("ok", 70)  # the coalescer goes on: no one holds a lead
+
+
+def test_a_queued_call_whose_deadline_passes_leaves_the_queue_with_that_error():
+    rec = Recorder()
+    c = Coalescer(rec)
+    first, [t0] = _submit_all(c, [("k", 0)])
+    assert rec.entered.wait(WAIT_S)
+    left = [60.0]
+    errors: list = []
+
+    def queued() -> None:
+        try:
+            c.submit("k", 1, Call(time_remaining=lambda: left[0]))
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            errors.append(exc)
+
+    t1 = threading.Thread(target=queued)
+    t1.start()
+    _until(lambda: c.queued() == 1, "the call to queue up")
+    left[0] = 0.0  # its deadline passes while the round ahead of it is still computed
+    t1.join(WAIT_S)
+    assert not t1.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], DeadlineExceededError)
+    assert c.queued() == 0  # it left the queue: no round computes it
+    rec.release.set()
+    t0.join(WAIT_S)
+    assert first == [("k", 0)] and rec.batches == [("k", [0])]
+    assert c.submit("k", 2) == ("k", 20)
 
 
 def test_a_long_queue_is_taken_max_batch_at_a_time_and_everyone_is_answered():
@@ -111,7 +153,7 @@ def test_a_long_queue_is_taken_max_batch_at_a_time_and_everyone_is_answered():
     assert rec.entered.wait(WAIT_S)
     later = [("k", i) for i in range(1, 6)]
     answers, threads = _submit_all(c, later)
-    _until(lambda: len(c._queue) == len(later), "the later calls to queue up")
+    _until(lambda: c.queued() == len(later), "the later calls to queue up")
     rec.release.set()
     for t in [t0, *threads]:
         t.join(WAIT_S)

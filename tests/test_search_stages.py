@@ -228,3 +228,41 @@ def test_query_thumbnails_are_decoded_only_when_a_hit_will_be_refined(tmp_path):
     assert calls == []  # nothing to refine: nothing decoded
     assert refine_targets([hit(f"file://{local}")], thumbs) == 0
     assert calls == [1]  # one aligned hit with a file here: decoded once
+
+
+def test_placing_video_hits_loads_a_bounded_number_of_videos_at_a_time(monkeypatch):
+    """packed.place_video_hits puts each hit on its video's most similar segment, as
+    video_hits does, reading at most BATCH_LOAD_MAX_VIDEOS videos' segments per load."""
+    from services.search import packed
+    from services.search.types import SearchResult
+    from services.store import SegmentRows
+
+    monkeypatch.setattr(packed, "BATCH_LOAD_MAX_VIDEOS", 2)
+    rng = np.random.default_rng(3)
+    d = 8
+    rows = {  # video v: 3 segments, ids 10v..10v+2, 4 s each
+        v: SegmentRows(np.arange(10 * v, 10 * v + 3), np.array([0.0, 4.0, 8.0]),
+                       np.array([4.0, 8.0, 12.0]),
+                       rng.normal(size=(3, d)).astype(np.float32))
+        for v in range(1, 6)
+    }  # fmt: skip
+    loads: list[list[int]] = []
+
+    def load(video_ids):
+        loads.append(list(video_ids))
+        return {v: rows[v] for v in video_ids}
+
+    queries = [Query(vector=rng.normal(size=d).astype(np.float32)) for _ in range(2)]
+    results = [
+        SearchResult([Hit(0.5, info(v)) for v in (1, 2, 3)], "m", 3),
+        SearchResult([Hit(0.5, info(v)) for v in (3, 4, 5, 1)], "m", 4),
+    ]
+    packed.place_video_hits(results, queries, load)
+    assert all(len(chunk) <= 2 for chunk in loads)
+    assert sorted({v for chunk in loads for v in chunk}) == [1, 2, 3, 4, 5]
+    for result, query in zip(results, queries, strict=True):
+        for hit in result.hits:
+            r = rows[hit.video.id]
+            best = int(np.argmax(r.xb @ query.vector))
+            assert hit.segment_id == int(r.ids[best])
+            assert hit.target == (float(r.start_s[best]), float(r.end_s[best]))

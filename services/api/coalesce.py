@@ -2,40 +2,67 @@
 
 Under load (many clients, one search a call) each call paid for its own FAISS search and
 its own pass of array code over a handful of ids, with dozens of threads taking turns at
-the GIL. Here the first call to arrive computes at once (one client: no wait, a batch of
-one); calls that arrive meanwhile queue up, and when it is done the oldest of them leads
-the next round with everything queued by then, as one batch (packed.run_packed: one FAISS
-search, array code over the whole batch). Only the leader of a round runs; the others
-sleep on their own event, so no herd wakes for each round.
+the GIL. Here calls are queued by key (items of one key may share a batch: the same
+options and serving state), a lane per key: the first call of a lane computes at once
+(one client: no wait, a batch of one); calls that arrive meanwhile queue up, and when it
+is done the oldest of them leads the lane's next round with everything queued by then,
+as one batch. Only the leader of a round runs; the others sleep on their own event, so
+no herd wakes for each round. Lanes are independent: a slow key (a filter that needs
+more rounds, a video-level batch reading SQL) never holds up another key's calls.
 
-    submit(key, item) -> result     key: items of equal keys may share a batch
-    compute(key, items) -> results  (given to the constructor) one result per item, or
-                                    raises: every item of that batch gets the error
+    submit(key, item, call) -> result  `call` (Call): a queued caller whose deadline passes
+                                       or who cancels leaves the queue with that error
+    compute(key, items) -> results     (given to the constructor) one result per item, or
+                                       raises: every caller of that batch gets the error
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
+from services.errors import CallCancelledError
+
+from .call import Call
+
 MAX_BATCH = 256  # items a round takes (SearchBatch's limit)
+POLL_S = 0.05  # how often a queued caller looks at its call (cancelled? deadline?)
 
 
 class _Slot:
-    __slots__ = ("done", "error", "key", "item", "lead", "result")
+    __slots__ = ("done", "error", "item", "lead", "result")
 
-    def __init__(self, key: Hashable, item: Any) -> None:
-        self.key, self.item = key, item
+    def __init__(self, item: Any) -> None:
+        self.item = item
         self.done = threading.Event()
-        self.lead = False  # woken to lead the next round, not with a result
+        self.lead = False  # woken to lead the lane's next round, not with a result
         self.result: Any = None
         self.error: BaseException | None = None
 
     def value(self) -> Any:
         if self.error is not None:
-            raise self.error
+            raise _own_copy(self.error)
         return self.result
+
+
+def _own_copy(error: BaseException) -> BaseException:
+    """A copy for one caller: one exception raised in many threads would share (and grow)
+    one traceback. The original where the type cannot be copied (an __init__ that its
+    args do not fit)."""
+    try:
+        return copy.copy(error)
+    except Exception:  # noqa: BLE001 - the shared one is still the right error
+        return error
+
+
+class _Lane:
+    __slots__ = ("busy", "queue")
+
+    def __init__(self) -> None:
+        self.queue: list[_Slot] = []
+        self.busy = False  # a round is being computed (or the lead handed on)
 
 
 class Coalescer:
@@ -44,47 +71,61 @@ class Coalescer:
         self._compute = compute
         self._max = max_batch
         self._lock = threading.Lock()
-        self._queue: list[_Slot] = []
-        self._busy = False  # a round is being computed (or handed on)
+        self._lanes: dict[Hashable, _Lane] = {}  # only lanes with a call in them
         self.rounds = 0  # rounds computed, for tests and the bench
         self.items = 0
 
-    def submit(self, key: Hashable, item: Any) -> Any:
-        slot = _Slot(key, item)
+    def queued(self) -> int:
+        """Calls waiting, over every lane (not those of the rounds being computed)."""
         with self._lock:
-            self._queue.append(slot)
-            lead = not self._busy
-            self._busy = True
+            return sum(len(lane.queue) for lane in self._lanes.values())
+
+    def submit(self, key: Hashable, item: Any, call: Call | None = None) -> Any:
+        slot = _Slot(item)
+        with self._lock:
+            lane = self._lanes.setdefault(key, _Lane())
+            lane.queue.append(slot)
+            lead = not lane.busy
+            lane.busy = True
         if not lead:
-            slot.done.wait()
+            self._wait(key, lane, slot, call or Call())
             if not slot.lead:
                 return slot.value()
-        self._round()
+        self._round(key, lane)
         return slot.value()
 
-    def _round(self) -> None:
-        """Take the queue (up to max_batch), compute it by key, hand the lead on."""
+    def _wait(self, key: Hashable, lane: _Lane, slot: _Slot, call: Call) -> None:
+        """Until answered or handed the lead; a call that ends meanwhile leaves the queue
+        (raising its error) if its round has not begun; once begun, it is answered."""
+        while not slot.done.wait(POLL_S):
+            if call.active():
+                continue
+            with self._lock:
+                if slot in lane.queue:  # not taken by a round yet: leave
+                    lane.queue.remove(slot)
+                    call.check()  # raises DeadlineExceededError / CallCancelledError
+                    raise CallCancelledError("the call ended while its search was queued")
+            # taken by a round (or the lead is on its way): the answer comes soon
+
+    def _round(self, key: Hashable, lane: _Lane) -> None:
+        """Take the lane's queue (up to max_batch), compute it, hand the lead on."""
         with self._lock:
-            batch, self._queue = self._queue[: self._max], self._queue[self._max :]
+            batch, lane.queue = lane.queue[: self._max], lane.queue[self._max :]
         try:
-            groups: dict[Hashable, list[_Slot]] = {}
+            results = self._compute(key, [s.item for s in batch])
+            for s, r in zip(batch, results, strict=True):
+                s.result = r
+        except Exception as exc:  # noqa: BLE001 - each caller of the batch raises it
             for s in batch:
-                groups.setdefault(s.key, []).append(s)
-            for key, slots in groups.items():
-                try:
-                    results = self._compute(key, [s.item for s in slots])
-                    for s, r in zip(slots, results, strict=True):
-                        s.result = r
-                except Exception as exc:  # noqa: BLE001 - each caller of the batch raises it
-                    for s in slots:
-                        s.error = exc
+                s.error = exc
         finally:  # whatever happened, the callers are answered and the lead handed on
             with self._lock:
                 self.rounds += 1
                 self.items += len(batch)
-                following = self._queue[0] if self._queue else None
+                following = lane.queue[0] if lane.queue else None
                 if following is None:
-                    self._busy = False
+                    lane.busy = False
+                    del self._lanes[key]  # an idle lane is dropped (keys come and go)
                 else:
                     following.lead = True
             for s in batch:

@@ -15,6 +15,7 @@ the encoder (shared with the index keeper).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -90,9 +91,12 @@ class SearchService:
         if index is not None and serving.catalogue is not None:
             (call or Call()).check()
             # with others arriving meanwhile, one batch (coalesce.py); alone, at once
-            # (a Serving is made per call: its parts say whether two calls read the same)
-            key = (opts, serving.version, id(index), id(serving.catalogue))
-            return self._coalescer.submit(key, (Query(vector=xq), serving))
+            # (a Serving is made per call: its parts say whether two calls read the same;
+            # options a vector query does not use do not split batches)
+            same = dataclasses.replace(opts, alignment=True, regions="auto",
+                                       exclude_query_video=False)  # fmt: skip
+            key = (same, serving.version, id(index), id(serving.catalogue))
+            return self._coalescer.submit(key, (Query(vector=xq), serving), call)
         return self._run([Query(vector=xq)], opts, serving, call)[0]
 
     def search_vectors(
@@ -230,7 +234,7 @@ class SearchService:
         queries = [q for q, _ in items]
         cols = self._run_packed(queries, opts, serving, None)
         assert serving.catalogue is not None  # checked by search_vector
-        results = packed.to_results(cols, serving.catalogue.video)
+        results = packed.to_results(cols, serving.catalogue.video, placed=opts.level == "segment")
         if opts.level == "video":
             packed.place_video_hits(results, queries, lambda ids: self._segments(ids, serving))
         return results

@@ -35,7 +35,7 @@ from sora_encoder.copy_score import CopyCalibration
 
 from . import pipeline
 from .filters import admit_videos
-from .pipeline import Index, over_fetch_for
+from .pipeline import BATCH_LOAD_MAX_VIDEOS, Index, over_fetch_for
 from .rerank import Info, Load, place
 from .retrieve import MAX_FETCH, first_k
 from .types import Hit, Query, SearchOptions, SearchResult
@@ -84,10 +84,11 @@ def of_results(results: Sequence[SearchResult], version: str | None) -> HitColum
     )  # fmt: skip
 
 
-def to_results(cols: HitColumns, info: Info) -> list[SearchResult]:
+def to_results(cols: HitColumns, info: Info, *, placed: bool) -> list[SearchResult]:
     """SearchResults of run_packed's columns (the inverse of of_results): a hit per entry
     whose video `info` still knows (None: deleted since the filter passed it, as
-    pipeline.run skips it too). Video-level hits come unplaced (place_video_hits)."""
+    pipeline.run skips it too). `placed`: the columns carry segments and ranges (segment
+    level); video-level hits come unplaced (place_video_hits places them)."""
     verdicts = cols.copy_scores is not None and cols.is_copy is not None
     video_ids, segment_ids = cols.video_ids.tolist(), cols.segment_ids.tolist()
     scores, starts, ends = (cols.scores.tolist(), cols.target_start_s.tolist(),
@@ -102,7 +103,6 @@ def to_results(cols: HitColumns, info: Info) -> list[SearchResult]:
             video = info(video_ids[j])
             if video is None:
                 continue
-            placed = segment_ids[j] != 0  # video level: not placed
             hits.append(Hit(scores[j], video, segment_ids[j] if placed else None,
                             (starts[j], ends[j]) if placed else None,
                             first_stage_score=scores[j],
@@ -115,13 +115,24 @@ def to_results(cols: HitColumns, info: Info) -> list[SearchResult]:
 def place_video_hits(results: Sequence[SearchResult], queries: Sequence[Query],
                      load: Load) -> None:  # fmt: skip
     """Each video-level hit of vector queries on its video's best segment, as
-    pipeline.run's video_hits places them: one `load` for every hit video of the batch."""
-    segs = load(list(dict.fromkeys(h.video.id for r in results for h in r.hits)))
-    for result, query in zip(results, queries, strict=True):
-        for hit in result.hits:
+    pipeline.run's video_hits places them: one `load` for the batch's hit videos, up to
+    BATCH_LOAD_MAX_VIDEOS at a time (a batch of 256 queries at top_k 1,000 names up to
+    256,000 videos: their segment vectors at once would take gigabytes)."""
+    pending = [(hit, query) for r, query in zip(results, queries, strict=True) for hit in r.hits]
+    while pending:
+        videos: dict[int, None] = {}
+        n = 0  # hits whose video is in this chunk
+        for hit, _ in pending:
+            if hit.video.id not in videos and len(videos) == BATCH_LOAD_MAX_VIDEOS:
+                break
+            videos[hit.video.id] = None
+            n += 1
+        segs = load(list(videos))
+        for hit, query in pending[:n]:
             rows = segs.get(hit.video.id)
             if rows is not None and len(rows.ids):
                 place(hit, rows, query, False, None)
+        pending = pending[n:]
 
 
 def join(parts: Sequence[HitColumns]) -> HitColumns:
