@@ -123,19 +123,17 @@ def test_a_queued_call_whose_deadline_passes_leaves_the_queue_with_that_error():
     c = Coalescer(rec)
     first, [t0] = _submit_all(c, [("k", 0)])
     assert rec.entered.wait(WAIT_S)
-    left = [60.0]
+    deadline = time.monotonic() + 0.3  # passes while the round ahead is still held
     errors: list = []
 
     def queued() -> None:
         try:
-            c.submit("k", 1, Call(time_remaining=lambda: left[0]))
+            c.submit("k", 1, Call(time_remaining=lambda: deadline - time.monotonic()))
         except Exception as exc:  # noqa: BLE001 - the test looks at it
             errors.append(exc)
 
     t1 = threading.Thread(target=queued)
     t1.start()
-    _until(lambda: c.queued() == 1, "the call to queue up")
-    left[0] = 0.0  # its deadline passes while the round ahead of it is still computed
     t1.join(WAIT_S)
     assert not t1.is_alive()
     assert len(errors) == 1 and isinstance(errors[0], DeadlineExceededError)

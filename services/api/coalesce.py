@@ -11,7 +11,7 @@ no herd wakes for each round. Lanes are independent: a slow key (a filter that n
 more rounds, a video-level batch reading SQL) never holds up another key's calls.
 
     submit(key, item, call) -> result  `call` (Call): a queued caller whose deadline passes
-                                       or who cancels leaves the queue with that error
+                                       leaves the queue with DEADLINE_EXCEEDED
     compute(key, items) -> results     (given to the constructor) one result per item, or
                                        raises: every caller of that batch gets the error
 """
@@ -23,12 +23,11 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-from services.errors import CallCancelledError
+from services.errors import DeadlineExceededError
 
 from .call import Call
 
 MAX_BATCH = 256  # items a round takes (SearchBatch's limit)
-POLL_S = 0.05  # how often a queued caller looks at its call (cancelled? deadline?)
 
 
 class _Slot:
@@ -95,17 +94,19 @@ class Coalescer:
         return slot.value()
 
     def _wait(self, key: Hashable, lane: _Lane, slot: _Slot, call: Call) -> None:
-        """Until answered or handed the lead; a call that ends meanwhile leaves the queue
-        (raising its error) if its round has not begun; once begun, it is answered."""
-        while not slot.done.wait(POLL_S):
-            if call.active():
-                continue
+        """Until answered or handed the lead. A call whose deadline passes meanwhile
+        leaves the queue with DEADLINE_EXCEEDED if its round has not begun (once begun,
+        it is answered). One wait until the deadline, not a poll, so that 64 queued
+        callers do not wake to look (a poll every 50 ms measured the same, within the
+        noise); a client that cancels without a deadline waits for its round (ms)."""
+        timeout = call.remaining()
+        while not slot.done.wait(None if timeout is None else max(timeout, 0.0)):
             with self._lock:
                 if slot in lane.queue:  # not taken by a round yet: leave
                     lane.queue.remove(slot)
-                    call.check()  # raises DeadlineExceededError / CallCancelledError
-                    raise CallCancelledError("the call ended while its search was queued")
-            # taken by a round (or the lead is on its way): the answer comes soon
+                    call.check()  # raises DeadlineExceededError
+                    raise DeadlineExceededError("the call's deadline passed while queued")
+            timeout = None  # taken by a round (or the lead is on its way): soon answered
 
     def _round(self, key: Hashable, lane: _Lane) -> None:
         """Take the lane's queue (up to max_batch), compute it, hand the lead on."""

@@ -15,7 +15,6 @@ the encoder (shared with the index keeper).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -91,12 +90,13 @@ class SearchService:
         if index is not None and serving.catalogue is not None:
             (call or Call()).check()
             # with others arriving meanwhile, one batch (coalesce.py); alone, at once
-            # (a Serving is made per call: its parts say whether two calls read the same;
-            # options a vector query does not use do not split batches)
-            same = dataclasses.replace(opts, alignment=True, regions="auto",
-                                       exclude_query_video=False)  # fmt: skip
-            key = (same, serving.version, id(index), id(serving.catalogue))
-            return self._coalescer.submit(key, (Query(vector=xq), serving), call)
+            # the options a vector query uses (alignment, regions and exclude_query_video
+            # do nothing here, so they do not split batches), and the serving state (a
+            # Serving is made per call: its parts say whether two calls read the same)
+            key = (opts.level, opts.top_k, opts.collection, opts.tags, opts.min_score,
+                   opts.external_ids, opts.metadata_items,
+                   serving.version, id(index), id(serving.catalogue))  # fmt: skip
+            return self._coalescer.submit(key, (Query(vector=xq), serving, opts), call)
         return self._run([Query(vector=xq)], opts, serving, call)[0]
 
     def search_vectors(
@@ -223,15 +223,13 @@ class SearchService:
         return serving
 
     def _segment_batch(
-        self,
-        key: tuple[SearchOptions, str | None, int, int],
-        items: Sequence[tuple[Query, Serving]],
+        self, key: tuple, items: Sequence[tuple[Query, Serving, SearchOptions]]
     ) -> list[SearchResult]:
         """Coalesced vector searches of one options and serving: the packed path's array
         code over them all, then hits, video-level ones placed on their best segments (the
         same hits as pipeline.run's)."""
-        opts, serving = key[0], items[0][1]
-        queries = [q for q, _ in items]
+        _, serving, opts = items[0]  # the key's: every item's, as far as vectors go
+        queries = [q for q, _, _ in items]
         cols = self._run_packed(queries, opts, serving, None)
         assert serving.catalogue is not None  # checked by search_vector
         results = packed.to_results(cols, serving.catalogue.video, placed=opts.level == "segment")
