@@ -4,6 +4,7 @@ and deletes that no search sees once DeleteVideo has returned, also under a busy
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -86,13 +87,22 @@ def test_search_batch_by_vectors_equals_single_searches_with_one_index_search(
             assert all(h.video.collection == "c1" for r in batch for h in r.hits)
 
 
-@pytest.mark.parametrize("level", ["segment", "video"])
-def test_concurrent_searches_answered_together_as_each_alone(db, tmp_path, monkeypatch, level):
-    """Single searches by vector that arrive while another is computed are answered in one
-    batch (services/api/coalesce.py), each with the hits it gets alone (pipeline.run, as
-    SearchBatch without packed runs it: video-level hits placed on their best segment),
-    with copy verdicts, under filters (one that sends queries to a second round), min_score
-    and top_k past the library; a batch of 23 (faiss's BLAS path)."""
+# filters for batches of vector queries: one that sends queries to a second round
+# (external_ids: one asset of 31), min_score, and top_k past the library
+VECTOR_FILTERS = (
+    {},
+    {"collection": "c1"},
+    {"tags": ["even"]},
+    {"min_score": 0.1},
+    {"collection": "c2", "top_k": 200},
+    {"external_ids": ["X"], "top_k": 1},
+)
+
+
+@contextlib.contextmanager
+def _calibrated_library(db, tmp_path):
+    """A server with a copy calibration over 30 videos and one asset "X" -> (api, video
+    ids, X's id, 24 queries: query 3 near video 4's vector, query 5 X's own)."""
     from tests.test_api_assets import add_asset
     from tests.test_api_harness import make_api
     from tests.test_api_server import _calibrated_checkpoint
@@ -105,12 +115,24 @@ def test_concurrent_searches_answered_together_as_each_alone(db, tmp_path, monke
         a.sync()
         xq = unit(rng.normal(size=(24, DIM)))
         xq[3] = unit(a.client.get_embeddings(ids[4]).video_vector + 0.01 * rng.normal(size=DIM))
-        xq[5] = unit(np.asarray(a.client.get_embeddings(x_id).video_vector))
+        xq[5] = unit(np.asarray(a.client.get_embeddings(x_id).video_vector))  # finds X first
+        yield a, ids, x_id, xq
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
+@pytest.mark.parametrize("level", ["segment", "video"])
+def test_concurrent_searches_answered_together_as_each_alone(db, tmp_path, monkeypatch, level):
+    """Single searches by vector that arrive while another is computed are answered in one
+    batch (services/api/coalesce.py), each with the hits it gets alone (pipeline.run, as
+    SearchBatch without packed runs it: video-level hits placed on their best segment),
+    with copy verdicts, under filters (one that sends queries to a second round), min_score
+    and top_k past the library; a batch of 23 (faiss's BLAS path)."""
+    with _calibrated_library(db, tmp_path) as (a, ids, x_id, xq):
         coalescer = a.server.services.search._coalescer
         compute = coalescer._compute
-        for filters in ({}, {"collection": "c1"}, {"tags": ["even"]}, {"min_score": 0.1},
-                        {"collection": "c2", "top_k": 200},
-                        {"external_ids": ["X"], "top_k": 1}):  # fmt: skip
+        for filters in VECTOR_FILTERS:
             opts = {"level": level, "top_k": 4, **filters}
             alone = a.client.search_batch(vectors=xq, **opts)
             entered, release = threading.Event(), threading.Event()
@@ -158,9 +180,6 @@ def test_concurrent_searches_answered_together_as_each_alone(db, tmp_path, monke
         # verdicts were compared, not absent: the calibration's threshold and a score a hit
         assert all(r.copy_threshold == pytest.approx(0.5) for r in got)
         assert all(h.HasField("copy_score") for r in got for h in r.hits)
-    finally:
-        a.client.close()
-        a.server.stop(0).wait(10)
 
 
 def _library_with_a_host(api: Api, rng) -> list[int]:
@@ -499,22 +518,8 @@ def test_packed_batch_by_vectors_carries_the_same_hits_as_columns(db, tmp_path, 
     """The array path (vector queries) against the Hit path, with copy verdicts, filters
     that leave some queries short after the first round (they go again), min_score and
     top_k past the library; video-level vector hits are not placed (segment 0, no range)."""
-    from tests.test_api_assets import add_asset
-    from tests.test_api_harness import make_api
-    from tests.test_api_server import _calibrated_checkpoint
-
-    rng = np.random.default_rng(23)
-    a = make_api(db, tmp_path, checkpoint=_calibrated_checkpoint(tmp_path / "ckpt", rng, 0.5))
-    try:
-        ids = _library(a, rng)
-        x_id = add_asset(a.store, rng.normal(size=(3, DIM)), external_id="X")
-        a.sync()
-        xq = unit(rng.normal(size=(24, DIM)))
-        xq[3] = unit(a.client.get_embeddings(ids[4]).video_vector + 0.01 * rng.normal(size=DIM))
-        xq[5] = unit(np.asarray(a.client.get_embeddings(x_id).video_vector))  # finds X first
-        for filters in ({}, {"collection": "c1"}, {"tags": ["even"]}, {"min_score": 0.1},
-                        {"collection": "c2", "top_k": 200},
-                        {"external_ids": ["X"], "top_k": 1}):  # fmt: skip
+    with _calibrated_library(db, tmp_path) as (a, ids, x_id, xq):
+        for filters in VECTOR_FILTERS:
             opts = {"level": level, "top_k": 4, **filters}
             rows = a.client.search_batch(vectors=xq, **opts)
             calls = _count_searches(a, level, monkeypatch)
@@ -532,9 +537,6 @@ def test_packed_batch_by_vectors_carries_the_same_hits_as_columns(db, tmp_path, 
             plain = a.client.search_batch_packed(vectors=xq, level=level, top_k=1)
             assert plain.video_ids[3] == ids[4] and plain.is_copy[3]
             assert not any(plain.is_copy[:3])
-    finally:
-        a.client.close()
-        a.server.stop(0).wait(10)
 
 
 def test_packed_batch_by_video_ids_carries_aligned_hits_as_columns(api: Api):

@@ -62,6 +62,20 @@ def _submit_all(c: Coalescer, calls: list[tuple]) -> tuple[list, list[threading.
     return answers, threads
 
 
+def _behind_a_held_round(c: Coalescer, rec: Recorder, first: tuple, later: list[tuple]):
+    """`first` submitted and its round held; `later` submitted and queued behind it; the
+    round released and everyone answered -> (first's answer, later's answers)."""
+    head, [t0] = _submit_all(c, [first])
+    assert rec.entered.wait(WAIT_S)  # the first round is being computed
+    answers, threads = _submit_all(c, later)
+    _until(lambda: c.queued() == len(later), "the later calls to queue up")
+    rec.release.set()
+    for t in [t0, *threads]:
+        t.join(WAIT_S)
+        assert not t.is_alive()
+    return head[0], answers
+
+
 def test_a_call_alone_is_computed_at_once_as_a_batch_of_one():
     rec = Recorder()
     rec.release.set()
@@ -75,15 +89,9 @@ def test_a_call_alone_is_computed_at_once_as_a_batch_of_one():
 def test_calls_arriving_during_a_round_are_answered_together_in_one_batch():
     rec = Recorder()
     c = Coalescer(rec)
-    first, [t0] = _submit_all(c, [("a", 0)])
-    assert rec.entered.wait(WAIT_S)  # the first round is being computed
     later = [("a", i) for i in range(1, 6)]
-    answers, threads = _submit_all(c, later)
-    _until(lambda: c.queued() == len(later), "the later calls to queue up")
-    rec.release.set()
-    for t in [t0, *threads]:
-        t.join(WAIT_S)
-    assert first == [("a", 0)]
+    first, answers = _behind_a_held_round(c, rec, ("a", 0), later)
+    assert first == ("a", 0)
     assert answers == [("a", x * 10) for _, x in later]
     # one round for the first call, then ONE more for all five
     assert c.rounds == 2
@@ -104,15 +112,8 @@ def test_a_slow_key_does_not_hold_up_the_calls_of_another():
 def test_an_error_reaches_every_caller_of_its_batch_each_its_own_copy():
     rec = Recorder(failing=("bad",))
     c = Coalescer(rec)
-    first, [t0] = _submit_all(c, [("bad", 0)])
-    assert rec.entered.wait(WAIT_S)
-    later = [("bad", 1), ("bad", 2)]
-    answers, threads = _submit_all(c, later)
-    _until(lambda: c.queued() == len(later), "the later calls to queue up")
-    rec.release.set()
-    for t in [t0, *threads]:
-        t.join(WAIT_S)
-    assert isinstance(first[0], ValueError)
+    first, answers = _behind_a_held_round(c, rec, ("bad", 0), [("bad", 1), ("bad", 2)])
+    assert isinstance(first, ValueError)
     assert all(isinstance(a, ValueError) and "bad key" in str(a) for a in answers)
     assert answers[0] is not answers[1]  # raised in two threads: not one shared object
     assert c.submit("ok", 7) == ("ok", 70)  # the coalescer goes on: no one holds a lead
@@ -147,15 +148,8 @@ def test_a_queued_call_whose_deadline_passes_leaves_the_queue_with_that_error():
 def test_a_long_queue_is_taken_max_batch_at_a_time_and_everyone_is_answered():
     rec = Recorder()
     c = Coalescer(rec, max_batch=2)
-    _, [t0] = _submit_all(c, [("k", 0)])
-    assert rec.entered.wait(WAIT_S)
     later = [("k", i) for i in range(1, 6)]
-    answers, threads = _submit_all(c, later)
-    _until(lambda: c.queued() == len(later), "the later calls to queue up")
-    rec.release.set()
-    for t in [t0, *threads]:
-        t.join(WAIT_S)
-        assert not t.is_alive()
+    _, answers = _behind_a_held_round(c, rec, ("k", 0), later)
     assert answers == [("k", x * 10) for _, x in later]
     assert [len(items) for _, items in rec.batches] == [1, 2, 2, 1]
 
