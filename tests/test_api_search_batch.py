@@ -53,9 +53,9 @@ def _count_searches(api: Api, level: str, monkeypatch) -> list[int]:
     calls: list[int] = []
     search = type(index).search
 
-    def counting(xq, k):
+    def counting(xq, k, admitted=None):
         calls.append(len(xq))
-        return search(index, xq, k)
+        return search(index, xq, k, admitted)
 
     monkeypatch.setattr(index, "search", counting)
     return calls

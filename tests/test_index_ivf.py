@@ -126,3 +126,26 @@ def test_odd_dimension_builds_ivf_flat(tmp_path):
     xq = clustered_unit_vectors(200, 63, n_clusters=50, spread=1.5, seed=3, sample_seed=4)
     D_exact, pos = faiss.knn(xq, xb, 20, metric=faiss.METRIC_INNER_PRODUCT)
     assert recall_at_k(vi.search(xq, 10)[1], ids[pos], 10, D_exact) >= 0.95
+
+
+@pytest.mark.parametrize("factory", ["IVF64,Flat", "IVF64,SQ8", "IDMap2,Flat"])
+def test_admitted_bits_limit_a_search_and_keep_the_index_nprobe(factory):
+    """faiss_index.search with `admitted`: only those ids, at the index's own nprobe (a
+    SearchParametersIVF left at its default would search one list)."""
+    from services.index import faiss_index as fi
+
+    xb = clustered_unit_vectors(4_000, 16, n_clusters=64, spread=1.5, seed=3)
+    ids = np.arange(5, 5 + 2 * len(xb), 2, dtype=np.int64)
+    index = faiss.index_factory(16, factory, faiss.METRIC_INNER_PRODUCT)
+    index.train(xb)
+    index.add_with_ids(xb, ids)
+    if "IVF" in factory:
+        faiss.extract_index_ivf(index).nprobe = 64  # every list
+    keep = (ids // 2) % 3 == 0
+    per_id = np.zeros(int(ids.max()) + 1, bool)
+    per_id[ids[keep]] = True
+    xq = clustered_unit_vectors(100, 16, n_clusters=64, spread=1.5, seed=3, sample_seed=4)
+    _, I = fi.search(index, xq, 10, np.packbits(per_id, bitorder="little"))
+    assert per_id[I].all()
+    D_exact, pos = faiss.knn(xq, xb[keep], 10, metric=faiss.METRIC_INNER_PRODUCT)
+    assert recall_at_k(I, ids[keep][pos], 10, D_exact) >= (0.97 if "SQ8" in factory else 0.999)

@@ -58,6 +58,27 @@ def test_rerank_recovers_what_the_codes_alone_miss(filled):
     assert refined >= 0.97 and refined > codes_only + 0.1, (codes_only, refined)
 
 
+def test_admitted_ids_are_tested_by_the_codes_scan_and_the_rest_never_come_back(filled):
+    """faiss_index.search's `admitted` bits: only those ids, k of them (no over-fetch
+    needed), at the recall of an unfiltered search over the admitted ones alone."""
+    index, ids, xb = filled
+    index.k_factor = 8
+    keep = (ids // 3) % 4 == 0  # a quarter, spread over every cluster
+    per_id = np.zeros(int(ids.max()) + 1, bool)
+    per_id[ids[keep]] = True
+    bits = np.packbits(per_id, bitorder="little")
+    xq = clustered_unit_vectors(200, D_, n_clusters=20, spread=1.5, seed=1, sample_seed=6)
+    D, I = fi.search(index, xq, 10, bits)
+    assert (I >= 0).all() and per_id[I].all()  # k admitted ids for every query
+    D_exact, I_exact = exact(xq, ids[keep], xb[keep], 10)
+    assert fi.recall_at_k(I, I_exact, 10, D_exact) >= 0.95
+    rows = {int(i): r for r, i in enumerate(ids)}
+    want = np.array([[xb[rows[int(i)]] @ xq[q] for i in I[q]] for q in range(len(xq))])
+    np.testing.assert_allclose(D, want, rtol=1e-5, atol=1e-6)  # exact scores still
+    nothing = np.zeros_like(bits)
+    assert (fi.search(index, xq[:3], 10, nothing)[1] == -1).all()
+
+
 def test_removed_ids_never_come_back_and_compaction_keeps_the_rest(filled):
     index, ids, xb = filled
     gone = ids[:2_000:2]  # 1,000 of 6,000: past the compaction share with the next batch

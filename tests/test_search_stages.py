@@ -14,6 +14,7 @@ import pytest
 
 from services.errors import InvalidArgumentError
 from services.index import Catalogue, VideoInfo
+from services.index import faiss_index as fi
 from services.search.filters import admit
 from services.search.moments import refine_targets
 from services.search.options import (
@@ -193,6 +194,92 @@ def test_the_catalogue_answers_places_and_filters_from_memory():
     assert cat.servable(np.array([1, 4, 10**9, -1])).tolist() == [False] * 4
     with pytest.raises(ValueError, match="id order"):
         cat.add_places("video", video_places([12], [3]))
+
+
+class MaskedFlat:
+    """An exact faiss index behind faiss_index.search (as VectorIndex calls it), recording
+    each search's k and whether the filter's bits went with it."""
+
+    def __init__(self, xb: np.ndarray, ids: np.ndarray) -> None:
+        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(xb.shape[1]))
+        self.index.add_with_ids(xb, ids)
+        self.dim, self.calls = xb.shape[1], []
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, xq, k, admitted=None):
+        self.calls.append((len(xq), k, admitted is not None))
+        return fi.search(self.index, np.ascontiguousarray(xq, np.float32), k, admitted)
+
+
+def test_a_collection_filter_is_tested_by_the_index_without_over_fetch_and_follows_changes():
+    """A collection / tags filter goes to FAISS as bits over vector ids: one search at the
+    unfiltered k (no 8x over-fetch), and the exact filtered top k; the bits follow the
+    catalogue's changes (a video moved into the collection, one deleted, a new one)."""
+    from services.search import packed, pipeline
+
+    rng = np.random.default_rng(3)
+    n = 200
+    xb = unit(rng.normal(size=(n + 1, D)))
+    vids = np.arange(1, n + 1)
+    vector_ids = 1000 + vids  # video v's vector id
+    cat = Catalogue("v1")
+    cat.add_places("video", video_places(vector_ids, vids))
+    cat.apply_videos([info(int(v), collection="abcd"[v % 4]) for v in vids])
+    flat = MaskedFlat(xb[:n], vector_ids)
+    opts = SearchOptions(level="video", top_k=5, collection="a")
+    xq = unit(rng.normal(size=(6, D)))
+    queries = [Query(vector=x) for x in xq]
+
+    def exact_in_a(x: np.ndarray) -> list[int]:
+        ok = [v for v in range(1, len(flat_vectors) + 1)
+              if (cat.video(v) is not None and cat.video(v).collection == "a")]  # fmt: skip
+        scores = {v: float(flat_vectors[v - 1] @ x) for v in ok}
+        return sorted(ok, key=lambda v: -scores[v])[:5]
+
+    flat_vectors = xb[:n]
+    run = dict(index=flat, catalogue=cat, load=lambda ids: {}, version="v1")
+    results = pipeline.run(queries, opts, **run)
+    assert flat.calls == [(6, MIN_FETCH, True)]  # one search, k = max(top_k, 16): no 8x
+    for x, r in zip(xq, results, strict=True):
+        assert [h.video.id for h in r.hits] == exact_in_a(x)
+    cols = packed.run_packed(queries, opts, **run)
+    assert flat.calls[-1] == (6, MIN_FETCH, True)
+    assert cols.video_ids.tolist() == [h.video.id for r in results for h in r.hits]
+
+    # video 2 moves into "a", the best of "a" for query 0 is deleted, video 201 arrives in "a"
+    best = results[0].hits[0].video.id
+    cat.apply_videos([info(2, collection="a")])
+    cat.remove_video(best)
+    flat.index.add_with_ids(xb[n:], np.array([1000 + n + 1], np.int64))
+    flat_vectors = xb
+    cat.add_places("video", video_places([1000 + n + 1], [n + 1]))
+    cat.apply_videos([info(n + 1, collection="a")])
+    again = pipeline.run([Query(vector=xq[0]), Query(vector=xb[1]), Query(vector=xb[n])],
+                         opts, **run)  # fmt: skip
+    assert best not in [h.video.id for r in again for h in r.hits]
+    assert [h.video.id for h in again[0].hits] == exact_in_a(xq[0])
+    assert again[1].hits[0].video.id == 2  # its own vector: itself first, now in "a"
+    assert again[2].hits[0].video.id == n + 1
+
+
+def test_a_round_whose_rows_come_back_short_of_k_is_the_last():
+    """Rows with fewer than k ids: the lists searched hold no more (an IVF's nprobe lists,
+    or what the index's filter admits), so a larger k would find nothing new."""
+    calls = []
+
+    def search(xq, k):  # at most 7 ids whatever k (padded with -1)
+        calls.append(k)
+        D_ = np.full((len(xq), k), -np.inf, np.float32)
+        I_ = np.full((len(xq), k), -1, np.int64)
+        D_[:, :7], I_[:, :7] = np.linspace(0.9, 0.3, 7), np.arange(1, 8)
+        return D_, I_
+
+    got = retrieve(search, [np.zeros((1, D), np.float32)], ntotal=10_000, wanted=[10],
+                   admit=lambda q, i: i.copy(), per_video=False)[0]  # fmt: skip
+    assert calls == [max(OVER_FETCH * 10, MIN_FETCH)] and len(got.candidates) == 7
 
 
 # ---------------------------------------------------------------------------- re-rank, merge

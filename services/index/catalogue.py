@@ -7,6 +7,8 @@ memory, so that no search call reads SQL to filter or to describe a hit.
              arrays (36 bytes a vector), looked up through an id table (id_positions.py)
     segments video id -> its segment vector ids (a dict of small arrays): which rows of
              the segment index make up a video, for placing video-level hits in memory
+    filters  per collection / tags filter, a flag per video id it admits (filter_mask),
+             and from those a bit per vector id (vector_bits) that FAISS tests as it scans
 
 Kept current by the sync that catches the FAISS index up (IndexSet.sync ->
 sync_catalogue), with the same two watermarks and one of its own:
@@ -147,6 +149,8 @@ class Catalogue:
         self._filter_masks: dict[Hashable, tuple[Callable[[VideoInfo], bool], np.ndarray]] = {}
         self._masks_lock = threading.Lock()  # a new mask's caching vs the writers' updates
         self._generation = 0  # changes of the videos so far (see filter_mask)
+        # (level, filter key) -> (places, flags, servable it was made of, bits): see vector_bits
+        self._vector_bits: dict[tuple[Level, Hashable], tuple] = {}
         self.watermarks: dict[Level, int] = {lv: 0 for lv in LEVELS}
         self.tombstone_seq = 0
         self.change_seq = 0  # the video_changes log read so far
@@ -319,6 +323,34 @@ class Catalogue:
                 masks[key] = (predicate, mask)
                 self._filter_masks = masks
         return mask  # (not kept when videos changed meanwhile: the next search builds it)
+
+    def vector_bits(
+        self, level: Level, key: Hashable, predicate: Callable[[VideoInfo], bool]
+    ) -> np.ndarray:
+        """The vector ids of `level` whose video the filter admits and the catalogue
+        serves, as bits (uint8; id i is bit i % 8 of byte i // 8: faiss_index.search's
+        `admitted`). Made from filter_mask and the places, and made again on the first
+        search after either changes (a sync that adds vectors, a delete, an edit): at
+        10^6 vectors ~10 ms, once a sync, against a 4-8x over-fetch on every search.
+        Ids the catalogue does not place (not synced yet, deleted) are refused, as the
+        filter stage refuses them. A search racing a change may use the bits of the state
+        before it; the filter stage still tests each hit against the state after."""
+        places, servable = self._places[level], self._servable
+        flags = self.filter_mask(key, predicate)
+        held = self._vector_bits.get((level, key))
+        if held is not None and held[0] is places and held[1] is flags and held[2] is servable:
+            return held[3]
+        admitted = flags_at(flags, places.video_ids) & flags_at(servable, places.video_ids)
+        per_id = np.zeros(int(places.ids[-1]) + 1 if len(places) else 0, bool)
+        per_id[places.ids[admitted]] = True
+        bits = np.packbits(per_id, bitorder="little")
+        with self._masks_lock:  # replaced whole (readers take no lock), bounded as the masks
+            kept = dict(self._vector_bits)
+            if len(kept) >= 2 * MAX_FILTER_MASKS and (level, key) not in kept:
+                kept.pop(next(iter(kept)))  # the oldest
+            kept[(level, key)] = (places, flags, servable, bits)
+            self._vector_bits = kept
+        return bits
 
     def _updated_filter_masks(
         self, videos: dict[int, VideoInfo], changed: set[int], size: int

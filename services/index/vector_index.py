@@ -193,12 +193,16 @@ class VectorIndex:
             )
         return m
 
-    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, xq: np.ndarray, k: int, admitted: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product (cosine on unit vectors) for each query row.
 
         xq: float32 (nq, dim). Returns D (nq, k) float32 scores, best first, and I (nq, k)
         int64 SQL row ids; when fewer than k vectors are found the row ends with I = -1,
         D = -inf (as faiss pads). TypeError / ValueError on a wrong dtype, shape or k.
+        `admitted`: only those ids, as bits (faiss_index.search); the CPU copy answers
+        (faiss's GPU indexes take no id selector).
         """
         xq = fi.check_queries(xq, self.dim)
         k = fi.check_k(k)
@@ -206,10 +210,10 @@ class VectorIndex:
             state, index = self._state, self._search_index
             if state is None or index is None:
                 raise IndexNotReadyError("no index loaded: call load_or_build()")
-            if k > fi.GPU_MAX_K:
+            if k > fi.GPU_MAX_K or admitted is not None:
                 index = state.index  # beyond the GPU's k limit the CPU copy answers
             with self.placement.search_guard(index, state.index):
-                return fi.search(index, xq, k)
+                return fi.search(index, xq, k, admitted)
 
     @property
     def holds_vectors(self) -> bool:

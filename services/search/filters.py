@@ -7,8 +7,10 @@ servable videos in memory (services.index.catalogue), never by SQL.
 
 Array code for the common filters: READY is the catalogue's flag per video id; a
 collection / tags filter has flags of its own, built by the catalogue on its first search
-and kept current by every change (Catalogue.filter_mask). Asset ids (external_ids) and
-metadata values, mostly one-offs, test the candidates' videos one by one.
+and kept current by every change (Catalogue.filter_mask); from those, bits per vector id
+that the index tests while it scans (admitted_bits), so such a filter needs no
+over-fetch. Asset ids (external_ids) and metadata values, mostly one-offs, test the
+candidates' videos one by one.
 """
 
 from __future__ import annotations
@@ -81,6 +83,18 @@ def _flags(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray:
     and tags recur across searches: built once, then kept current)."""
     key = (opts.collection, opts.tags)
     return catalogue.filter_mask(key, lambda info: passes(info, opts, None))
+
+
+def admitted_bits(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray | None:
+    """A collection / tags filter's vector ids as bits (Catalogue.vector_bits), for the
+    index to test while it searches: then no over-fetch is needed for it. None for no
+    filter (every id the index holds is servable) and for asset ids and metadata values
+    (one-offs, tested per candidate)."""
+    if not _has_flags(opts):
+        return None
+    return catalogue.vector_bits(
+        opts.level, (opts.collection, opts.tags), lambda info: passes(info, opts, None)
+    )
 
 
 def admitted_share(catalogue: Catalogue, opts: SearchOptions) -> float:

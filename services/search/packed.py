@@ -34,7 +34,7 @@ from services.index import Catalogue
 from sora_encoder.copy_score import CopyCalibration
 
 from . import pipeline
-from .filters import admit_videos
+from .filters import admit_videos, admitted_bits
 from .pipeline import BATCH_LOAD_MAX_VIDEOS, Index, over_fetch_for
 from .rerank import Info, Load, place
 from .retrieve import MAX_FETCH, first_k
@@ -193,8 +193,11 @@ def run_packed(
     X = np.stack([q.vector for q in queries]).astype(np.float32, copy=False)  # (n, d)
     n, top_k = len(queries), opts.top_k
     excluded = opts.exclude_query_video and any(q.video_id is not None for q in queries)
-    k = first_k(top_k, index.ntotal, over_fetch_for(catalogue, opts, excluded))
-    D, I = index.search(X, k)  # (n, k) each, best first; -1 past the end
+    bits = admitted_bits(catalogue, opts)  # a collection / tags filter, tested by FAISS
+    k = first_k(top_k, index.ntotal,
+                over_fetch_for(catalogue, opts, excluded, masked=bits is not None))  # fmt: skip
+    # (n, k) each, best first; -1 past the end
+    D, I = index.search(X, k) if bits is None else index.search(X, k, admitted=bits)
     check()
     places = catalogue.places(opts.level, I.reshape(-1))
     vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
@@ -207,7 +210,8 @@ def run_packed(
     # short: fewer than top_k admitted while the index had more to give (a filter refused
     # most of the first round): those queries go again through the pipeline's rounds
     below_min = (D[:, -1] < opts.min_score) if opts.min_score is not None else np.zeros(n, bool)
-    short = (admitted < top_k) & (k < min(index.ntotal, MAX_FETCH)) & ~below_min
+    full = I[:, -1] >= 0  # a row short of k ids: the lists searched hold no more
+    short = (admitted < top_k) & full & (k < min(index.ntotal, MAX_FETCH)) & ~below_min
     take = ok & (np.cumsum(ok, axis=1) <= top_k)  # each row's first top_k admitted
     rows, cols = np.nonzero(take)  # row-major: query by query, best first
     flat = rows * k + cols

@@ -15,6 +15,7 @@ best segments; once for a whole batch of queries, _batch_load). No gRPC, no SQL 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -27,7 +28,7 @@ from services.store import Level
 from sora_encoder.copy_score import CopyCalibration
 
 from .copy_verdict import annotate_copies
-from .filters import admit, admitted_share, is_filtered
+from .filters import admit, admitted_bits, admitted_share, is_filtered
 from .rerank import Load, depth, segment_hits, video_hits
 from .retrieve import OVER_FETCH, query_rows, retrieve
 from .types import Candidate, Hit, Query, RegionMode, SearchOptions, SearchResult
@@ -41,7 +42,9 @@ class Index(Protocol):
     @property
     def ntotal(self) -> int: ...
 
-    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search(
+        self, xq: np.ndarray, k: int, admitted: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def run(
@@ -64,8 +67,9 @@ def run(
     reranks = [q.is_sequence and opts.alignment for q in queries]
     rows = [query_rows(q, opts.level) for q in queries]
     excluded = [q.video_id if opts.exclude_query_video else None for q in queries]
+    bits = admitted_bits(catalogue, opts)  # a collection / tags filter, tested by FAISS
     retrieved = retrieve(
-        index.search,
+        index.search if bits is None else functools.partial(index.search, admitted=bits),
         [xq for xq, _ in rows],
         ntotal=index.ntotal,
         wanted=[depth(opts, r) for r in reranks],
@@ -73,7 +77,9 @@ def run(
         min_score=opts.min_score,
         per_video=opts.level == "video",
         keep=[max(opts.top_k, depth(opts, r)) for r in reranks],  # what the hits can use
-        over_fetch=over_fetch_for(catalogue, opts, any(e is not None for e in excluded)),
+        over_fetch=over_fetch_for(
+            catalogue, opts, any(e is not None for e in excluded), masked=bits is not None
+        ),  # fmt: skip
         check=check,
     )
     if len(queries) > 1:
@@ -110,12 +116,15 @@ def run(
 MAX_OVER_FETCH = 64  # a filter admitting under 1/32 of the videos fetches at most 64x
 
 
-def over_fetch_for(catalogue: Catalogue, opts: SearchOptions, excluding: bool) -> int:
+def over_fetch_for(
+    catalogue: Catalogue, opts: SearchOptions, excluding: bool, *, masked: bool = False
+) -> int:
     """How many times `wanted` the first FAISS round asks for: 1 when every id is
-    admitted; with a filter about twice what its share of the videos needs to leave
+    admitted, or when the index itself tests the filter (`masked`: admitted_bits); with
+    a filter tested afterwards about twice what its share of the videos needs to leave
     `wanted` (a collection of a quarter: 8x), so that one round is usually enough (a
     second round re-ranks 4x as many candidates again)."""
-    if not is_filtered(opts):
+    if masked or not is_filtered(opts):
         return OVER_FETCH if excluding else 1
     share = admitted_share(catalogue, opts)
     return max(OVER_FETCH, min(MAX_OVER_FETCH, math.ceil(2.0 / max(share, 1e-9))))

@@ -7,11 +7,14 @@ Pure array code: the index's search and the filter stage come in as functions.
              per query, each id keeps its best score and row, best first; `admit` (the
              filter stage) gives each id's video or -1
     done     when `wanted` hits passed (distinct videos at video level), the index is
-             exhausted, k reached MAX_FETCH, or the k-th scores fell under min_score;
+             exhausted (ntotal, or every row came back with fewer than k ids: the lists
+             searched hold no more), k reached MAX_FETCH, or the k-th scores fell under
+             min_score;
              the others go again with k x OVER_FETCH
     k        first max(over_fetch * wanted, MIN_FETCH), capped by ntotal and MAX_FETCH;
              over_fetch is OVER_FETCH when a filter or an excluded video may refuse ids,
-             1 when every id the index returns is admitted (no filter: the first round
+             1 when every id the index returns is admitted (no filter, or one the index
+             tests itself, pipeline.over_fetch_for: the first round
              is enough, and a fast-scan index re-ranks k_factor x k candidates, so an
              over-fetch there costs re-ranking for nothing)
     keep     Candidate objects are made only for the best `keep` admitted ids of a query
@@ -130,7 +133,12 @@ def retrieve(
                                           scores[sel].tolist(), rows[sel].tolist(), strict=True)
                 ]  # fmt: skip
                 below_min = min_score is not None and float(np.max(Dq[:, -1])) < min_score
-                if found >= wanted[q] or kk >= ntotal or kk >= MAX_FETCH or below_min:
+                # every row came back short of kk: the lists searched hold no more (an
+                # IVF's nprobe lists, or the ids a filter tested by the index admits), so
+                # a larger k would find nothing new
+                exhausted = bool((Iq[:, -1] < 0).all())
+                if (found >= wanted[q] or kk >= ntotal or kk >= MAX_FETCH or below_min
+                        or exhausted):  # fmt: skip
                     out[q] = Retrieved(cands, len(ids))
                 else:
                     still.append(q)
