@@ -72,6 +72,7 @@ def add_video(
     title: str | None = None,
     model_version: str = MODEL,
     segment_s: float = 4.0,
+    external_id: str | None = None,
 ) -> int:
     """Register a video and complete its ingest with these segment vectors (unit rows);
     the video vector is their normalised mean, as the workers write it."""
@@ -86,6 +87,7 @@ def add_video(
             title=title or f"video {n}",
             collection=collection,
             tags=tuple(tags),
+            external_id=external_id,
         )
         complete_ingest(
             s,

@@ -634,18 +634,23 @@ def test_search_by_vector_with_filters_and_levels(api: Api):
     assert far not in [h.video.id for h in api.client.search(vector=q, top_k=2).hits]
 
 
-def test_filters_over_fetch_past_the_first_round(api: Api):
-    """40 decoys closer to the query than the one video of the wanted collection: the
-    first FAISS round (4 x top_k, at least 16) misses it, the next finds it."""
+def test_filters_find_what_decoys_hide_in_the_index_or_past_the_first_round(api: Api):
+    """40 decoys closer to the query than the one video wanted. A collection filter is
+    tested by the index as it scans: the decoys never come back (one candidate). An
+    asset-id filter is tested afterwards: the first FAISS round (4 x top_k, at least 16)
+    misses the video, the next finds it."""
     rng = np.random.default_rng(3)
     q = unit(rng.normal(size=DIM))
     for _ in range(40):
         add_video(api.store, [q + 0.05 * rng.normal(size=DIM)], collection="decoys")
-    wanted = add_video(api.store, [q + 0.8 * rng.normal(size=DIM)], collection="rare")
+    wanted = add_video(api.store, [q + 0.8 * rng.normal(size=DIM)], collection="rare",
+                       external_id="RARE-1")  # fmt: skip
     api.sync()
-    r = api.client.search(vector=q, top_k=1, collection="rare")
-    assert [h.video.id for h in r.hits] == [wanted]
-    assert r.candidates > 16
+    for level in ("segment", "video"):
+        r = api.client.search(vector=q, top_k=1, collection="rare", level=level)
+        assert [h.video.id for h in r.hits] == [wanted] and r.candidates == 1
+        r = api.client.search(vector=q, top_k=1, external_ids=["RARE-1"], level=level)
+        assert [h.video.id for h in r.hits] == [wanted] and r.candidates > 16
 
 
 def test_delete_removes_a_video_from_search_at_once(api: Api):

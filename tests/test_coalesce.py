@@ -145,6 +145,47 @@ def test_a_queued_call_whose_deadline_passes_leaves_the_queue_with_that_error():
     assert c.submit("k", 2) == ("k", 20)
 
 
+def test_a_call_handed_the_lead_as_its_deadline_passes_still_leads(monkeypatch):
+    """The race of a queued call's timed-out wait with the hand-over of the lead to it:
+    leaving the queue then would leave the lane with no leader, and the calls queued
+    behind it would wait forever. Made certain here: the call's wait reports a timeout
+    only once the lead has reached it."""
+    from services.api import coalesce
+
+    real_wait = coalesce._Slot.wait
+    late = []
+
+    def wait(slot, timeout):
+        if slot.item != 1 or late:  # only the first wait of the call with the deadline
+            return real_wait(slot, timeout)
+        assert real_wait(slot, None)  # the lead arrives ...
+        late.append(slot.lead)
+        slot.wake()  # (still to be taken, as when the timeout fired first)
+        return False  # ... just as its deadline passed
+
+    monkeypatch.setattr(coalesce._Slot, "wait", wait)
+    rec = Recorder()
+    c = Coalescer(rec)
+    first, [t0] = _submit_all(c, [("k", 0)])
+    assert rec.entered.wait(WAIT_S)
+    expired = Call(time_remaining=lambda: 0.0)
+    answers: list = [None, None]
+    t1 = threading.Thread(
+        target=lambda: answers.__setitem__(0, c.submit("k", 1, expired)), daemon=True
+    )
+    t1.start()
+    _until(lambda: c.queued() == 1, "the call with the deadline to queue")
+    t2 = threading.Thread(target=lambda: answers.__setitem__(1, c.submit("k", 2)), daemon=True)
+    t2.start()
+    _until(lambda: c.queued() == 2, "a second call to queue behind it")
+    rec.release.set()
+    for t in (t0, t1, t2):
+        t.join(WAIT_S)
+        assert not t.is_alive()  # nobody left waiting for a leader
+    assert late == [True] and answers == [("k", 10), ("k", 20)]
+    assert rec.batches == [("k", [0]), ("k", [1, 2])]
+
+
 def test_a_long_queue_is_taken_max_batch_at_a_time_and_everyone_is_answered():
     rec = Recorder()
     c = Coalescer(rec, max_batch=2)

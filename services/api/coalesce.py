@@ -31,14 +31,26 @@ MAX_BATCH = 256  # items a round takes (SearchBatch's limit)
 
 
 class _Slot:
-    __slots__ = ("done", "error", "item", "lead", "result")
+    __slots__ = ("_woken", "error", "item", "lead", "result")
 
     def __init__(self, item: Any) -> None:
         self.item = item
-        self.done = threading.Event()
+        # Held from the start, released to wake the one caller waiting on it: a bare lock
+        # (what an Event's Condition builds on each wait, for every call under load)
+        self._woken = threading.Lock()
+        self._woken.acquire()
         self.lead = False  # woken to lead the lane's next round, not with a result
         self.result: Any = None
         self.error: BaseException | None = None
+
+    def wake(self) -> None:
+        """Answered, or handed the lead; each slot is woken at most twice, the second time
+        (a leader answered by its own round) after its caller took the first wake."""
+        self._woken.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        """True once woken; False when `timeout` seconds passed first."""
+        return self._woken.acquire(timeout=-1 if timeout is None else max(timeout, 0.0))
 
     def value(self) -> Any:
         if self.error is not None:
@@ -100,9 +112,11 @@ class Coalescer:
         callers do not wake to look (a poll every 50 ms measured the same, within the
         noise); a client that cancels without a deadline waits for its round (ms)."""
         timeout = call.remaining()
-        while not slot.done.wait(None if timeout is None else max(timeout, 0.0)):
+        while not slot.wait(timeout):
             with self._lock:
-                if slot in lane.queue:  # not taken by a round yet: leave
+                # not taken by a round, nor handed the lead (the hand-over may come just as
+                # the wait timed out: leaving then would leave the lane with no leader)
+                if slot in lane.queue and not slot.lead:
                     lane.queue.remove(slot)
                     call.check()  # raises DeadlineExceededError
                     raise DeadlineExceededError("the call's deadline passed while queued")
@@ -132,6 +146,6 @@ class Coalescer:
             for s in batch:
                 if s.result is None and s.error is None:
                     s.error = RuntimeError("the batch was not computed")
-                s.done.set()
+                s.wake()
             if following is not None:
-                following.done.set()
+                following.wake()
