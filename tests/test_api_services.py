@@ -270,6 +270,9 @@ def test_keeper_serves_the_old_version_until_the_new_one_covers_every_video(
 
 
 def test_keeper_asks_the_serving_version_again_only_when_the_store_moved(db, tmp_path, monkeypatch):
+    """Once the configured version is served, the store's moves (an ingest, a delete) do
+    not recount it until recount_idle_s has passed; until then (first video, reindex:
+    test_keeper_serves_the_old_version_until...) every move does."""
     import services.api.index_keeper as keeper_module
 
     calls = []
@@ -285,13 +288,18 @@ def test_keeper_asks_the_serving_version_again_only_when_the_store_moved(db, tmp
     assert len(calls) == 1 and keeper.model_version == MODEL  # nothing moved: asked once
     add_video(db, rng.normal(size=(2, DIM)))
     keeper.sync_once()
-    assert len(calls) == 2  # a new video's vectors moved the fingerprint
+    # a new video's vectors moved the fingerprint, but the configured version is served
+    # and the interval has not passed: an ingest does not recount every second
+    assert len(calls) == 1 and keeper.current()[1]["video"].ntotal == 2
     with db.Session.begin() as s:
         delete_video(s, first)
     keeper.sync_once()
-    assert len(calls) == 3  # so did a delete (its tombstones)
+    assert len(calls) == 1  # nor does a delete (its tombstones)
+    keeper._version_checked_at -= 3601  # the interval has passed
     keeper.sync_once()
-    assert len(calls) == 3
+    assert len(calls) == 2
+    keeper.sync_once()
+    assert len(calls) == 2
 
 
 def test_keeper_thread_syncs_when_asked_and_survives_errors(db, tmp_path):

@@ -274,13 +274,18 @@ class IndexKeeper:
             self._configured_resolved = True
         with self.store.ReadSession.begin() as s:
             # the full answer counts every READY video per version (0.13 s of CPU at 10^5
-            # videos on SQLite, every second); it is asked again only when the store's
-            # fingerprint moved, or when the last answer is older than recount_idle_s
+            # videos on SQLite, every second); it is asked again when the last answer is
+            # older than recount_idle_s, and before that only when the store's fingerprint
+            # moved while the answer is not yet the configured version (a first video, a
+            # reindex under way: the switch is prompt). Once the configured version is
+            # served, new videos of it (an ingest moves the fingerprint every second) do
+            # not change the answer; a version overtaking it, or every video deleted, is
+            # seen within recount_idle_s.
             fingerprint = versions_fingerprint(s)
             now = time.monotonic()
-            if (
-                fingerprint == self._version_fingerprint
-                and now - self._version_checked_at < self.recount_idle_s
+            settled = self._version_answer is not None and self._version_answer == self._configured
+            if now - self._version_checked_at < self.recount_idle_s and (
+                fingerprint == self._version_fingerprint or settled
             ):
                 return self._version_answer
             version = serving_model_version(s, self._configured or "")
