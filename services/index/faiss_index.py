@@ -220,10 +220,7 @@ def search(
     else:
         bits = np.ascontiguousarray(admitted, dtype=np.uint8)  # held until the search is done
         selector = faiss.IDSelectorBitmap(8 * len(bits), faiss.swig_ptr(bits))
-        if isinstance(index, RefinedIndex):
-            D, I = index.search(xq, k, selector)
-        else:
-            D, I = index.search(xq, k, params=selector_params(index, selector))
+        D, I = index.search(xq, k, params=selector_params(index, selector))
     D = np.asarray(D, dtype=np.float32)
     I = np.asarray(I, dtype=np.int64)
     D[I < 0] = -np.inf
@@ -232,9 +229,10 @@ def search(
 
 def selector_params(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
     """Search parameters that carry `selector` and keep the index's own nprobe (a
-    SearchParametersIVF's default nprobe is 1, not the index's)."""
+    SearchParametersIVF's default nprobe is 1, not the index's); a RefinedIndex passes
+    them to its codes' index."""
     try:
-        nprobe = int(faiss.extract_index_ivf(index).nprobe)
+        nprobe = int(ivf_of(index).nprobe)
     except RuntimeError:  # not an IVF: exact
         return faiss.SearchParameters(sel=selector)
     return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)

@@ -112,11 +112,11 @@ class RefinedIndex:
         return max(k, min(k * self.k_factor, MAX_BASE_K))
 
     def search(
-        self, xq: np.ndarray, k: int, selector: faiss.IDSelector | None = None
+        self, xq: np.ndarray, k: int, params: faiss.SearchParameters | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """D (nq, k) exact inner products, best first; I (nq, k) ids, -1 / -inf padded.
-        `selector`: only ids it admits, tested by the codes' scan (so every candidate
-        re-ranked is one that may be returned).
+        `params`: the codes' search's (faiss_index.selector_params: an id selector, tested
+        by the codes' scan, so every candidate re-ranked is one that may be returned).
 
         Both passes run in faiss's C++ without the GIL (the codes' search, then
         knn_inner_products_by_idx over the candidates' rows); the Python between them is
@@ -124,11 +124,7 @@ class RefinedIndex:
         8 threads searching together then answered fewer queries than one (measured)."""
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         nq, kb = len(xq), self.base_k(k)
-        if selector is None:
-            _, I0 = self.base.search(xq, kb)  # (nq, kb), -1 only at a row's end
-        else:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=int(self.base.nprobe))
-            _, I0 = self.base.search(xq, kb, params=params)
+        _, I0 = self.base.search(xq, kb, params=params)  # (nq, kb), -1 only at a row's end
         rows = self._find(I0)[0]  # each id's row in the held vectors
         if nq and I0[:, -1].min() < 0:  # padded rows (fewer candidates than kb)
             rows[I0 < 0] = -1  # the re-rank stops at a row's first -1

@@ -15,6 +15,8 @@ candidates' videos one by one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+
 import numpy as np
 
 from services.index import Catalogue, VideoInfo
@@ -81,8 +83,12 @@ def _has_flags(opts: SearchOptions) -> bool:
 def _flags(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray:
     """The catalogue's flags of the videos a collection / tags filter admits (collections
     and tags recur across searches: built once, then kept current)."""
-    key = (opts.collection, opts.tags)
-    return catalogue.filter_mask(key, lambda info: passes(info, opts, None))
+    return catalogue.filter_mask(*_filter_of(opts))
+
+
+def _filter_of(opts: SearchOptions) -> tuple[Hashable, Callable[[VideoInfo], bool]]:
+    """A collection / tags filter as the catalogue keeps it: its key, and its test."""
+    return (opts.collection, opts.tags), lambda info: passes(info, opts, None)
 
 
 def admitted_bits(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray | None:
@@ -92,9 +98,7 @@ def admitted_bits(catalogue: Catalogue, opts: SearchOptions) -> np.ndarray | Non
     (one-offs, tested per candidate)."""
     if not _has_flags(opts):
         return None
-    return catalogue.vector_bits(
-        opts.level, (opts.collection, opts.tags), lambda info: passes(info, opts, None)
-    )
+    return catalogue.vector_bits(opts.level, *_filter_of(opts))
 
 
 def admitted_share(catalogue: Catalogue, opts: SearchOptions) -> float:
