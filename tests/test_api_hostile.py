@@ -28,6 +28,7 @@ from services.api.errors import status_of
 from services.api.gen.sora.v1 import sora_pb2 as pb
 from services.api.gen.sora.v1 import sora_pb2_grpc
 from services.api.ingest_service import IngestService, NewVideo, receive_file
+from services.api.limits import CallLimiter
 from services.errors import CallCancelledError, DeadlineExceededError, InvalidArgumentError
 from services.settings import Settings
 from tests.test_api_harness import *  # noqa: F403 - fixtures
@@ -81,6 +82,34 @@ def test_a_concurrency_cap_above_the_thread_pool_is_refused_at_start(db, tmp_pat
         make_api(db, tmp_path, max_workers=8, max_concurrent_rpcs=16, start=False)
     with pytest.raises(ValueError, match="SORA_API_WORKERS"):
         make_api(db, tmp_path, max_workers=8, max_concurrent_rpcs=8, start=False)
+
+
+def test_the_limiter_runs_the_handler_grpc_gives_for_each_call():
+    """The limited wrapper is made once per method, but never outlives its handler: an
+    auth refusal's handler (new for each call) in between, then the method's own again."""
+    limiter = CallLimiter(2)
+    served = grpc.unary_unary_rpc_method_handler(lambda request, context: f"served {request}")
+    denied = grpc.unary_unary_rpc_method_handler(lambda request, context: "denied")
+
+    class Details:  # grpc.HandlerCallDetails' fields
+        method, invocation_metadata = "/sora.v1.SoraIndex/Search", ()
+
+    details = Details()
+
+    class Context:
+        def abort(self, code, message):
+            raise AssertionError(f"refused: {code} {message}")
+
+    def call(handler, request):
+        return limiter.intercept_service(lambda _: handler, details).unary_unary(
+            request, Context()
+        )
+
+    assert [call(served, 1), call(served, 2), call(denied, 3), call(served, 4)] == [
+        "served 1", "served 2", "denied", "served 4"
+    ]
+    assert limiter.active == 0  # every slot given back
+    assert limiter.intercept_service(lambda _: None, details) is None  # unknown method
 
 
 def test_health_answers_within_a_second_during_a_flood_of_stalled_uploads(db, tmp_path):

@@ -76,6 +76,10 @@ class CallLimiter(grpc.ServerInterceptor):
         self._exempt = exempt
         self._lock = threading.Lock()
         self.active = 0
+        # method -> (the handler gRPC gave, its limited wrapper): a method's handler is the
+        # same object call after call, so it is wrapped once, not on gRPC's poller thread
+        # for every call (an auth refusal's handler is new each time: checked by identity)
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def _enter(self, context: grpc.ServicerContext) -> None:
         if not self._slots.acquire(blocking=False):
@@ -119,9 +123,15 @@ class CallLimiter(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method in self._exempt:
+        method = handler_call_details.method
+        if handler is None or method in self._exempt:
             return handler
-        return _wrap_handler(handler, self._limited)
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _wrap_handler(handler, self._limited)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 class _Watched:
