@@ -84,32 +84,51 @@ def test_a_concurrency_cap_above_the_thread_pool_is_refused_at_start(db, tmp_pat
         make_api(db, tmp_path, max_workers=8, max_concurrent_rpcs=8, start=False)
 
 
+class _Refused(Exception):
+    pass
+
+
+class _Context:
+    def abort(self, code, message):
+        raise _Refused(code, message)
+
+
+class _Details:  # grpc.HandlerCallDetails' fields
+    method, invocation_metadata = "/sora.v1.SoraIndex/Search", ()
+
+
+def _limited_call(limiter: CallLimiter, handler, request):
+    return limiter.intercept_service(lambda _: handler, _Details()).unary_unary(request, _Context())
+
+
 def test_the_limiter_runs_the_handler_grpc_gives_for_each_call():
     """The limited wrapper is made once per method, but never outlives its handler: an
     auth refusal's handler (new for each call) in between, then the method's own again."""
     limiter = CallLimiter(2)
     served = grpc.unary_unary_rpc_method_handler(lambda request, context: f"served {request}")
     denied = grpc.unary_unary_rpc_method_handler(lambda request, context: "denied")
-
-    class Details:  # grpc.HandlerCallDetails' fields
-        method, invocation_metadata = "/sora.v1.SoraIndex/Search", ()
-
-    details = Details()
-
-    class Context:
-        def abort(self, code, message):
-            raise AssertionError(f"refused: {code} {message}")
-
-    def call(handler, request):
-        return limiter.intercept_service(lambda _: handler, details).unary_unary(
-            request, Context()
-        )
-
-    assert [call(served, 1), call(served, 2), call(denied, 3), call(served, 4)] == [
-        "served 1", "served 2", "denied", "served 4"
-    ]
+    calls = [(served, 1), (served, 2), (denied, 3), (served, 4)]
+    answers = [_limited_call(limiter, handler, request) for handler, request in calls]
+    assert answers == ["served 1", "served 2", "denied", "served 4"]
     assert limiter.active == 0  # every slot given back
-    assert limiter.intercept_service(lambda _: None, details) is None  # unknown method
+    assert limiter.intercept_service(lambda _: None, _Details()) is None  # unknown method
+
+
+def test_the_limiter_refuses_past_its_cap_and_frees_slots_on_errors():
+    limiter = CallLimiter(2)
+    seen = []
+
+    def nested(depth, context):  # each level holds a slot while it calls the next
+        seen.append(limiter.active)
+        return depth if depth == 3 else _limited_call(limiter, handler, depth + 1)
+
+    handler = grpc.unary_unary_rpc_method_handler(nested)
+    with pytest.raises(_Refused) as refused:
+        _limited_call(limiter, handler, 1)
+    assert refused.value.args[0] is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "SORA_MAX_CONCURRENT_RPCS" in refused.value.args[1]
+    assert seen == [1, 2] and limiter.active == 0  # the third was refused, slots back
+    assert _limited_call(limiter, handler, 2) == 3  # two levels fit the cap
 
 
 def test_health_answers_within_a_second_during_a_flood_of_stalled_uploads(db, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
@@ -216,28 +217,35 @@ def _hit_video_pb(v: VideoInfo) -> pb.Video:
     return message
 
 
-def hit_to_pb(h: Hit) -> pb.Hit:
-    return pb.Hit(
+def _add_hit(hits: Any, h: Hit) -> None:
+    """`h` as a new message at the end of the repeated field `hits`. Filled in place
+    (add() with the scalars, then the sub-messages' fields): building a pb.Hit and its
+    TimeRanges first and handing them over copies each of them again, twice the cost."""
+    m = hits.add(
         score=h.score,
-        video=_hit_video_pb(h.video),
         segment_id=h.segment_id or 0,
-        target=_range(h.target),
-        query=_range(h.query),
         aligned=h.alignment_score is not None,
         alignment_score=h.alignment_score or 0.0,
         copy_score=h.copy_score,
         is_copy=h.is_copy,
     )
+    m.video.CopyFrom(_hit_video_pb(h.video))
+    if h.target is not None:
+        m.target.start_s, m.target.end_s = h.target
+    if h.query is not None:
+        m.query.start_s, m.query.end_s = h.query
 
 
 def search_to_pb(r: SearchResult) -> pb.SearchResponse:
-    return pb.SearchResponse(
-        hits=[hit_to_pb(h) for h in r.hits],
+    response = pb.SearchResponse(
         model_version=r.model_version or "",
         candidates=r.candidates,
         copy_threshold=r.copy_threshold,
         regions_searched=r.regions_searched,
     )
+    for h in r.hits:
+        _add_hit(response.hits, h)
+    return response
 
 
 def search_batch_to_pb(results: Sequence[SearchResult]) -> pb.SearchBatchResponse:

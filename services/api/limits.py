@@ -72,29 +72,29 @@ class CallLimiter(grpc.ServerInterceptor):
         if cap < 1:
             raise ValueError(f"cap {cap}: expected >= 1")
         self.cap = cap
-        self._slots = threading.BoundedSemaphore(cap)
         self._exempt = exempt
-        self._lock = threading.Lock()
-        self.active = 0
+        self._lock = threading.Lock()  # a count under a lock: a Semaphore is Python code
+        self.active = 0  # calls holding a slot
         # method -> (the handler gRPC gave, its limited wrapper): a method's handler is the
         # same object call after call, so it is wrapped once, not on gRPC's poller thread
         # for every call (an auth refusal's handler is new each time: checked by identity)
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def _enter(self, context: grpc.ServicerContext) -> None:
-        if not self._slots.acquire(blocking=False):
+        with self._lock:
+            full = self.active >= self.cap
+            if not full:
+                self.active += 1
+        if full:
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the server is busy ({self.cap} calls in progress, $SORA_MAX_CONCURRENT_RPCS); "
                 "retry with back-off",
             )
-        with self._lock:
-            self.active += 1
 
     def _leave(self) -> None:
         with self._lock:
             self.active -= 1
-        self._slots.release()
 
     def _limited(self, behaviour: Callable, streaming_response: bool) -> Callable:
         if streaming_response:
