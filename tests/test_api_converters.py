@@ -20,13 +20,15 @@ def test_a_response_carries_each_hit_with_presence_as_given():
     placed = Hit(0.9, _video(1, "one"), 11, (0.0, 0.0), query=(2.0, 4.5), alignment_score=0.7,
                  copy_score=0.25, is_copy=True)  # fmt: skip
     bare = Hit(0.4, _video(2, "two"))
-    result = SearchResult([placed, bare], "v1", 37, copy_threshold=0.2, regions_searched=True)
+    zero = Hit(0.1, _video(3, "three"), copy_score=0.0, is_copy=False)  # set, at the defaults
+    result = SearchResult([placed, bare, zero], "v1", 37, copy_threshold=0.2,
+                          regions_searched=True)  # fmt: skip
 
     message = pb.SearchResponse.FromString(cv.search_to_pb(result).SerializeToString())
 
     assert (message.model_version, message.candidates, message.regions_searched) == ("v1", 37, True)
     assert message.HasField("copy_threshold") and abs(message.copy_threshold - 0.2) < 1e-6
-    first, second = message.hits
+    first, second, third = message.hits
     assert first.video == cv.video_to_pb(placed.video)
     assert (first.segment_id, first.aligned, first.is_copy) == (11, True, True)
     assert abs(first.score - 0.9) < 1e-6 and abs(first.alignment_score - 0.7) < 1e-6
@@ -37,6 +39,8 @@ def test_a_response_carries_each_hit_with_presence_as_given():
     assert (second.segment_id, second.aligned) == (0, False)
     for absent in ("target", "query", "copy_score", "is_copy"):
         assert not second.HasField(absent), absent
+    assert third.HasField("copy_score") and third.HasField("is_copy")
+    assert (third.copy_score, third.is_copy) == (0.0, False)
 
 
 def test_a_result_without_hits_or_calibration():

@@ -112,6 +112,26 @@ def test_the_limiter_runs_the_handler_grpc_gives_for_each_call():
     assert answers == ["served 1", "served 2", "denied", "served 4"]
     assert limiter.active == 0  # every slot given back
     assert limiter.intercept_service(lambda _: None, _Details()) is None  # unknown method
+    # made once: the same handler again gets the same wrapper
+    first = limiter.intercept_service(lambda _: served, _Details())
+    assert limiter.intercept_service(lambda _: served, _Details()) is first
+
+
+def test_a_streaming_response_holds_its_slot_until_the_stream_ends():
+    limiter = CallLimiter(1)
+    handler = grpc.unary_stream_rpc_method_handler(lambda request, context: iter(range(request)))
+    stream = limiter.intercept_service(lambda _: handler, _Details()).unary_stream(3, _Context())
+    assert limiter.active == 0  # taken when the stream starts, not when it is made
+    assert next(stream) == 0 and limiter.active == 1
+    with pytest.raises(_Refused):  # the cap is 1: a second call is refused meanwhile
+        _limited_call(limiter, grpc.unary_unary_rpc_method_handler(lambda r, c: r), 1)
+    assert list(stream) == [1, 2] and limiter.active == 0
+    ended_early = limiter.intercept_service(lambda _: handler, _Details()).unary_stream(
+        5, _Context()
+    )
+    next(ended_early)
+    ended_early.close()  # a client that goes away mid-stream
+    assert limiter.active == 0
 
 
 def test_the_limiter_refuses_past_its_cap_and_frees_slots_on_errors():

@@ -91,6 +91,7 @@ class CallLimiter(grpc.ServerInterceptor):
                 f"the server is busy ({self.cap} calls in progress, $SORA_MAX_CONCURRENT_RPCS); "
                 "retry with back-off",
             )
+            raise RuntimeError("abort returned")  # gRPC's raises; a slot was never taken
 
     def _leave(self) -> None:
         with self._lock:
