@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -69,6 +69,16 @@ def flags_at(mask: np.ndarray, video_ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), bool)
     inside = (ids >= 0) & (ids < len(mask))
     return inside & mask[np.where(inside, ids, 0)]
+
+
+def _with_entry(cache: dict, key: Hashable, value: Any, most: int) -> dict:
+    """A copy of `cache` with key -> value, the oldest entry dropped to keep at most `most`:
+    caches that searches read without a lock are replaced whole, never changed in place."""
+    kept = dict(cache)
+    if len(kept) >= most and key not in kept:
+        kept.pop(next(iter(kept)))  # the oldest
+    kept[key] = value
+    return kept
 
 
 @dataclass(frozen=True)
@@ -317,11 +327,9 @@ class Catalogue:
         mask[np.asarray(admitted, dtype=np.int64)] = True
         with self._masks_lock:
             if generation == self._generation:  # no change of videos since the pass
-                masks = dict(self._filter_masks)
-                if len(masks) >= MAX_FILTER_MASKS:
-                    masks.pop(next(iter(masks)))  # the oldest
-                masks[key] = (predicate, mask)
-                self._filter_masks = masks
+                self._filter_masks = _with_entry(
+                    self._filter_masks, key, (predicate, mask), MAX_FILTER_MASKS
+                )
         return mask  # (not kept when videos changed meanwhile: the next search builds it)
 
     def vector_bits(
@@ -344,12 +352,11 @@ class Catalogue:
         per_id = np.zeros(int(places.ids[-1]) + 1 if len(places) else 0, bool)
         per_id[places.ids[admitted]] = True
         bits = np.packbits(per_id, bitorder="little")
-        with self._masks_lock:  # replaced whole (readers take no lock), bounded as the masks
-            kept = dict(self._vector_bits)
-            if len(kept) >= 2 * MAX_FILTER_MASKS and (level, key) not in kept:
-                kept.pop(next(iter(kept)))  # the oldest
-            kept[(level, key)] = (places, flags, servable, bits)
-            self._vector_bits = kept
+        with self._masks_lock:  # bounded as the masks (a filter's bits at each level)
+            self._vector_bits = _with_entry(
+                self._vector_bits, (level, key), (places, flags, servable, bits),
+                2 * MAX_FILTER_MASKS,
+            )  # fmt: skip
         return bits
 
     def _updated_filter_masks(
