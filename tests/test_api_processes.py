@@ -252,3 +252,33 @@ def test_a_signalled_delete_that_cannot_be_caught_up_does_not_fail_searches(
     keeper.serving()
     keeper.serving()
     assert attempts == [1000.0, 1035.0]  # once more after it, and then caught up
+
+
+def test_a_restart_on_current_snapshots_does_not_rewrite_them(db, tmp_path):
+    """A keeper that loads its snapshots as they are writes none at its periodic save (it
+    rewrote every snapshot a minute after each start: seconds of CPU at 10^6); once a sync
+    catches rows up, the next periodic save writes again."""
+    from services.api.index_keeper import IndexKeeper
+    from tests.test_api_harness import MODEL
+
+    rng = np.random.default_rng(44)
+    add_video(db, unit(rng.normal(size=(2, DIM))))
+    folder = tmp_path / "index"
+    first = IndexKeeper(db, folder, configured_version=MODEL)
+    first.sync_once()  # builds from SQL and saves
+    first.stop(save=True)
+
+    def files() -> dict[str, int]:
+        return {p.name: p.stat().st_mtime_ns for p in folder.glob("*")}
+
+    saved = files()
+    assert any(n.endswith(".manifest.json") for n in saved)
+    restarted = IndexKeeper(db, folder, configured_version=MODEL, save_interval_s=0.0)
+    restarted.sync_once()  # loads the snapshots; the periodic save is due at once
+    restarted.sync_once()
+    assert restarted.serving().version == MODEL
+    assert files() == saved
+    add_video(db, unit(rng.normal(size=(2, DIM))))
+    restarted.sync_once()  # caught up: unsaved rows, written by this sync's save
+    assert files() != saved
+    restarted.stop(save=False)

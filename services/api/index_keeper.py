@@ -240,7 +240,10 @@ class IndexKeeper:
                     for video_id in self._forgotten:
                         fresh.catalogue.remove_video(video_id)
                     self._set = fresh
-                self._dirty = True
+                # its indexes were saved as they were built (load_or_build); one loaded from
+                # its snapshot needs writing only if it caught rows up since (else every
+                # start rewrote each snapshot a minute later: seconds of CPU at 10^6)
+                self._dirty = any(s.added or s.removed for s in statuses)
                 logger.info(
                     "serving model version %s (was %s): %s",
                     version,
