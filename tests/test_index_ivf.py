@@ -149,3 +149,48 @@ def test_admitted_bits_limit_a_search_and_keep_the_index_nprobe(factory):
     assert per_id[I].all()
     D_exact, pos = faiss.knn(xq, xb[keep], 10, metric=faiss.METRIC_INNER_PRODUCT)
     assert recall_at_k(I, ids[keep][pos], 10, D_exact) >= (0.97 if "SQ8" in factory else 0.999)
+
+
+def test_filtered_nprobe_widens_with_the_filter_selectivity():
+    from services.index.faiss_index import filtered_nprobe
+
+    assert filtered_nprobe(7, 1024, 1.0) == 7  # no filter
+    assert filtered_nprobe(7, 1024, 1 / 16) == 14  # 16^1/4 = 2
+    assert filtered_nprobe(7, 1024, 1 / 4) == 10  # 9.9, rounded up
+    assert filtered_nprobe(7, 20, 1e-6) == 20  # never past nlist
+    assert filtered_nprobe(7, 1024, 0.0) == 7  # admits nothing: nothing to find further out
+
+
+def test_a_selective_filter_keeps_its_recall_by_visiting_more_lists(monkeypatch):
+    """At the nprobe tuned for unfiltered searches a filter's nearest admitted vectors lie
+    in lists it does not visit; the search widens nprobe by the share the bits admit."""
+    from services.index import faiss_index as fi
+
+    xb = clustered_unit_vectors(20_000, 32, n_clusters=200, spread=1.5, seed=5)
+    ids = np.arange(1, len(xb) + 1, dtype=np.int64)
+    index = faiss.index_factory(32, "IVF64,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.train(xb)
+    index.add_with_ids(xb, ids)
+    faiss.extract_index_ivf(index).nprobe = 2
+    keep = ids % 16 == 0  # a sixteenth of the ids
+    per_id = np.zeros(len(xb) + 1, bool)
+    per_id[ids[keep]] = True
+    bits = np.packbits(per_id, bitorder="little")
+    assert fi.admitted_count(bits) == keep.sum()
+    xq = clustered_unit_vectors(300, 32, n_clusters=200, spread=1.5, seed=5, sample_seed=6)
+    D_exact, pos = faiss.knn(xq, xb[keep], 10, metric=faiss.METRIC_INNER_PRODUCT)
+
+    def recall() -> float:
+        _, I = fi.search(index, xq, 10, bits)
+        assert per_id[np.maximum(I, 0)].all()
+        return recall_at_k(I, ids[keep][pos], 10, D_exact)
+
+    widened = recall()
+    _, I = fi.search(index, xq, 10)
+    D_all, pos_all = faiss.knn(xq, xb, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    unfiltered = recall_at_k(I, ids[pos_all], 10, D_all)
+    monkeypatch.setattr(fi, "FILTER_NPROBE_EXPONENT", 0.0)
+    at_tuned = recall()
+    assert faiss.extract_index_ivf(index).nprobe == 2  # the index's own is left alone
+    assert widened >= at_tuned + 0.05, (widened, at_tuned)
+    assert widened >= unfiltered - 0.05, (widened, unfiltered)  # about the unfiltered recall

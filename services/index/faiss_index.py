@@ -18,6 +18,7 @@ stored vectors unit norm (inner product = cosine), ids int64 and strictly increa
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import zipfile
@@ -46,6 +47,7 @@ GPU_MAX_K = 2048  # faiss GPU search limit on k (and nprobe)
 # calls comes from the server's threads; a batch (SearchBatch, builds) keeps the team,
 # which parallelises over its queries.
 SINGLE_THREAD_BELOW = 16
+FILTER_NPROBE_EXPONENT = 0.25  # a filter admitting share s visits nprobe x s^-1/4 lists
 OMP_THREADS = faiss.omp_get_max_threads()  # the process default, read once at import
 
 
@@ -220,22 +222,52 @@ def search(
     else:
         bits = np.ascontiguousarray(admitted, dtype=np.uint8)  # held until the search is done
         selector = faiss.IDSelectorBitmap(8 * len(bits), faiss.swig_ptr(bits))
-        D, I = index.search(xq, k, params=selector_params(index, selector))
+        share = admitted_count(bits) / max(1, index.ntotal)
+        D, I = index.search(xq, k, params=selector_params(index, selector, share))
     D = np.asarray(D, dtype=np.float32)
     I = np.asarray(I, dtype=np.int64)
     D[I < 0] = -np.inf
     return D, I
 
 
-def selector_params(index: faiss.Index, selector: faiss.IDSelector) -> faiss.SearchParameters:
-    """Search parameters that carry `selector` and keep the index's own nprobe (a
-    SearchParametersIVF's default nprobe is 1, not the index's); a RefinedIndex passes
-    them to its codes' index."""
+def selector_params(
+    index: faiss.Index, selector: faiss.IDSelector, share: float = 1.0
+) -> faiss.SearchParameters:
+    """Search parameters that carry `selector`, with the index's own nprobe (a
+    SearchParametersIVF's default nprobe is 1, not the index's) widened for a selector
+    that admits `share` of the ids (filtered_nprobe); a RefinedIndex passes them to its
+    codes' index."""
     try:
-        nprobe = int(ivf_of(index).nprobe)
+        ivf = ivf_of(index)
     except RuntimeError:  # not an IVF: exact
         return faiss.SearchParameters(sel=selector)
+    nprobe = filtered_nprobe(int(ivf.nprobe), int(ivf.nlist), share)
     return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+
+
+def filtered_nprobe(nprobe: int, nlist: int, share: float) -> int:
+    """Lists a search visits when a filter admits `share` of the ids: nprobe x share^-1/4.
+
+    nprobe is tuned for unfiltered recall, but a filter's nearest admitted vectors lie
+    further out (the k-th admitted one is about the (k / share)-th overall), in lists a
+    tuned nprobe does not visit. At 10^6 vectors (IVF1024 fast-scan, nprobe 7, 500
+    held-out queries) recall@10 fell from 0.967 unfiltered to 0.948 for a quarter of the
+    videos, 0.922 for 1/16 and 0.863 for 1/64; with share^-1/4 (nprobe 10, 14, 20) it was
+    0.989, 0.996 and 0.968, while share^-1/2 (14, 28, 56) gained little more at up to 3x
+    the lists. A filter admitting nothing keeps nprobe: there is nothing to find."""
+    if share >= 1.0 or share <= 0.0:
+        return nprobe
+    return min(nlist, math.ceil(nprobe * share**-FILTER_NPROBE_EXPONENT - 1e-9))
+
+
+def admitted_count(bits: np.ndarray) -> int:
+    """Set bits in a uint8 array (~16 us for 10^6 ids on numpy 2; unpacked on 1.x)."""
+    if not hasattr(np, "bitwise_count"):  # numpy < 2.0
+        return int(np.unpackbits(bits).sum())
+    whole = len(bits) // 8 * 8  # popcount 8 bytes at a time
+    return int(np.bitwise_count(bits[:whole].view(np.uint64)).sum()) + int(
+        np.bitwise_count(bits[whole:]).sum()
+    )
 
 
 class ExactKnn:
