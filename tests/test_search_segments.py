@@ -111,3 +111,34 @@ def test_filter_flags_are_built_once_and_follow_every_change():
         assert tested == []  # a search with the kept flags tests no video
     finally:
         filters_module.passes = restore
+
+
+def test_appended_places_leave_views_readers_hold_unchanged_and_are_not_copied_each_time():
+    """A sync appends places into spare room of the arrays (no copy of every row per
+    sync); a search holding the places from before still sees exactly what it saw, and
+    drops (tombstones) and lookups stay right across appends and growth."""
+    c = Catalogue("v1")
+    c.add_places("segment", places([1, 2], [7, 7], [0, 1]))
+    before = c.places("segment", np.array([1, 2, 3]))
+    t = c._places["segment"]  # what a search in flight holds
+    held = [t.ids, t.video_ids, t.segment_index, t.start_s, t.end_s]
+    held_copy = [x.copy() for x in held]
+    grown = []
+    for i in range(3, 40):  # one place per sync, as a slow ingest
+        c.add_places("segment", places([i], [7 + i % 3], [i]))
+        grown.append(c._places["segment"])
+    for kept, copy in zip(held, held_copy, strict=True):
+        assert np.array_equal(kept, copy)
+    assert before.video_id.tolist() == [7, 7, -1]
+    # most appends wrote into room the arrays already had: shared with the sync before
+    in_place = sum(
+        np.shares_memory(a.ids, b.ids) for a, b in zip(grown[:-1], grown[1:], strict=True)
+    )
+    assert in_place >= len(grown) - 8, in_place  # a doubling now and then (log2 of 39)
+    got = c.places("segment", np.arange(0, 42))
+    assert got.video_id.tolist() == [-1, 7, 7] + [7 + i % 3 for i in range(3, 40)] + [-1, -1]
+    assert got.segment_index[3:40].tolist() == list(range(3, 40))
+    assert c.drop_vectors("segment", np.array([2, 20])) == {7, 9}
+    c.add_places("segment", places([40], [8], [40]))
+    got = c.places("segment", np.array([1, 2, 20, 21, 40]))
+    assert got.video_id.tolist() == [7, -1, -1, 7, 8] and c.vector_count("segment") == 38
