@@ -282,3 +282,46 @@ def test_a_restart_on_current_snapshots_does_not_rewrite_them(db, tmp_path):
     restarted.sync_once()  # caught up: unsaved rows, written by this sync's save
     assert files() != saved
     restarted.stop(save=False)
+
+
+def test_periodic_snapshot_saves_wait_in_proportion_to_what_the_last_one_cost(
+    db, tmp_path, monkeypatch
+):
+    """Under a steady ingest every periodic save writes whole snapshots again (seconds at
+    10^6): the next one waits SAVE_COST_FACTOR x the last one's duration when that is
+    longer than save_interval_s."""
+    import services.api.index_keeper as index_keeper
+    from services.api.index_keeper import SAVE_COST_FACTOR, IndexKeeper
+    from services.index import VectorIndex
+    from tests.test_api_harness import MODEL
+
+    rng = np.random.default_rng(45)
+    add_video(db, unit(rng.normal(size=(2, DIM))))
+    now = [1000.0]
+    monkeypatch.setattr(index_keeper.time, "monotonic", lambda: now[0])
+    saves: list[float] = []
+    real_save = VectorIndex.save_snapshot
+
+    def slow_save(self, *args, **kwargs):  # a write that takes 2 s of the keeper's clock
+        saves.append(now[0])
+        now[0] += 2.0
+        return real_save(self, *args, **kwargs)
+
+    keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, save_interval_s=1.0)
+    keeper.sync_once()  # built and saved by the build itself
+    monkeypatch.setattr(VectorIndex, "save_snapshot", slow_save)
+
+    def ingest_and_sync(after_s: float) -> None:
+        add_video(db, unit(rng.normal(size=(2, DIM))))
+        now[0] += after_s
+        keeper.sync_once()
+
+    ingest_and_sync(5.0)  # dirty, past save_interval_s: saved, each level 2 s
+    levels = len(saves)
+    assert levels >= 1
+    cost = 2.0 * levels
+    ingest_and_sync(10.0)  # past save_interval_s, not past the cost's wait
+    assert len(saves) == levels
+    ingest_and_sync(SAVE_COST_FACTOR * cost)  # now past it: saved again
+    assert len(saves) == 2 * levels
+    keeper.stop(save=False)

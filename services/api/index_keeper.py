@@ -7,8 +7,9 @@ with SQL by one background thread.
         same as now?  IndexSet.sync(save=False)           catch up: new ids, tombstones
         changed?      IndexSet(new).sync() while the old set keeps answering, then swap
         first success -> ready (health SERVING via on_ready)
-    snapshots are written at most every save_interval_s when something changed, and at stop
-    (by one API process of a host: save_snapshots; the others only read them)
+    snapshots are written at most every save_interval_s when something changed (or
+    SAVE_COST_FACTOR x the last write's seconds, when longer), and at stop (by one API
+    process of a host: save_snapshots; the others only read them)
 
 Searches do not wait on the loop's syncs: they read the current IndexSet reference
 (`serving()`: version, indexes, catalogue) and search its VectorIndex (which has its own
@@ -46,6 +47,12 @@ from services.store import Level, Store, serving_model_version, versions_fingerp
 from .change_signal import ChangeSignal
 
 logger = logging.getLogger(__name__)
+
+# Under a steady ingest every periodic save writes every snapshot again: at 10^6 vectors
+# ~4.4 s of CPU (serialise, zip, checksum), much of it holding the GIL, so every 60 s was
+# 7 % of a core taken from searches. Periodic saves wait at least this many times the last
+# write's seconds (4.4 s -> 220 s: ~2 %); a restart then catches up more rows from SQL.
+SAVE_COST_FACTOR = 50.0
 
 VersionSource = str | Callable[[], str | None] | None
 
@@ -103,6 +110,7 @@ class IndexKeeper:
         self._thread: threading.Thread | None = None
         self._dirty = False
         self._last_save = time.monotonic()
+        self._save_seconds = 0.0  # how long the last snapshot write took
         self._failing = False
         self._synced_from = float("-inf")  # monotonic time the last completed sync began
         self.syncs = 0  # completed syncs (tests wait on it)
@@ -300,8 +308,10 @@ class IndexKeeper:
         current = self._set
         if current is None or not (self._dirty or force) or not self.save_snapshots:
             return
-        if periodic and time.monotonic() - self._last_save < self.save_interval_s:
+        interval = max(self.save_interval_s, SAVE_COST_FACTOR * self._save_seconds)
+        if periodic and time.monotonic() - self._last_save < interval:
             return
+        started = time.monotonic()
         for index in current.indexes.values():
             try:
                 index.save_snapshot()
@@ -309,6 +319,7 @@ class IndexKeeper:
                 logger.exception("snapshot of %s/%s failed", index.level, index.model_version)
         self._dirty = False
         self._last_save = time.monotonic()
+        self._save_seconds = self._last_save - started
 
     def _run(self) -> None:
         while not self._stop.is_set():
