@@ -282,46 +282,57 @@ def test_a_restart_on_current_snapshots_does_not_rewrite_them(db, tmp_path):
     restarted.sync_once()  # caught up: unsaved rows, written by this sync's save
     assert files() != saved
     restarted.stop(save=False)
+    # rows added while no process ran: the load catches them up, and they are saved
+    saved = files()
+    add_video(db, unit(rng.normal(size=(2, DIM))))
+    again = IndexKeeper(db, folder, configured_version=MODEL, save_interval_s=0.0)
+    again.sync_once()
+    assert files() != saved
+    again.stop(save=False)
 
 
 def test_periodic_snapshot_saves_wait_in_proportion_to_what_the_last_one_cost(
     db, tmp_path, monkeypatch
 ):
     """Under a steady ingest every periodic save writes whole snapshots again (seconds at
-    10^6): the next one waits SAVE_COST_FACTOR x the last one's duration when that is
-    longer than save_interval_s."""
+    10^6): the next one waits SAVE_COST_FACTOR x the last one's CPU seconds when that is
+    longer than save_interval_s, and never more than SAVE_WAIT_MAX x save_interval_s."""
     import services.api.index_keeper as index_keeper
-    from services.api.index_keeper import SAVE_COST_FACTOR, IndexKeeper
+    from services.api.index_keeper import SAVE_COST_FACTOR, SAVE_WAIT_MAX, IndexKeeper
     from services.index import VectorIndex
     from tests.test_api_harness import MODEL
 
     rng = np.random.default_rng(45)
     add_video(db, unit(rng.normal(size=(2, DIM))))
-    now = [1000.0]
+    now, cpu, cost = [1000.0], [0.0], [0.05]
     monkeypatch.setattr(index_keeper.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(index_keeper, "_cpu_clock", lambda: cpu[0])
     saves: list[float] = []
     real_save = VectorIndex.save_snapshot
 
-    def slow_save(self, *args, **kwargs):  # a write that takes 2 s of the keeper's clock
+    def costly_save(self, *args, **kwargs):  # a write that takes cost[0] CPU seconds
         saves.append(now[0])
-        now[0] += 2.0
+        cpu[0] += cost[0]
         return real_save(self, *args, **kwargs)
 
     keeper = IndexKeeper(db, tmp_path / "index", configured_version=MODEL, save_interval_s=1.0)
     keeper.sync_once()  # built and saved by the build itself
-    monkeypatch.setattr(VectorIndex, "save_snapshot", slow_save)
+    monkeypatch.setattr(VectorIndex, "save_snapshot", costly_save)
 
-    def ingest_and_sync(after_s: float) -> None:
+    def ingest_and_sync(after_s: float) -> int:
         add_video(db, unit(rng.normal(size=(2, DIM))))
         now[0] += after_s
         keeper.sync_once()
+        return len(saves)
 
-    ingest_and_sync(5.0)  # dirty, past save_interval_s: saved, each level 2 s
-    levels = len(saves)
+    levels = ingest_and_sync(5.0)  # dirty, past save_interval_s: saved, every level
     assert levels >= 1
-    cost = 2.0 * levels
-    ingest_and_sync(10.0)  # past save_interval_s, not past the cost's wait
-    assert len(saves) == levels
-    ingest_and_sync(SAVE_COST_FACTOR * cost)  # now past it: saved again
-    assert len(saves) == 2 * levels
+    wait = SAVE_COST_FACTOR * cost[0] * levels  # 2.5 s a level: past the 1 s interval
+    assert 1.0 < wait < SAVE_WAIT_MAX * 1.0
+    assert ingest_and_sync(1.5) == levels  # past save_interval_s, not past the cost's wait
+    assert ingest_and_sync(wait) == 2 * levels  # now past it: saved again
+    cost[0] = 60.0  # a very costly write: the wait is capped
+    assert ingest_and_sync(wait) == 3 * levels
+    assert ingest_and_sync(SAVE_WAIT_MAX * 1.0 - 1.0) == 3 * levels
+    assert ingest_and_sync(1.0) == 4 * levels  # at the cap, not 50 x 60 s
     keeper.stop(save=False)

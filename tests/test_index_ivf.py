@@ -158,6 +158,7 @@ def test_filtered_nprobe_widens_with_the_filter_selectivity():
     assert filtered_nprobe(7, 1024, 1 / 16) == 14  # 16^1/4 = 2
     assert filtered_nprobe(7, 1024, 1 / 4) == 10  # 9.9, rounded up
     assert filtered_nprobe(7, 20, 1e-6) == 20  # never past nlist
+    assert filtered_nprobe(7, 4096, 1e-6) == 56  # at most 8x however few it admits
     assert filtered_nprobe(7, 1024, 0.0) == 7  # admits nothing: nothing to find further out
 
 

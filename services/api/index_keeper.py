@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.errors import UnavailableError
-from services.index import Catalogue, IndexSet, VectorIndex
+from services.index import Catalogue, IndexSet, LevelStatus, VectorIndex
 from services.store import Level, Store, serving_model_version, versions_fingerprint
 
 from .change_signal import ChangeSignal
@@ -51,8 +51,28 @@ logger = logging.getLogger(__name__)
 # Under a steady ingest every periodic save writes every snapshot again: at 10^6 vectors
 # ~4.4 s of CPU (serialise, zip, checksum), much of it holding the GIL, so every 60 s was
 # 7 % of a core taken from searches. Periodic saves wait at least this many times the last
-# write's seconds (4.4 s -> 220 s: ~2 %); a restart then catches up more rows from SQL.
+# write's CPU seconds (4.4 s -> 220 s: ~2 %), at most SAVE_WAIT_MAX x save_interval_s; a
+# restart then catches up more rows from SQL.
 SAVE_COST_FACTOR = 50.0
+SAVE_WAIT_MAX = 10.0
+
+
+def _cpu_clock() -> float:
+    """The calling thread's CPU seconds (what a snapshot write costs the process)."""
+    return time.thread_time()
+
+
+def _unsaved(fresh: IndexSet, statuses: list[LevelStatus]) -> bool:
+    """Whether a freshly opened set holds rows its snapshots lack. A build was saved by
+    load_or_build; a snapshot it loaded lacks what the load caught up (rows added or
+    deleted while the process was down) and what the sync after it moved. Before, every
+    fresh set counted as unsaved, and a minute after each start the writer rewrote every
+    snapshot (seconds of CPU and ~1 GB at 10^6)."""
+    loads = [index.last_load for index in fresh.indexes.values()]
+    caught_up = any(r is not None and r.loaded_from_snapshot and (r.added or r.removed)
+                    for r in loads)  # fmt: skip
+    return caught_up or any(s.added or s.removed for s in statuses)
+
 
 VersionSource = str | Callable[[], str | None] | None
 
@@ -110,7 +130,7 @@ class IndexKeeper:
         self._thread: threading.Thread | None = None
         self._dirty = False
         self._last_save = time.monotonic()
-        self._save_seconds = 0.0  # how long the last snapshot write took
+        self._save_cpu_s = 0.0  # CPU seconds the last snapshot write took
         self._failing = False
         self._synced_from = float("-inf")  # monotonic time the last completed sync began
         self.syncs = 0  # completed syncs (tests wait on it)
@@ -247,11 +267,10 @@ class IndexKeeper:
                     assert fresh.catalogue is not None
                     for video_id in self._forgotten:
                         fresh.catalogue.remove_video(video_id)
+                    # before the swap: a delete's removal from the fresh set (forget_video,
+                    # once it is served) then marks it dirty after this, not before
+                    self._dirty = _unsaved(fresh, statuses)
                     self._set = fresh
-                # its indexes were saved as they were built (load_or_build); one loaded from
-                # its snapshot needs writing only if it caught rows up since (else every
-                # start rewrote each snapshot a minute later: seconds of CPU at 10^6)
-                self._dirty = any(s.added or s.removed for s in statuses)
                 logger.info(
                     "serving model version %s (was %s): %s",
                     version,
@@ -308,10 +327,12 @@ class IndexKeeper:
         current = self._set
         if current is None or not (self._dirty or force) or not self.save_snapshots:
             return
-        interval = max(self.save_interval_s, SAVE_COST_FACTOR * self._save_seconds)
-        if periodic and time.monotonic() - self._last_save < interval:
+        # the last write's CPU (not wall time, which a loaded host stretches), and never
+        # more than SAVE_WAIT_MAX x the configured interval
+        cost_wait = min(SAVE_COST_FACTOR * self._save_cpu_s, SAVE_WAIT_MAX * self.save_interval_s)
+        if periodic and time.monotonic() - self._last_save < max(self.save_interval_s, cost_wait):
             return
-        started = time.monotonic()
+        started = _cpu_clock()
         for index in current.indexes.values():
             try:
                 index.save_snapshot()
@@ -319,7 +340,7 @@ class IndexKeeper:
                 logger.exception("snapshot of %s/%s failed", index.level, index.model_version)
         self._dirty = False
         self._last_save = time.monotonic()
-        self._save_seconds = self._last_save - started
+        self._save_cpu_s = _cpu_clock() - started
 
     def _run(self) -> None:
         while not self._stop.is_set():

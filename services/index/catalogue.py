@@ -143,10 +143,12 @@ def _appended(
     which neither way changes: so an ingest's sync no longer copies every array of 10^6
     rows to append a few (~25 ms of CPU a sync, GIL held)."""
     n = held + len(more)
-    if n > len(buffers[0]):
+    fits = all(np.can_cast(add.dtype, old.dtype, "safe")
+               for old, add in zip(buffers, _fields(more), strict=True))  # fmt: skip
+    if n > len(buffers[0]) or not fits:  # grown, in a dtype that holds both (as concatenate)
         grown = []
         for old, add in zip(buffers, _fields(more), strict=True):
-            new = np.empty(max(n, 2 * len(old)), dtype=add.dtype)
+            new = np.empty(max(n, 2 * len(old)), dtype=np.result_type(old.dtype, add.dtype))
             new[:held] = old[:held]
             grown.append(new)
         buffers = tuple(grown)
