@@ -223,8 +223,7 @@ def search(
     else:
         bits = np.ascontiguousarray(admitted, dtype=np.uint8)  # held until the search is done
         selector = faiss.IDSelectorBitmap(8 * len(bits), faiss.swig_ptr(bits))
-        share = admitted_count(bits) / max(1, index.ntotal) if _is_ivf(index) else 1.0
-        D, I = index.search(xq, k, params=selector_params(index, selector, share))
+        D, I = index.search(xq, k, params=selector_params(index, selector, bits))
     D = np.asarray(D, dtype=np.float32)
     I = np.asarray(I, dtype=np.int64)
     D[I < 0] = -np.inf
@@ -232,26 +231,19 @@ def search(
 
 
 def selector_params(
-    index: faiss.Index, selector: faiss.IDSelector, share: float = 1.0
+    index: faiss.Index, selector: faiss.IDSelector, bits: np.ndarray | None = None
 ) -> faiss.SearchParameters:
     """Search parameters that carry `selector`, with the index's own nprobe (a
-    SearchParametersIVF's default nprobe is 1, not the index's) widened for a selector
-    that admits `share` of the ids (filtered_nprobe); a RefinedIndex passes them to its
-    codes' index."""
+    SearchParametersIVF's default nprobe is 1, not the index's) widened by the share of
+    the ids that the selector's `bits` admit (filtered_nprobe; counted only for an IVF); a
+    RefinedIndex passes them to its codes' index."""
     try:
         ivf = ivf_of(index)
     except RuntimeError:  # not an IVF: exact
         return faiss.SearchParameters(sel=selector)
+    share = 1.0 if bits is None else admitted_count(bits) / max(1, index.ntotal)
     nprobe = filtered_nprobe(int(ivf.nprobe), int(ivf.nlist), share)
     return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-
-
-def _is_ivf(index: faiss.Index) -> bool:
-    try:
-        ivf_of(index)
-    except RuntimeError:
-        return False
-    return True
 
 
 def filtered_nprobe(nprobe: int, nlist: int, share: float) -> int:
