@@ -221,6 +221,21 @@ def test_ids_to_rows_by_table_or_by_search_agree_after_adds_and_compaction(fille
     assert (I[len(xq) // 2 + 1 :, 0] == ids[::97][len(xq) // 2 + 1 :]).all()
 
 
+def test_an_add_grows_the_id_table_in_place_and_searches_find_the_added_rows(filled):
+    index, ids, xb = filled
+    fi.search(index, xb[:3], 10)  # the table of rows is made by a search
+    table = index._positions
+    new_ids = ids[-1] + 3 * np.arange(1, 6)
+    fresh = clustered_unit_vectors(5, D_, n_clusters=20, spread=1.5, seed=1, sample_seed=9)
+    fi.add(index, new_ids, fresh)  # an ingest's sync
+    assert index._positions is not table and index._positions._room is table._room
+    D, I = fi.search(index, np.concatenate([fresh, xb[:3]]), 10)
+    assert I[:5, 0].tolist() == new_ids.tolist()  # each added vector finds itself
+    assert I[5:, 0].tolist() == ids[:3].tolist()
+    index._positions = None  # made again from the ids: the same answers
+    np.testing.assert_array_equal(fi.search(index, np.concatenate([fresh, xb[:3]]), 10)[1], I)
+
+
 def test_a_read_index_maps_its_vectors_and_searches_mapped_and_added_rows_together(
     filled, tmp_path
 ):

@@ -196,6 +196,24 @@ def test_the_catalogue_answers_places_and_filters_from_memory():
         cat.add_places("video", video_places([12], [3]))
 
 
+def test_places_appended_by_a_sync_are_found_through_the_same_table_grown_in_place():
+    cat = Catalogue("v1")
+    cat.add_places("video", video_places(range(10, 30), range(1, 21)))
+    cat.apply_videos([info(v) for v in range(1, 31)])
+    asked = np.arange(8, 45, dtype=np.int64)
+    first = cat.places("video", asked).video_id.tolist()
+    assert first == [-1, -1] + list(range(1, 21)) + [-1] * 15
+    table = cat._positions["video"]
+    cat.add_places("video", video_places(range(30, 40), range(21, 31)))  # an ingest's sync
+    grown = cat._positions["video"]
+    assert grown is not table and grown._room is table._room  # not made again
+    assert cat.places("video", asked).video_id.tolist() == [-1, -1] + list(range(1, 31)) + [-1] * 5
+    assert cat._positions["video"] is grown  # the search used it as it was
+    assert table.find(asked)[1].sum() == 20  # a search holding the old one: as it was
+    cat.drop_vectors("video", np.array([15]))  # a removal: the places and table made again
+    assert cat.places("video", np.array([14, 15, 16])).video_id.tolist() == [5, -1, 7]
+
+
 class MaskedFlat:
     """An exact faiss index behind faiss_index.search (as VectorIndex calls it), recording
     each search's k and whether the filter's bits went with it."""

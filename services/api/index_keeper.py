@@ -156,19 +156,22 @@ class IndexKeeper:
     def current(self) -> tuple[str | None, dict[Level, VectorIndex]]:
         """(serving model version, its indexes by level) or UNAVAILABLE before the first
         load. A level with no vectors yet has no index."""
-        if not self._ready.is_set():
-            raise UnavailableError(
-                "the search index is still loading; retry in a few seconds "
-                "(health reports SERVING once it is loaded)"
-            )
+        self._check_ready()
         current = self._set
         if current is None:
             return None, {}
         return current.model_version, dict(current.indexes)
 
+    def _check_ready(self) -> None:
+        if not self._ready.is_set():
+            raise UnavailableError(
+                "the search index is still loading; retry in a few seconds "
+                "(health reports SERVING once it is loaded)"
+            )
+
     def serving(self) -> Serving:
         """current(), with the catalogue; UNAVAILABLE before the first load."""
-        self.current()  # raises before the first load
+        self._check_ready()
         if self.changes is not None:
             self._catch_up_changes()
         current = self._set  # one reference: version, indexes and catalogue agree

@@ -67,8 +67,9 @@ def flags_at(mask: np.ndarray, video_ids: np.ndarray) -> np.ndarray:
     ids = np.asarray(video_ids, dtype=np.int64).reshape(-1)
     if len(mask) == 0:  # no video (all deleted, or none READY yet)
         return np.zeros(len(ids), bool)
-    inside = (ids >= 0) & (ids < len(mask))
-    return inside & mask[np.where(inside, ids, 0)]
+    # as IdPositions.find: -1 wraps past the end in unsigned; an outside id reads an edge
+    inside = ids.view(np.uint64) < len(mask)
+    return inside & mask.take(ids, mode="clip")
 
 
 def _with_entry(cache: dict, key: Hashable, value: Any, most: int) -> dict:
@@ -213,6 +214,9 @@ class Catalogue:
         # racing second one makes the same); taken from t itself, so never a stale one
         positions = self._positions[level] = positions_for(self._positions[level], t.ids)
         pos, found = positions.find(ids)
+        if found.all():  # the usual case (every id FAISS returned is synced): plain gathers
+            return Places(t.video_ids[pos], t.segment_index[pos].astype(np.int32, copy=False),
+                          t.start_s[pos], t.end_s[pos])  # fmt: skip
         return Places(
             np.where(found, t.video_ids[pos], -1),
             np.where(found, t.segment_index[pos], -1).astype(np.int32),
@@ -255,6 +259,9 @@ class Catalogue:
                 f"{level} places must come in id order: {int(places.ids[0])} after {int(t.ids[-1])}"
             )
         self._buffers[level], self._places[level] = _appended(self._buffers[level], len(t), places)
+        cached = self._positions[level]
+        if cached is not None and cached.ids is t.ids:  # the ids grew: the table too
+            self._positions[level] = cached.extended(self._places[level].ids)
         self.watermarks[level] = max(self.watermarks[level], int(places.ids[-1]))
         if level == "segment":
             self._index_segments(places)

@@ -88,7 +88,9 @@ class RefinedIndex:
             grown[:n] = self._vectors[:n]
             self._vectors = grown
         self._vectors[n : n + m] = xb
-        self._ids = np.concatenate([self._ids, ids])
+        before, self._ids = self._ids, np.concatenate([self._ids, ids])
+        if self._positions is not None and self._positions.ids is before:
+            self._positions = self._positions.extended(self._ids)
         self._live = np.concatenate([self._live, np.ones(m, bool)])
 
     def remove_ids(self, ids: np.ndarray) -> int:

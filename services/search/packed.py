@@ -190,7 +190,11 @@ def run_packed(
         if q.vector.shape[0] != index.dim:  # the same error as pipeline.run's
             return of_results(pipeline.run(queries, opts, **slow), version)  # type: ignore[arg-type]
     check()
-    X = np.stack([q.vector for q in queries]).astype(np.float32, copy=False)  # (n, d)
+    # (n, d); one query (a lone search) as a view of its vector: np.stack's checks cost
+    # more than the copy, and every array call here counts (see below)
+    vectors = [q.vector for q in queries]
+    X = vectors[0][None] if len(vectors) == 1 else np.stack(vectors)
+    X = X.astype(np.float32, copy=False)
     n, top_k = len(queries), opts.top_k
     excluded = opts.exclude_query_video and any(q.video_id is not None for q in queries)
     bits = admitted_bits(catalogue, opts)  # a collection / tags filter, tested by FAISS
@@ -199,24 +203,30 @@ def run_packed(
     # (n, k) each, best first; -1 past the end
     D, I = index.search(X, k) if bits is None else index.search(X, k, admitted=bits)
     check()
+    # From here on array calls over a few dozen ids: each costs its call, a few
+    # microseconds on the cache a search leaves, not its data; a lone search made ~60 of
+    # them, as much CPU as the FAISS search. So no call whose answer is known already.
     places = catalogue.places(opts.level, I.reshape(-1))
+    # -1 for an id refused or unknown, padding (I = -1) included: no known id is -1
     vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
     if excluded:
         vids = np.where(vids == np.array([q.video_id or -1 for q in queries])[:, None], -1, vids)
-    ok = (vids >= 0) & (I >= 0)
+    ok = vids >= 0
     if opts.min_score is not None:
         ok &= D >= opts.min_score
-    admitted = ok.sum(axis=1)
+    admitted = np.count_nonzero(ok, axis=1)
     # short: fewer than top_k admitted while the index had more to give (a filter refused
-    # most of the first round): those queries go again through the pipeline's rounds
-    below_min = (D[:, -1] < opts.min_score) if opts.min_score is not None else np.zeros(n, bool)
-    full = I[:, -1] >= 0  # a row short of k ids: the lists searched hold no more
-    short = (admitted < top_k) & full & (k < min(index.ntotal, MAX_FETCH)) & ~below_min
-    take = ok & (np.cumsum(ok, axis=1) <= top_k)  # each row's first top_k admitted
+    # most of the first round): those queries go again through the pipeline's rounds; a
+    # row short of k ids was not (the lists searched hold no more), nor one whose last
+    # score is below min_score (a further round finds only lower ones)
+    short = (admitted < top_k) & (I[:, -1] >= 0) if k < min(index.ntotal, MAX_FETCH) else None
+    if short is not None and opts.min_score is not None:
+        short &= D[:, -1] >= opts.min_score
+    counts = np.minimum(admitted, top_k)  # each row's hits: its first top_k admitted
+    take = ok if (admitted <= top_k).all() else ok & (np.cumsum(ok, axis=1) <= top_k)
     rows, cols = np.nonzero(take)  # row-major: query by query, best first
-    flat = rows * k + cols
     segment_level = opts.level == "segment"
-    scores = D[rows, cols].astype(np.float32)
+    scores = D[rows, cols].astype(np.float32, copy=False)
     copy_scores = is_copy = None
     threshold = None
     if calibration is not None and calibration.dim == index.dim:
@@ -226,22 +236,30 @@ def run_packed(
         copy_scores = copy64.astype(np.float32)
         is_copy = np.asarray(calibration.is_copy(copy64), dtype=bool)
         threshold = calibration.threshold
+    offsets = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if segment_level:
+        flat = rows * k + cols
+        segment_ids = I[rows, cols].astype(np.int64, copy=False)
+        starts, ends = places.start_s[flat], places.end_s[flat]
+    else:  # video-level vector hits come unplaced (the module docstring)
+        segment_ids = np.zeros(len(rows), np.int64)
+        starts, ends = np.zeros(len(rows)), np.zeros(len(rows))
     fast = HitColumns(
-        offsets=np.concatenate([[0], np.cumsum(take.sum(axis=1))]).astype(np.int64),
-        video_ids=vids[rows, cols].astype(np.int64),
-        segment_ids=I[rows, cols].astype(np.int64) if segment_level
-        else np.zeros(len(rows), np.int64),
+        offsets=offsets,
+        video_ids=vids[rows, cols],  # int64, as I and the catalogue's video ids
+        segment_ids=segment_ids,
         scores=scores,
-        target_start_s=places.start_s[flat] if segment_level else np.zeros(len(rows)),
-        target_end_s=places.end_s[flat] if segment_level else np.zeros(len(rows)),
+        target_start_s=starts,
+        target_end_s=ends,
         aligned=np.zeros(len(rows), dtype=bool),
         copy_scores=copy_scores,
         is_copy=is_copy,
-        candidates=(I >= 0).sum(axis=1).astype(np.int64),
+        candidates=np.count_nonzero(I >= 0, axis=1),
         model_version=version,
         copy_threshold=threshold,
     )  # fmt: skip
-    if not short.any():
+    if short is None or not short.any():
         return fast
     again = np.flatnonzero(short)
     redo = of_results(pipeline.run([queries[i] for i in again.tolist()], opts, **slow), version)
