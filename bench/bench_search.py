@@ -255,7 +255,7 @@ def _server_main(
     from services.api import converters
     from services.api.index_keeper import IndexKeeper
     from services.api.search_service import SearchService
-    from services.api.server import create_server
+    from services.api.server import create_server, freeze_after_load
     from services.api.servicer import SoraIndexServicer
     from services.index import VectorIndex
     from services.search import packed, pipeline
@@ -292,6 +292,7 @@ def _server_main(
     )
     t0 = time.perf_counter()
     server.start()
+    freeze_after_load(server)  # as the API process's main() does
     conn.send({"port": port, "pid": os.getpid()})
     while True:
         cmd = conn.recv()

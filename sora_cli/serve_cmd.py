@@ -85,7 +85,7 @@ def service_environment(args: argparse.Namespace, environ: dict[str, str]) -> di
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.api.server import create_server
+    from services.api.server import create_server, freeze_after_load
 
     if args.api_processes < 1:
         print("sora: --api-processes must be 1 or more", file=sys.stderr)
@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         if args.api_processes == 1:
             server, port = create_server(f"{args.host}:{args.port}", settings=settings)
             server.start()
+            freeze_after_load(server)
             print(f"sora: serving on {args.host}:{port} ({mode})", flush=True)
         else:
             for i in range(args.api_processes):

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from services.api.client import NO_RETRIES, SoraClient
 from services.api.gen.sora.v1 import sora_pb2 as pb
-from services.api.server import create_server, is_loopback
+from services.api.server import create_server, freeze_after_load, is_loopback
 from services.settings import Settings
 from services.store import (
     Video,
@@ -118,6 +118,25 @@ def test_health_is_not_serving_until_the_index_is_loaded(db, tmp_path):
         a.server.keeper.sync_once()
         assert a.client.health() == "SERVING"
         assert a.client.search(vector=np.ones(DIM)).hits == []
+    finally:
+        a.client.close()
+        a.server.stop(0).wait(10)
+
+
+def test_the_loaded_index_is_frozen_out_of_the_cyclic_gc_once_loaded(db, tmp_path, monkeypatch):
+    import gc
+
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append("collect") or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    a = make_api(db, tmp_path, start=False)
+    try:
+        thread = freeze_after_load(a.server)
+        thread.join(0.2)
+        assert thread.is_alive() and calls == []  # waits for the index, however long
+        a.server.keeper.sync_once()  # loaded
+        thread.join(30)
+        assert not thread.is_alive() and calls == ["collect", "freeze"]  # garbage out first
     finally:
         a.client.close()
         a.server.stop(0).wait(10)

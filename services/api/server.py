@@ -17,6 +17,7 @@ but loopback.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import signal
@@ -281,6 +282,30 @@ def create_server(
     )
 
 
+def freeze_after_load(server: SoraServer) -> threading.Thread:
+    """Once the index is loaded: a full collection, then gc.freeze(), in a thread of its
+    own (returned). For a process that serves one SoraServer until it exits (main, `sora
+    serve`), not create_server: the freeze is process-wide.
+
+    Why: the catalogue and the indexes' metadata are some hundred thousand long-lived
+    objects at 10^6 vectors, and under load Python's full collections walked them about
+    once a second per API process: ~4 % of the CPU at 64 clients (gc.callbacks, 10^6
+    vectors, 2 processes), in pauses of tens of ms. Frozen objects are never walked; they
+    are still freed when their count drops, and the collection before the freeze leaves
+    no garbage behind in them. Objects made later (syncs, calls) are collected as usual.
+    """
+
+    def freeze() -> None:
+        server.keeper.wait_ready(None)
+        gc.collect()
+        gc.freeze()
+        logger.info("index loaded: %d objects exempt from the cyclic GC", gc.get_freeze_count())
+
+    thread = threading.Thread(target=freeze, name="sora-gc-freeze", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: Any = None) -> int:
     """Serve on $SORA_API_ADDRESS until SIGTERM or Ctrl-C (calls in flight get 5 s).
     `--exit-with-parent PID`: die with process PID (`sora serve --api-processes` starts
@@ -299,6 +324,7 @@ def main(argv: Any = None) -> int:
     settings.ensure_home()
     server, port = create_server(settings.api_address, settings=settings)
     server.start()
+    freeze_after_load(server)
     logger.info(
         "serving on %s (port %d)%s", settings.api_address, port,
         f", API process {settings.api_process_index} of {settings.api_processes}"
