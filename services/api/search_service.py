@@ -230,6 +230,9 @@ class SearchService:
         same hits as pipeline.run's)."""
         _, serving, opts = items[0]  # the key's: every item's, as far as vectors go
         queries = [q for q, _, _ in items]
+        if opts.level == "segment":  # a few queries: loops over lists (packed.run_rows)
+            return self._stages(packed.run_rows, lambda results: results, queries, opts,
+                                serving, None)  # fmt: skip
         cols = self._run_packed(queries, opts, serving, None)
         assert serving.catalogue is not None  # checked by search_vector
         results = packed.to_results(cols, serving.catalogue.video, placed=opts.level == "segment")

@@ -27,10 +27,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from services.index import Catalogue
+from services.index.catalogue import Places
 from sora_encoder.copy_score import CopyCalibration
 
 from . import pipeline
@@ -170,6 +172,50 @@ def select(cols: HitColumns, queries: np.ndarray) -> HitColumns:
     )
 
 
+class _Round(NamedTuple):
+    """The first FAISS round of a batch of vector queries, its ids placed and filtered."""
+
+    X: np.ndarray  # (n, d) the query vectors
+    D: np.ndarray  # (n, k) scores, best first
+    I: np.ndarray  # (n, k) ids, -1 past the end
+    places: Places  # of I's ids, row-major
+    vids: np.ndarray  # (n, k) each id's video, -1 where refused, unknown or padding
+    k: int
+
+
+def _first_round(
+    queries: Sequence[Query], opts: SearchOptions, index: Index, catalogue: Catalogue,
+    check: Callable[[], None],
+) -> _Round | None:  # fmt: skip
+    """The batch's one FAISS search and its filter; None where pipeline.run must answer
+    (sequence queries, an empty index, a vector of the wrong size: its error)."""
+    if not queries or any(q.is_sequence for q in queries) or index.ntotal == 0:
+        return None
+    for q in queries:
+        if q.vector.shape[0] != index.dim:  # the same error as pipeline.run's
+            return None
+    check()
+    # (n, d); one query (a lone search) as a view of its vector: np.stack's checks cost
+    # more than the copy, and every array call here counts (see run_packed)
+    vectors = [q.vector for q in queries]
+    X = vectors[0][None] if len(vectors) == 1 else np.stack(vectors)
+    X = X.astype(np.float32, copy=False)
+    n, top_k = len(queries), opts.top_k
+    excluded = opts.exclude_query_video and any(q.video_id is not None for q in queries)
+    bits = admitted_bits(catalogue, opts)  # a collection / tags filter, tested by FAISS
+    k = first_k(top_k, index.ntotal,
+                over_fetch_for(catalogue, opts, excluded, masked=bits is not None))  # fmt: skip
+    # (n, k) each, best first; -1 past the end
+    D, I = index.search(X, k) if bits is None else index.search(X, k, admitted=bits)
+    check()
+    places = catalogue.places(opts.level, I.reshape(-1))
+    # -1 for an id refused or unknown, padding (I = -1) included: no known id is -1
+    vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
+    if excluded:
+        vids = np.where(vids == np.array([q.video_id or -1 for q in queries])[:, None], -1, vids)
+    return _Round(X, D, I, places, vids, k)
+
+
 def run_packed(
     queries: Sequence[Query],
     opts: SearchOptions,
@@ -184,33 +230,14 @@ def run_packed(
     """pipeline.run's hits for these queries, as columns (see the module docstring)."""
     slow = dict(index=index, catalogue=catalogue, load=load, version=version,
                 calibration=calibration, check=check)  # fmt: skip
-    if not queries or any(q.is_sequence for q in queries) or index.ntotal == 0:
+    first = _first_round(queries, opts, index, catalogue, check)
+    if first is None:
         return of_results(pipeline.run(queries, opts, **slow), version)  # type: ignore[arg-type]
-    for q in queries:
-        if q.vector.shape[0] != index.dim:  # the same error as pipeline.run's
-            return of_results(pipeline.run(queries, opts, **slow), version)  # type: ignore[arg-type]
-    check()
-    # (n, d); one query (a lone search) as a view of its vector: np.stack's checks cost
-    # more than the copy, and every array call here counts (see below)
-    vectors = [q.vector for q in queries]
-    X = vectors[0][None] if len(vectors) == 1 else np.stack(vectors)
-    X = X.astype(np.float32, copy=False)
-    n, top_k = len(queries), opts.top_k
-    excluded = opts.exclude_query_video and any(q.video_id is not None for q in queries)
-    bits = admitted_bits(catalogue, opts)  # a collection / tags filter, tested by FAISS
-    k = first_k(top_k, index.ntotal,
-                over_fetch_for(catalogue, opts, excluded, masked=bits is not None))  # fmt: skip
-    # (n, k) each, best first; -1 past the end
-    D, I = index.search(X, k) if bits is None else index.search(X, k, admitted=bits)
-    check()
     # From here on array calls over a few dozen ids: each costs its call, a few
     # microseconds on the cache a search leaves, not its data; a lone search made ~60 of
     # them, as much CPU as the FAISS search. So no call whose answer is known already.
-    places = catalogue.places(opts.level, I.reshape(-1))
-    # -1 for an id refused or unknown, padding (I = -1) included: no known id is -1
-    vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
-    if excluded:
-        vids = np.where(vids == np.array([q.video_id or -1 for q in queries])[:, None], -1, vids)
+    X, D, I, places, vids, k = first
+    n, top_k = len(queries), opts.top_k
     ok = vids >= 0
     if opts.min_score is not None:
         ok &= D >= opts.min_score
@@ -272,3 +299,81 @@ def run_packed(
     where = np.empty(n, dtype=np.int64)
     where[np.concatenate([kept, again])] = np.arange(n)  # query q is joined's where[q]-th
     return select(joined, where)
+
+
+# A batch asking for at most this many hits in all takes run_rows' loops (see run_rows);
+# beyond it, run_packed's array code (a SearchBatch of 256 queries at top_k 1,000).
+ROWS_MAX_HITS = 256
+
+
+def run_rows(
+    queries: Sequence[Query],
+    opts: SearchOptions,
+    *,
+    index: Index,
+    catalogue: Catalogue,
+    load: Load,
+    version: str | None,
+    calibration: CopyCalibration | None = None,
+    check: Callable[[], None] = lambda: None,
+) -> list[SearchResult]:
+    """Segment-level hits of a few vector queries (coalesced single searches): the same
+    hits as to_results(run_packed(...)), by a loop over each row's k candidates.
+
+    Why: right after a FAISS search every array call runs on the caches the search
+    evicted, 9-21 us each where a loop of its own takes 1-3 us, and run_packed's columns
+    then to_results' hits walk ~40 of them for a lone query. Here the search, the places
+    and the filter are one call each, and the rest reads Python lists: for a row of a
+    few dozen candidates, less CPU than building columns only to read them back.
+    Video-level queries, large batches (past ROWS_MAX_HITS hits), and queries a filter
+    left short take run_packed's and the pipeline's paths as before."""
+    slow = dict(index=index, catalogue=catalogue, load=load, version=version,
+                calibration=calibration, check=check)  # fmt: skip
+    if opts.level != "segment" or len(queries) * opts.top_k > ROWS_MAX_HITS:
+        cols = run_packed(queries, opts, **slow)  # type: ignore[arg-type]
+        return to_results(cols, catalogue.video, placed=opts.level == "segment")
+    first = _first_round(queries, opts, index, catalogue, check)
+    if first is None:
+        return pipeline.run(queries, opts, **slow)  # type: ignore[arg-type]
+    X, D, I, places, vids, k = first
+    top_k, min_score, ntotal = opts.top_k, opts.min_score, index.ntotal
+    more = k < min(ntotal, MAX_FETCH)  # a further round could find more
+    threshold = None
+    references: list[float] = []
+    if calibration is not None and calibration.dim == index.dim:
+        threshold = calibration.threshold
+        references = calibration.reference(X, "segment").astype(np.float64).tolist()
+    scores_all, ids_all, vids_all = D.tolist(), I.tolist(), vids.tolist()
+    starts, ends = places.start_s.tolist(), places.end_s.tolist()  # row-major, as I
+    out: list[SearchResult] = []
+    for q, (scores, ids, row_vids) in enumerate(zip(scores_all, ids_all, vids_all, strict=True)):
+        taken, admitted = [], 0
+        for j in range(k):
+            if row_vids[j] < 0 or (min_score is not None and scores[j] < min_score):
+                continue
+            admitted += 1
+            if len(taken) < top_k:
+                taken.append(j)
+        # short: as run_packed's (fewer than top_k admitted, the row not at the lists'
+        # end, a further round possible, its last score not below min_score)
+        if (admitted < top_k and ids[-1] >= 0 and more
+                and (min_score is None or scores[-1] >= min_score)):  # fmt: skip
+            out.extend(pipeline.run([queries[q]], opts, **slow))  # type: ignore[arg-type]
+            continue
+        hits = []
+        for j in taken:
+            video = catalogue.video(row_vids[j])
+            if video is None:  # deleted since the filter passed it (as to_results)
+                continue
+            copy_score = is_copy = None
+            if threshold is not None:
+                copy64 = scores[j] - references[q]  # float64, as run_packed's
+                copy_score = float(np.float32(copy64))
+                is_copy = bool(calibration.is_copy(copy64))  # type: ignore[union-attr]
+            at = q * k + j
+            hits.append(Hit(scores[j], video, ids[j], (starts[at], ends[at]),
+                            first_stage_score=scores[j], copy_score=copy_score,
+                            is_copy=is_copy))  # fmt: skip
+        candidates = k if ids[-1] >= 0 else sum(1 for i in ids if i >= 0)
+        out.append(SearchResult(hits, version, candidates, threshold))
+    return out
