@@ -214,14 +214,15 @@ class Catalogue:
         # racing second one makes the same); taken from t itself, so never a stale one
         positions = self._positions[level] = positions_for(self._positions[level], t.ids)
         pos, found = positions.find(ids)
-        if found.all():  # the usual case (every id FAISS returned is synced): plain gathers
-            return Places(t.video_ids[pos], t.segment_index[pos].astype(np.int32, copy=False),
-                          t.start_s[pos], t.end_s[pos])  # fmt: skip
+        p = Places(t.video_ids[pos], t.segment_index[pos].astype(np.int32, copy=False),
+                   t.start_s[pos], t.end_s[pos])  # fmt: skip
+        if found.all():  # the usual case (every id FAISS returned is synced)
+            return p
         return Places(
-            np.where(found, t.video_ids[pos], -1),
-            np.where(found, t.segment_index[pos], -1).astype(np.int32),
-            np.where(found, t.start_s[pos], 0.0),
-            np.where(found, t.end_s[pos], 0.0),
+            np.where(found, p.video_id, -1),
+            np.where(found, p.segment_index, -1).astype(np.int32),
+            np.where(found, p.start_s, 0.0),
+            np.where(found, p.end_s, 0.0),
         )
 
     def segment_ids(self, video_id: int) -> np.ndarray:

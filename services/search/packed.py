@@ -360,20 +360,17 @@ def run_rows(
                 and (min_score is None or scores[-1] >= min_score)):  # fmt: skip
             out.extend(pipeline.run([queries[q]], opts, **slow))  # type: ignore[arg-type]
             continue
-        hits = []
-        for j in taken:
-            video = catalogue.video(row_vids[j])
-            if video is None:  # deleted since the filter passed it (as to_results)
-                continue
-            copy_score = is_copy = None
-            if threshold is not None:
-                copy64 = scores[j] - references[q]  # float64, as run_packed's
-                copy_score = float(np.float32(copy64))
-                is_copy = bool(calibration.is_copy(copy64))  # type: ignore[union-attr]
-            at = q * k + j
-            hits.append(Hit(scores[j], video, ids[j], (starts[at], ends[at]),
-                            first_stage_score=scores[j], copy_score=copy_score,
-                            is_copy=is_copy))  # fmt: skip
+        kept = [(j, v) for j in taken if (v := catalogue.video(row_vids[j])) is not None]
+        # (a video deleted since the filter passed it is left out, as to_results does)
+        copy_scores: list = [None] * len(kept)
+        is_copy: list = [None] * len(kept)
+        if threshold is not None and kept:  # the row's verdicts in one array call each
+            copy64 = np.array([scores[j] - references[q] for j, _ in kept])  # as run_packed's
+            copy_scores = copy64.astype(np.float32).tolist()
+            is_copy = np.asarray(calibration.is_copy(copy64), dtype=bool).tolist()  # type: ignore[union-attr]
+        hits = [Hit(scores[j], video, ids[j], (starts[q * k + j], ends[q * k + j]),
+                    first_stage_score=scores[j], copy_score=c, is_copy=v)
+                for (j, video), c, v in zip(kept, copy_scores, is_copy, strict=True)]  # fmt: skip
         candidates = k if ids[-1] >= 0 else sum(1 for i in ids if i >= 0)
         out.append(SearchResult(hits, version, candidates, threshold))
     return out
