@@ -283,6 +283,48 @@ def test_a_collection_filter_is_tested_by_the_index_without_over_fetch_and_follo
     assert again[2].hits[0].video.id == n + 1
 
 
+def test_coalesced_segment_rows_give_the_pipelines_hits_past_deleted_and_unsynced_ids():
+    """packed.run_rows (coalesced single searches at segment level) admits a candidate by
+    the catalogue's servable videos, without the filter's arrays: a video deleted while
+    FAISS still holds its vectors, and ids FAISS holds that the catalogue has not synced,
+    are left out, and a row they leave short goes to a further round, as pipeline.run's
+    hits (ids, scores, ranges, candidates), with no filter, a collection, and min_score."""
+    from services.search import packed, pipeline
+
+    rng = np.random.default_rng(5)
+    n, per = 300, 3  # 100 videos of 3 segments
+    xb = unit(rng.normal(size=(n + 10, D)))
+    vector_ids = np.arange(1, n + 11, dtype=np.int64)  # the last 10 not in the catalogue
+    vids = 1 + np.arange(n) // per
+    cat = Catalogue("v1")
+    cat.add_places("segment", VectorPlaces(
+        vector_ids[:n], vids.astype(np.int64), (np.arange(n) % per).astype(np.int32),
+        np.arange(n) * 2.0, np.arange(n) * 2.0 + 2.0))  # fmt: skip
+    cat.apply_videos([info(int(v), collection="ab"[v % 2]) for v in range(1, n // per + 1)])
+    flat = MaskedFlat(xb, vector_ids)
+    xq = unit(rng.normal(size=(6, D)))
+    near = [xb[n + 2], xb[7], xb[8]]  # an unsynced id's vector; a deleted video's (below)
+    queries = [Query(vector=x) for x in [*xq, *near]]
+    deleted = [int(vids[7])] + [int(v) for v in rng.choice(np.arange(1, 101), 75, replace=False)]
+    for v in deleted:
+        cat.remove_video(v)
+    run = dict(index=flat, catalogue=cat, load=lambda ids: {}, version="v1")
+    for extra in ({}, {"collection": "a"}, {"min_score": 0.2}):
+        opts = SearchOptions(level="segment", top_k=5, **extra)
+        alone = pipeline.run(queries, opts, **run)
+        rows = packed.run_rows(queries, opts, **run)
+        for a, b in zip(alone, rows, strict=True):
+            assert [(h.video.id, h.segment_id, h.target) for h in b.hits] == [
+                (h.video.id, h.segment_id, h.target) for h in a.hits]  # fmt: skip
+            assert [h.score for h in b.hits] == pytest.approx([h.score for h in a.hits])
+            assert b.candidates == a.candidates
+            assert not {h.video.id for h in b.hits} & set(deleted)
+            assert all(h.segment_id <= n for h in b.hits)  # no unsynced id
+        assert sum(len(r.hits) for r in rows) > 0
+        if not extra:  # the deletions left rows short: they got their top 5 all the same
+            assert all(len(r.hits) == 5 for r in rows)
+
+
 def test_a_round_whose_rows_come_back_short_of_k_is_the_last():
     """Rows with fewer than k ids: the lists searched hold no more (an IVF's nprobe lists,
     or what the index's filter admits), so a larger k would find nothing new."""

@@ -210,10 +210,7 @@ class Catalogue:
             n = len(ids)
             return Places(np.full(n, -1, np.int64), np.full(n, -1, np.int32),
                           np.zeros(n), np.zeros(n))  # fmt: skip
-        # one IdPositions per places array, made by the first search after a change (a
-        # racing second one makes the same); taken from t itself, so never a stale one
-        positions = self._positions[level] = positions_for(self._positions[level], t.ids)
-        pos, found = positions.find(ids)
+        t, pos, found = self.lookup(level, ids)
         p = Places(t.video_ids[pos], t.segment_index[pos].astype(np.int32, copy=False),
                    t.start_s[pos], t.end_s[pos])  # fmt: skip
         if found.all():  # the usual case (every id FAISS returned is synced)
@@ -224,6 +221,17 @@ class Catalogue:
             np.where(found, p.start_s, 0.0),
             np.where(found, p.end_s, 0.0),
         )
+
+    def lookup(self, level: Level, ids: np.ndarray) -> tuple[VectorPlaces, np.ndarray, np.ndarray]:
+        """(the level's places table, positions, found) of vector ids (any shape): the
+        table's rows at `positions` wherever found. For a caller that reads a few columns
+        of a few rows (packed.run_rows), where places() gathers four of each."""
+        t = self._places[level]
+        # one IdPositions per places array, made by the first search after a change (a
+        # racing second one makes the same); taken from t itself, so never a stale one
+        positions = self._positions[level] = positions_for(self._positions[level], t.ids)
+        pos, found = positions.find(ids)
+        return t, pos, found
 
     def segment_ids(self, video_id: int) -> np.ndarray:
         """A video's segment vector ids (n,), in id order (empty when none is held)."""

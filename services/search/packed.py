@@ -31,12 +31,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from services.index import Catalogue
+from services.index import Catalogue, VideoInfo
 from services.index.catalogue import Places
 from sora_encoder.copy_score import CopyCalibration
 
 from . import pipeline
-from .filters import admit_videos, admitted_bits
+from .filters import admit_videos, admitted_bits, is_filtered
 from .pipeline import BATCH_LOAD_MAX_VIDEOS, Index, over_fetch_for
 from .rerank import Info, Load, place
 from .retrieve import MAX_FETCH, first_k
@@ -183,12 +183,13 @@ class _Round(NamedTuple):
     k: int
 
 
-def _first_round(
+def _search_first(
     queries: Sequence[Query], opts: SearchOptions, index: Index, catalogue: Catalogue,
     check: Callable[[], None],
-) -> _Round | None:  # fmt: skip
-    """The batch's one FAISS search and its filter; None where pipeline.run must answer
-    (sequence queries, an empty index, a vector of the wrong size: its error)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool] | None:  # fmt: skip
+    """The batch's one FAISS search -> (X, D, I, k, excluded); None where pipeline.run
+    must answer (sequence queries, an empty index, a vector of the wrong size: its error).
+    A collection / tags filter is tested by FAISS itself (admitted_bits)."""
     if not queries or any(q.is_sequence for q in queries) or index.ntotal == 0:
         return None
     for q in queries:
@@ -200,14 +201,27 @@ def _first_round(
     vectors = [q.vector for q in queries]
     X = vectors[0][None] if len(vectors) == 1 else np.stack(vectors)
     X = X.astype(np.float32, copy=False)
-    n, top_k = len(queries), opts.top_k
     excluded = opts.exclude_query_video and any(q.video_id is not None for q in queries)
     bits = admitted_bits(catalogue, opts)  # a collection / tags filter, tested by FAISS
-    k = first_k(top_k, index.ntotal,
+    k = first_k(opts.top_k, index.ntotal,
                 over_fetch_for(catalogue, opts, excluded, masked=bits is not None))  # fmt: skip
     # (n, k) each, best first; -1 past the end
     D, I = index.search(X, k) if bits is None else index.search(X, k, admitted=bits)
     check()
+    return X, D, I, k, excluded
+
+
+def _first_round(
+    queries: Sequence[Query], opts: SearchOptions, index: Index, catalogue: Catalogue,
+    check: Callable[[], None],
+) -> _Round | None:  # fmt: skip
+    """The batch's one FAISS search and its filter; None where pipeline.run must answer
+    (see _search_first)."""
+    searched = _search_first(queries, opts, index, catalogue, check)
+    if searched is None:
+        return None
+    X, D, I, k, excluded = searched
+    n = len(queries)
     places = catalogue.places(opts.level, I.reshape(-1))
     # -1 for an id refused or unknown, padding (I = -1) included: no known id is -1
     vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
@@ -329,46 +343,63 @@ def run_rows(
     left short take run_packed's and the pipeline's paths as before."""
     slow = dict(index=index, catalogue=catalogue, load=load, version=version,
                 calibration=calibration, check=check)  # fmt: skip
-    if opts.level != "segment" or len(queries) * opts.top_k > ROWS_MAX_HITS:
+    if (
+        opts.level != "segment"
+        or len(queries) * opts.top_k > ROWS_MAX_HITS
+        or (opts.exclude_query_video and any(q.video_id is not None for q in queries))
+    ):
         cols = run_packed(queries, opts, **slow)  # type: ignore[arg-type]
         return to_results(cols, catalogue.video, placed=opts.level == "segment")
-    first = _first_round(queries, opts, index, catalogue, check)
-    if first is None:
+    searched = _search_first(queries, opts, index, catalogue, check)
+    if searched is None:
         return pipeline.run(queries, opts, **slow)  # type: ignore[arg-type]
-    X, D, I, places, vids, k = first
-    top_k, min_score, ntotal = opts.top_k, opts.min_score, index.ntotal
-    more = k < min(ntotal, MAX_FETCH)  # a further round could find more
+    X, D, I, k, _ = searched
+    n, top_k, min_score = len(queries), opts.top_k, opts.min_score
+    # Each id's video (-1: not in the catalogue, padding included), by one look-up: with
+    # no filter the loop below admits a video by the catalogue's dict of servable ones
+    # (what the servable flags say, without the flags' array calls); a collection / tags
+    # filter (FAISS tested its bits) or an asset id filter is checked by array code, as
+    # run_packed's.
+    table, pos, found = catalogue.lookup("segment", I)
+    vids = np.where(found, table.video_ids.take(pos), -1) if len(table) else np.full_like(I, -1)
+    if is_filtered(opts):
+        vids = admit_videos(catalogue, vids.reshape(-1), opts).reshape(n, k)
+    more = k < min(index.ntotal, MAX_FETCH)  # a further round could find more
     threshold = None
     references: list[float] = []
     if calibration is not None and calibration.dim == index.dim:
         threshold = calibration.threshold
         references = calibration.reference(X, "segment").astype(np.float64).tolist()
-    scores_all, ids_all, vids_all = D.tolist(), I.tolist(), vids.tolist()
-    starts, ends = places.start_s.tolist(), places.end_s.tolist()  # row-major, as I
+    video_of, starts, ends = catalogue.video, table.start_s, table.end_s
+    rows = zip(D.tolist(), I.tolist(), vids.tolist(), pos.tolist(), strict=True)
     out: list[SearchResult] = []
-    for q, (scores, ids, row_vids) in enumerate(zip(scores_all, ids_all, vids_all, strict=True)):
-        taken, admitted = [], 0
+    for q, (scores, ids, row_vids, row_pos) in enumerate(rows):
+        # the row's first top_k admitted candidates, best first, with their videos (a
+        # video deleted since FAISS or the filter passed it is not admitted)
+        kept: list[tuple[int, VideoInfo]] = []
         for j in range(k):
             if row_vids[j] < 0 or (min_score is not None and scores[j] < min_score):
                 continue
-            admitted += 1
-            if len(taken) < top_k:
-                taken.append(j)
+            video = video_of(row_vids[j])
+            if video is not None:
+                kept.append((j, video))
+                if len(kept) == top_k:
+                    break
         # short: as run_packed's (fewer than top_k admitted, the row not at the lists'
         # end, a further round possible, its last score not below min_score)
-        if (admitted < top_k and ids[-1] >= 0 and more
+        if (len(kept) < top_k and ids[-1] >= 0 and more
                 and (min_score is None or scores[-1] >= min_score)):  # fmt: skip
             out.extend(pipeline.run([queries[q]], opts, **slow))  # type: ignore[arg-type]
             continue
-        kept = [(j, v) for j in taken if (v := catalogue.video(row_vids[j])) is not None]
-        # (a video deleted since the filter passed it is left out, as to_results does)
         copy_scores: list = [None] * len(kept)
         is_copy: list = [None] * len(kept)
         if threshold is not None and kept:  # the row's verdicts in one array call each
             copy64 = np.array([scores[j] - references[q] for j, _ in kept])  # as run_packed's
             copy_scores = copy64.astype(np.float32).tolist()
             is_copy = np.asarray(calibration.is_copy(copy64), dtype=bool).tolist()  # type: ignore[union-attr]
-        hits = [Hit(scores[j], video, ids[j], (starts[q * k + j], ends[q * k + j]),
+        # a few rows' ranges: scalar reads, not a gather of every candidate's
+        hits = [Hit(scores[j], video, ids[j],
+                    (float(starts[row_pos[j]]), float(ends[row_pos[j]])),
                     first_stage_score=scores[j], copy_score=c, is_copy=v)
                 for (j, video), c, v in zip(kept, copy_scores, is_copy, strict=True)]  # fmt: skip
         candidates = k if ids[-1] >= 0 else sum(1 for i in ids if i >= 0)
