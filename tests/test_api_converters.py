@@ -47,3 +47,40 @@ def test_a_result_without_hits_or_calibration():
     message = cv.search_to_pb(SearchResult([], None, 0))
     assert list(message.hits) == [] and message.model_version == ""
     assert not message.HasField("copy_threshold")
+
+
+def test_search_options_are_read_once_per_message_and_answer_as_read_afresh():
+    """The servicer reads each distinct options message once (converters._OPTIONS): the
+    same message gives the same object; messages that differ, in any field or map entry,
+    give what reading them afresh gives; a refused one is refused every time."""
+    from services.errors import InvalidArgumentError
+    from services.search.options import check_options
+
+    segment = pb.SEARCH_LEVEL_SEGMENT
+    messages = [
+        pb.SearchOptions(level=segment, top_k=5),
+        pb.SearchOptions(level=segment, top_k=6),
+        pb.SearchOptions(level=segment, top_k=5, collection="c0"),
+        pb.SearchOptions(level=segment, top_k=5, tags=["a", "b"]),
+        pb.SearchOptions(level=segment, top_k=5, tags=["b", "a"]),
+        pb.SearchOptions(level=segment, top_k=5, user_metadata={"k": "1", "j": "2"}),
+        pb.SearchOptions(level=segment, top_k=5, user_metadata={"k": "1", "j": "3"}),
+        pb.SearchOptions(level=pb.SEARCH_LEVEL_VIDEO, min_score=0.5, disable_alignment=True),
+    ]
+    for m in messages:
+        first = cv.search_options_from_pb(m)
+        assert first == cv._search_options_from_pb(m)
+        again = pb.SearchOptions.FromString(m.SerializeToString())  # another message, equal
+        assert cv.search_options_from_pb(again) is first
+        assert check_options(first) == check_options(cv._search_options_from_pb(m))
+    read = [cv.search_options_from_pb(m) for m in messages]
+    fields = {(o.top_k, o.collection, o.tags, o.metadata_items, o.level) for o in read}
+    assert len(fields) == len(messages)
+    assert read[3].tags == ("a", "b") and read[4].tags == ("b", "a")
+    bad = pb.SearchOptions(level=segment, region_search=pb.REGION_SEARCH_NEVER, query_regions=True)
+    for _ in range(2):
+        try:
+            cv.search_options_from_pb(bad)
+            raise AssertionError("refused options were let through")
+        except InvalidArgumentError as exc:
+            assert "contradicts" in str(exc)

@@ -64,6 +64,41 @@ def test_options_are_checked_with_messages_that_say_what_to_change():
             check_options(bad)
 
 
+def test_checked_options_are_remembered_by_object_never_confused_with_another():
+    """check_options keeps its answer for the options object it was given (the servicer
+    hands the same one call after call); a new object, even one at a reused address, is
+    checked afresh."""
+    first = SearchOptions(tags=(" a ",))
+    assert check_options(first) is check_options(first)
+    for n in range(200):  # objects come and go; addresses are reused
+        o = SearchOptions(top_k=n % 7 + 1, tags=(f" t{n} ",))
+        assert check_options(o) == SearchOptions(top_k=n % 7 + 1, tags=(f"t{n}",))
+        del o
+    with pytest.raises(InvalidArgumentError, match="top_k 0"):
+        check_options(SearchOptions(top_k=0))
+
+
+# (pytest's own warning filters go before the module's, which keeps this one off the
+# server's log)
+@pytest.mark.filterwarnings("ignore:overflow encountered in dot:RuntimeWarning")
+def test_query_vectors_come_out_unit_at_any_scale_and_bad_ones_are_refused():
+    """One dot product finds the norm; values whose float32 squares overflow or vanish
+    are measured again, so a query's scale never decides its direction or a refusal."""
+    direction = unit(np.arange(1.0, D + 1.0))
+    for scale in (1e-30, 1e-20, 1e-3, 1.0, 1e3, 1e20, 1e30):
+        values = (direction * np.float32(scale)).astype(np.float32)
+        got = query_vector(values, D, "v1")
+        assert got.dtype == np.float32 and got is not values
+        assert np.allclose(got, direction, atol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="the query vector is all zeros"):
+        query_vector(np.zeros(D, np.float32), D, "v1")
+    for bad in (np.nan, np.inf, -np.inf):
+        values = direction.copy()
+        values[3] = bad
+        with pytest.raises(InvalidArgumentError, match="contains NaN or infinity"):
+            query_vector(values, D, "v1")
+
+
 def test_batch_checks_name_the_query_and_the_cap():
     with pytest.raises(InvalidArgumentError, match="the batch is empty: give 1..256"):
         query_matrix([], D, "v1")

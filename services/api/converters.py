@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
 
 import numpy as np
 
@@ -13,7 +12,7 @@ from services.errors import InvalidArgumentError
 from services.index import VideoInfo
 from services.search.duplicates import DuplicateGroup, DuplicatePair
 from services.search.packed import HitColumns
-from services.search.types import Hit, RegionMode, SearchOptions, SearchResult
+from services.search.types import RegionMode, SearchOptions, SearchResult
 from services.store import (
     Classifier,
     Job,
@@ -161,7 +160,26 @@ def embeddings_to_pb(e: EmbeddingsView) -> pb.Embeddings:
     )
 
 
+# A client sends the same options call after call: each distinct message (by its bytes)
+# is read once, not per call (the Python of it cost as much as a tenth of a search's
+# FAISS scan). A SearchOptions is frozen, so one serves every call; refusals (raised)
+# are never kept. Bounded: cleared when full.
+_OPTIONS: dict[bytes, SearchOptions] = {}
+_OPTIONS_MAX = 1024
+
+
 def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
+    key = o.SerializeToString(deterministic=True)  # map entries sorted: equal, same bytes
+    options = _OPTIONS.get(key)
+    if options is None:
+        options = _search_options_from_pb(o)
+        if len(_OPTIONS) >= _OPTIONS_MAX:
+            _OPTIONS.clear()
+        _OPTIONS[key] = options
+    return options
+
+
+def _search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
     try:
         level = LEVEL_FROM_PB[o.level]
     except KeyError:
@@ -217,25 +235,6 @@ def _hit_video_pb(v: VideoInfo) -> pb.Video:
     return message
 
 
-def _add_hit(hits: Any, h: Hit) -> None:
-    """`h` as a new message at the end of the repeated field `hits`. Filled in place
-    (add() with the scalars, then the sub-messages' fields): building a pb.Hit and its
-    TimeRanges first and handing them over copies each of them again, twice the cost."""
-    m = hits.add(
-        score=h.score,
-        segment_id=h.segment_id or 0,
-        aligned=h.alignment_score is not None,
-        alignment_score=h.alignment_score or 0.0,
-        copy_score=h.copy_score,
-        is_copy=h.is_copy,
-    )
-    m.video.CopyFrom(_hit_video_pb(h.video))
-    if h.target is not None:
-        m.target.start_s, m.target.end_s = h.target
-    if h.query is not None:
-        m.query.start_s, m.query.end_s = h.query
-
-
 def search_to_pb(r: SearchResult) -> pb.SearchResponse:
     response = pb.SearchResponse(
         model_version=r.model_version or "",
@@ -243,8 +242,27 @@ def search_to_pb(r: SearchResult) -> pb.SearchResponse:
         copy_threshold=r.copy_threshold,
         regions_searched=r.regions_searched,
     )
+    # Each hit filled in place (add() with the scalars, then the sub-messages' fields):
+    # building a pb.Hit and its TimeRanges first and handing them over copies each of
+    # them again, twice the cost. Each sub-message is looked up once (a new wrapper per
+    # look-up).
+    add = response.hits.add
     for h in r.hits:
-        _add_hit(response.hits, h)
+        m = add(
+            score=h.score,
+            segment_id=h.segment_id or 0,
+            aligned=h.alignment_score is not None,
+            alignment_score=h.alignment_score or 0.0,
+            copy_score=h.copy_score,
+            is_copy=h.is_copy,
+        )
+        m.video.CopyFrom(_hit_video_pb(h.video))
+        if h.target is not None:
+            target = m.target
+            target.start_s, target.end_s = h.target
+        if h.query is not None:
+            query = m.query
+            query.start_s, query.end_s = h.query
     return response
 
 

@@ -10,6 +10,8 @@ Every refusal is an InvalidArgumentError whose message says what to change.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -19,13 +21,36 @@ from services.errors import InvalidArgumentError
 
 from .types import REGION_MODES, SearchOptions
 
+# unit()'s one dot product overflows for values past ~1e19 and measures them again; the
+# warning numpy prints for it says nothing to an operator (an errstate block around
+# every query's dot product cost more than the dot product)
+warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning, __name__)
+
 MAX_TOP_K = 1000
 # Queries in one SearchBatch call: 256 x top_k 1000 hits stays within the default 64 MiB
 # message cap with room, and one call's FAISS search stays well under a second at 10^6.
 MAX_BATCH = 256
 
 
+# check_options' answers by the options object (kept here, so its id is not reused while
+# it is): the servicer hands the same SearchOptions for the same options message call
+# after call (converters.search_options_from_pb), and checking it again cost ~5 us.
+_CHECKED: dict[int, tuple[SearchOptions, SearchOptions]] = {}
+_CHECKED_MAX = 1024
+
+
 def check_options(o: SearchOptions) -> SearchOptions:
+    known = _CHECKED.get(id(o))
+    if known is not None and known[0] is o:
+        return known[1]
+    checked = _check_options(o)
+    if len(_CHECKED) >= _CHECKED_MAX:
+        _CHECKED.clear()
+    _CHECKED[id(o)] = (o, checked)
+    return checked
+
+
+def _check_options(o: SearchOptions) -> SearchOptions:
     if o.level not in ("video", "segment"):
         raise InvalidArgumentError(f"level {o.level!r}: expected 'video' or 'segment'")
     if not 1 <= o.top_k <= MAX_TOP_K:
@@ -57,12 +82,18 @@ def check_batch_size(n: int, what: str = "query vectors or video ids") -> None:
 
 
 def unit(values: np.ndarray, what: str) -> np.ndarray:
-    if not np.all(np.isfinite(values)):
-        raise InvalidArgumentError(f"{what} contains NaN or infinity")
-    norm = float(np.linalg.norm(values))
-    if norm == 0.0:
-        raise InvalidArgumentError(f"{what} is all zeros")
-    return (values / norm).astype(np.float32)
+    """values (float32) / their norm, a new array. One dot product answers the usual case:
+    its square is finite and positive only when every value is finite and some is not 0
+    (float32 squares of values past ~1e19 overflow, and below ~1e-23 vanish: the rare
+    vector that does so is measured again in float64)."""
+    square = float(np.dot(values, values))
+    if not 0.0 < square < math.inf:
+        if not np.all(np.isfinite(values)):
+            raise InvalidArgumentError(f"{what} contains NaN or infinity")
+        square = float(np.dot(values.astype(np.float64), values.astype(np.float64)))
+        if square == 0.0:
+            raise InvalidArgumentError(f"{what} is all zeros")
+    return values / np.float32(math.sqrt(square))
 
 
 def query_vector(
