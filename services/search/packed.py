@@ -336,9 +336,11 @@ def run_rows(
 
     Why: right after a FAISS search every array call runs on the caches the search
     evicted, 9-21 us each where a loop of its own takes 1-3 us, and run_packed's columns
-    then to_results' hits walk ~40 of them for a lone query. Here the search, the places
-    and the filter are one call each, and the rest reads Python lists: for a row of a
-    few dozen candidates, less CPU than building columns only to read them back.
+    then to_results' hits walk ~40 of them for a lone query. Here the search and the ids'
+    look-up are one call each (a collection / tags or asset filter adds its flags'), the
+    loop admits a candidate by the catalogue's dict of servable videos, and the kept
+    hits' ranges are read one by one: for a row of a few dozen candidates, less CPU than
+    building columns only to read them back.
     Video-level queries, large batches (past ROWS_MAX_HITS hits), and queries a filter
     left short take run_packed's and the pipeline's paths as before."""
     slow = dict(index=index, catalogue=catalogue, load=load, version=version,
