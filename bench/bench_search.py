@@ -246,6 +246,46 @@ class _StageTimes:
         return out
 
 
+# Thread kinds a server's CPU is split into: by Python thread name, else the OS's
+THREAD_KINDS = ("rpc pool", "grpc poller", "grpc engine", "keeper", "other")
+
+
+def _thread_kind(name: str) -> str:
+    if "(_serve)" in name:  # grpc's sync server: the thread that polls its completion queue
+        return "grpc poller"
+    if name.startswith(("sora-rpc", "ThreadPoolExecutor")):  # the handlers' pool
+        return "rpc pool"
+    if name.startswith("event_engine"):  # gRPC's C core (no Python)
+        return "grpc engine"
+    if name.startswith("sora-index-keeper"):
+        return "keeper"
+    return "other"  # the main thread, OpenMP's, the aio event loop
+
+
+def thread_cpu_s() -> dict[str, float]:
+    """This process's CPU seconds so far by kind of thread (THREAD_KINDS), from
+    /proc/self/task (Linux; {} elsewhere). A thread that ended takes its seconds along."""
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return {}
+    names = {str(t.native_id): t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out = dict.fromkeys(THREAD_KINDS, 0.0)
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)"
+            name = names.get(tid)
+            if name is None:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    name = f.read().strip()
+        except OSError:
+            continue  # ended meanwhile
+        out[_thread_kind(name)] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
 def _server_main(
     url: str, home: str, conn: Any, max_workers: int | None, max_concurrent_rpcs: int | None,
     address: str = "127.0.0.1:0", processes: int = 1, index: int = 0,
@@ -297,7 +337,8 @@ def _server_main(
     while True:
         cmd = conn.recv()
         if cmd == "stats":
-            conn.send({"stages": stages.take(), "cpu_s": time.process_time()})
+            conn.send({"stages": stages.take(), "cpu_s": time.process_time(),
+                       "threads": thread_cpu_s()})  # fmt: skip
         elif cmd == "info":
             server.keeper.wait_ready(None)
             source = vector_source(store)
@@ -453,7 +494,8 @@ def _echo_main(
             while True:
                 cmd = await loop.run_in_executor(None, conn.recv)
                 if cmd == "stats":
-                    conn.send({"stages": {}, "cpu_s": time.process_time()})
+                    conn.send({"stages": {}, "cpu_s": time.process_time(),
+                               "threads": thread_cpu_s()})  # fmt: skip
                 elif cmd == "stop":
                     break
             await server.stop(0)
@@ -471,7 +513,8 @@ def _echo_main(
         while True:
             cmd = conn.recv()
             if cmd == "stats":
-                conn.send({"stages": {}, "cpu_s": time.process_time()})
+                conn.send({"stages": {}, "cpu_s": time.process_time(),
+                           "threads": thread_cpu_s()})  # fmt: skip
             elif cmd == "stop":
                 break
         server.stop(0).wait()
@@ -514,7 +557,9 @@ class ProcessGroup:
             for name, (count, secs) in a["stages"].items():
                 total = stages.setdefault(name, [0, 0.0])
                 total[0], total[1] = total[0] + count, total[1] + secs
-        return {"stages": stages, "cpu_s": sum(a["cpu_s"] for a in answers)}
+        threads = {kind: sum(a.get("threads", {}).get(kind, 0.0) for a in answers)
+                   for kind in THREAD_KINDS}  # fmt: skip
+        return {"stages": stages, "cpu_s": sum(a["cpu_s"] for a in answers), "threads": threads}
 
     def stop(self) -> None:
         for m in self.members:
@@ -757,6 +802,10 @@ def measure(server: ServerProcess, payloads: list[bytes], clients: int, args: An
     after = server.ask("stats")
     served = max(1, run["calls"] + run["warmup_calls"])
     run["server_cpu_ms_per_call"] = 1e3 * (after["cpu_s"] - before["cpu_s"]) / served
+    t0, t1 = before.get("threads", {}), after.get("threads", {})
+    run["thread_cpu_ms_per_call"] = {  # by kind of thread: handlers, gRPC's, the keeper
+        kind: 1e3 * (t1.get(kind, 0.0) - t0.get(kind, 0.0)) / served for kind in THREAD_KINDS
+    }
     stages = after["stages"]
     keeper, rebuilds = stages.pop("keeper_sync", [0, 0.0]), stages.pop("rebuild", [0, 0.0])
     handler = stages.get("handler", [0, 0.0])
@@ -1294,6 +1343,26 @@ def report(results: list[dict]) -> None:
             ("server_cpu_ms_per_call", "srv cpu", "{:.3f}"),
         ],
     )
+    print("\nserver CPU per call by thread (one client, idle, segment level, no filter; ms,"
+          " medians over rounds; clock ticks of 10 ms):")  # fmt: skip
+    rows = []
+    for res in results:
+        one = collections.defaultdict(list)
+        for r in res["runs"]:
+            setting = (r["phase"], r["clients"], r["level"], r["filter"])
+            if setting == ("idle", 1, "segment", "none") and any(
+                r.get("thread_cpu_ms_per_call", {}).values()
+            ):
+                one[r["server"]].append(r)
+        for server, runs in one.items():
+            row = {"n": res["n"], "server": server}
+            for kind in THREAD_KINDS:
+                row[kind] = float(np.median([r["thread_cpu_ms_per_call"][kind] for r in runs]))
+            row["total"] = float(np.median([r["server_cpu_ms_per_call"] for r in runs]))
+            rows.append(row)
+    print_table(rows, [("n", "vectors", "{}"), ("server", "server", "{}"),
+                       *((kind, kind, "{:.3f}") for kind in THREAD_KINDS),
+                       ("total", "total", "{:.3f}")])  # fmt: skip
     print()
     verdict = {True: "ok", False: "MISSED", None: "not measured"}
     for res in results:
