@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from services.index.source import VectorSource
 from services.store import (
@@ -128,8 +129,18 @@ def test_tombstones_after_seq(db):
     assert source.tombstones("segment", "m1", after_seq=middle).ids.tolist() == ids_b
     assert source.tombstones("segment", "m2", after_seq=middle).ids.tolist() == ids_c
     assert len(source.tombstones("video", "m1", after_seq=start).ids) == 2
-    caught_up = source.tombstones("segment", "m1", after_seq=first.last_seq)
+    statements: list[str] = []
+    listen = (db.ReadSession.kw["bind"], "before_cursor_execute",
+              lambda conn, cursor, sql, *rest: statements.append(sql))  # fmt: skip
+    event.listen(*listen)
+    try:
+        caught_up = source.tombstones("segment", "m1", after_seq=first.last_seq)
+    finally:
+        event.remove(*listen)
     assert len(caught_up.ids) == 0 and caught_up.last_seq == first.last_seq
+    # caught up (the keeper's idle sync, every second per level): the log's head only
+    assert [q for q in statements if "vector_tombstones" in q] == statements[-1:]
+    assert "max" in statements[-1].lower()
     assert source.count("segment", "m1") == 0 and list(source.iter_vectors("segment", "m1")) == []
 
 

@@ -147,6 +147,8 @@ class SqlVectorSource:
             # committed (writers commit in seq order), so returning the head as the new
             # watermark skips nothing, even tombstones of other levels / versions.
             head = int(s.scalar(select(func.max(t.c.seq))) or 0)
+            if head <= after_seq:  # nothing logged since: the usual idle sync, one statement
+                return Tombstones(ids=np.zeros(0, np.int64), last_seq=int(after_seq))
             ids = s.scalars(
                 select(t.c.vector_id)
                 .where(
