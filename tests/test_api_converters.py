@@ -77,6 +77,11 @@ def test_search_options_are_read_once_per_message_and_answer_as_read_afresh():
     fields = {(o.top_k, o.collection, o.tags, o.metadata_items, o.level) for o in read}
     assert len(fields) == len(messages)
     assert read[3].tags == ("a", "b") and read[4].tags == ("b", "a")
+    # a long list of asset ids is read as any other, and not kept (1,024 of them would pin
+    # gigabytes)
+    big = pb.SearchOptions(level=segment, external_ids=[f"asset-{i}" for i in range(200)])
+    assert cv.search_options_from_pb(big).external_ids == tuple(f"asset-{i}" for i in range(200))
+    assert big.SerializeToString(deterministic=True) not in cv._OPTIONS
     bad = pb.SearchOptions(level=segment, region_search=pb.REGION_SEARCH_NEVER, query_regions=True)
     for _ in range(2):
         try:

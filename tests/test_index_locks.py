@@ -92,3 +92,48 @@ def test_a_reader_that_raises_lets_go() -> None:
         pass
     with rw.write():  # would wait forever for a reader still counted
         assert rw._readers == 0
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_a_writer_interrupted_while_waiting_lets_the_readers_queued_behind_it_in() -> None:
+    """A writer whose wait is interrupted (a signal, Ctrl-C) stops holding back the
+    readers that queued behind it; they need not wait for the readers already in."""
+    import signal
+
+    rw = RWLock()
+    held = rw.read()
+    held.__enter__()  # a reader in for the whole test
+    entered = threading.Event()
+
+    def queued_reader() -> None:
+        until(lambda: rw._writers_waiting == 1)
+        with rw.read():
+            entered.set()
+
+    def interrupt(signum, frame) -> None:
+        if len(rw._cond._waiters) < 2:  # the reader has not queued behind the writer yet
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            return
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    r = threading.Thread(target=queued_reader)
+    r.start()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        try:
+            with rw.write():
+                raise AssertionError("the writer got in while a reader held the lock")
+        except _Interrupted:
+            pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert entered.wait(TIMEOUT)  # in beside the first reader, which still holds it
+    held.__exit__(None, None, None)
+    r.join(TIMEOUT)
+    with rw.write():  # and nothing is left counted
+        assert rw._readers == 0 and rw._writers_waiting == 0

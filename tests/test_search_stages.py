@@ -66,8 +66,9 @@ def test_options_are_checked_with_messages_that_say_what_to_change():
 
 def test_checked_options_are_remembered_by_object_never_confused_with_another():
     """check_options keeps its answer for the options object it was given (the servicer
-    hands the same one call after call); a new object, even one at a reused address, is
-    checked afresh."""
+    hands the same one call after call), and keeps that object alive, so a new object is
+    never answered for an old one at the same address; options with many asset ids or
+    tags are not kept."""
     first = SearchOptions(tags=(" a ",))
     assert check_options(first) is check_options(first)
     for n in range(200):  # objects come and go; addresses are reused
@@ -76,6 +77,9 @@ def test_checked_options_are_remembered_by_object_never_confused_with_another():
         del o
     with pytest.raises(InvalidArgumentError, match="top_k 0"):
         check_options(SearchOptions(top_k=0))
+    many = SearchOptions(external_ids=tuple(f" e{i} " for i in range(100)))  # a one-off: not kept
+    assert check_options(many) is not check_options(many)
+    assert check_options(many).external_ids == tuple(f"e{i}" for i in range(100))
 
 
 # (pytest's own warning filters go before the module's, which keeps this one off the
@@ -85,11 +89,18 @@ def test_query_vectors_come_out_unit_at_any_scale_and_bad_ones_are_refused():
     """One dot product finds the norm; values whose float32 squares overflow or vanish
     are measured again, so a query's scale never decides its direction or a refusal."""
     direction = unit(np.arange(1.0, D + 1.0))
-    for scale in (1e-30, 1e-20, 1e-3, 1.0, 1e3, 1e20, 1e30):
+    for scale in (1e-44, 1e-30, 1e-20, 1e-3, 1.0, 1e3, 1e20, 1e30, 1e37):
         values = (direction * np.float32(scale)).astype(np.float32)
         got = query_vector(values, D, "v1")
         assert got.dtype == np.float32 and got is not values
-        assert np.allclose(got, direction, atol=1e-6)
+        # (subnormal values carry few digits: their direction only roughly)
+        assert np.allclose(got, direction, atol=1e-6 if scale > 1e-40 else 0.1)
+        assert abs(float(np.linalg.norm(got.astype(np.float64))) - 1.0) < 1e-5
+    largest = query_vector(np.full(D, 3e38, np.float32), D, "v1")  # its norm is past float32's
+    assert np.allclose(largest, np.full(D, 1 / np.sqrt(D)), atol=1e-6)
+    # the batch path too: a row past float32's squares is measured again, not zeroed
+    X = query_matrix([direction * np.float32(1e20), direction], D, "v1")
+    assert np.allclose(X, [direction, direction], atol=1e-6)
     with pytest.raises(InvalidArgumentError, match="the query vector is all zeros"):
         query_vector(np.zeros(D, np.float32), D, "v1")
     for bad in (np.nan, np.inf, -np.inf):

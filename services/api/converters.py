@@ -163,9 +163,12 @@ def embeddings_to_pb(e: EmbeddingsView) -> pb.Embeddings:
 # A client sends the same options call after call: each distinct message (by its bytes)
 # is read once, not per call (the Python of it cost as much as a tenth of a search's
 # FAISS scan). A SearchOptions is frozen, so one serves every call; refusals (raised)
-# are never kept. Bounded: cleared when full.
+# are never kept. Bounded: cleared when full, and only messages of a few hundred bytes
+# are kept (a list of thousands of asset ids is a one-off, and 1,024 of them would pin
+# gigabytes).
 _OPTIONS: dict[bytes, SearchOptions] = {}
 _OPTIONS_MAX = 1024
+_OPTIONS_MAX_BYTES = 512
 
 
 def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
@@ -173,9 +176,10 @@ def search_options_from_pb(o: pb.SearchOptions) -> SearchOptions:
     options = _OPTIONS.get(key)
     if options is None:
         options = _search_options_from_pb(o)
-        if len(_OPTIONS) >= _OPTIONS_MAX:
-            _OPTIONS.clear()
-        _OPTIONS[key] = options
+        if len(key) <= _OPTIONS_MAX_BYTES:
+            if len(_OPTIONS) >= _OPTIONS_MAX:
+                _OPTIONS.clear()
+            _OPTIONS[key] = options
     return options
 
 

@@ -204,13 +204,12 @@ class Catalogue:
 
     def places(self, level: Level, ids: np.ndarray) -> Places:
         """Where the vector ids (n,) sit; video_id -1 where unknown."""
-        t = self._places[level]
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        t, pos, found = self.lookup(level, ids)  # one read of the table (a sync replaces it)
         if len(t) == 0 or len(ids) == 0:
             n = len(ids)
             return Places(np.full(n, -1, np.int64), np.full(n, -1, np.int32),
                           np.zeros(n), np.zeros(n))  # fmt: skip
-        t, pos, found = self.lookup(level, ids)
         p = Places(t.video_ids[pos], t.segment_index[pos].astype(np.int32, copy=False),
                    t.start_s[pos], t.end_s[pos])  # fmt: skip
         if found.all():  # the usual case (every id FAISS returned is synced)

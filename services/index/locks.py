@@ -51,8 +51,11 @@ class RWLock:
             try:
                 while self._writer or self._readers:
                     self._cond.wait()
-            finally:
+            except BaseException:  # interrupted while waiting: readers queued behind it go
                 self._writers_waiting -= 1
+                self._cond.notify_all()
+                raise
+            self._writers_waiting -= 1
             self._writer = True
         try:
             yield

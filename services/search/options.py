@@ -21,10 +21,10 @@ from services.errors import InvalidArgumentError
 
 from .types import REGION_MODES, SearchOptions
 
-# unit()'s one dot product overflows for values past ~1e19 and measures them again; the
-# warning numpy prints for it says nothing to an operator (an errstate block around
-# every query's dot product cost more than the dot product)
-warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning, __name__)
+# unit()'s one dot product (and query_matrix's norms) overflow for values past ~1e19,
+# which are then measured again; the warning numpy prints says nothing to an operator
+# (an errstate block around every query's dot product cost more than the dot product)
+warnings.filterwarnings("ignore", "overflow encountered in", RuntimeWarning, __name__)
 
 MAX_TOP_K = 1000
 # Queries in one SearchBatch call: 256 x top_k 1000 hits stays within the default 64 MiB
@@ -39,14 +39,18 @@ _CHECKED: dict[int, tuple[SearchOptions, SearchOptions]] = {}
 _CHECKED_MAX = 1024
 
 
+_CHECKED_MAX_ITEMS = 32  # tags, asset ids and metadata pairs of options worth keeping
+
+
 def check_options(o: SearchOptions) -> SearchOptions:
     known = _CHECKED.get(id(o))
     if known is not None and known[0] is o:
         return known[1]
     checked = _check_options(o)
-    if len(_CHECKED) >= _CHECKED_MAX:
-        _CHECKED.clear()
-    _CHECKED[id(o)] = (o, checked)
+    if len(o.tags) + len(o.external_ids) + len(o.metadata_items) <= _CHECKED_MAX_ITEMS:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[id(o)] = (o, checked)
     return checked
 
 
@@ -87,13 +91,15 @@ def unit(values: np.ndarray, what: str) -> np.ndarray:
     (float32 squares of values past ~1e19 overflow, and below ~1e-23 vanish: the rare
     vector that does so is measured again in float64)."""
     square = float(np.dot(values, values))
-    if not 0.0 < square < math.inf:
-        if not np.all(np.isfinite(values)):
-            raise InvalidArgumentError(f"{what} contains NaN or infinity")
-        square = float(np.dot(values.astype(np.float64), values.astype(np.float64)))
-        if square == 0.0:
-            raise InvalidArgumentError(f"{what} is all zeros")
-    return values / np.float32(math.sqrt(square))
+    if 0.0 < square < math.inf:
+        return values / np.float32(math.sqrt(square))
+    if not np.all(np.isfinite(values)):
+        raise InvalidArgumentError(f"{what} contains NaN or infinity")
+    wide = values.astype(np.float64)  # a norm float32 cannot hold, or subnormal values
+    square = float(np.dot(wide, wide))
+    if square == 0.0:
+        raise InvalidArgumentError(f"{what} is all zeros")
+    return (wide / math.sqrt(square)).astype(np.float32)
 
 
 def query_vector(
@@ -122,8 +128,9 @@ def query_matrix(
     if len(set(sizes)) == 1 and sizes[0] > 0 and (dim is None or sizes[0] == dim):
         # the usual case, checked and normalised as one array (no Python work per row)
         X = np.asarray(batch, dtype=np.float32).reshape(len(batch), -1)  # (n, d)
-        norms = np.linalg.norm(X, axis=1)  # (n,)
-        if np.all(np.isfinite(X)) and np.all(norms > 0):
+        with np.errstate(over="ignore"):  # once a batch (a row past ~1e19: measured again)
+            norms = np.linalg.norm(X, axis=1)  # (n,); inf where a row's squares overflow
+        if np.all(np.isfinite(X)) and np.all((norms > 0) & (norms < np.inf)):
             return (X / norms[:, None]).astype(np.float32)
     rows = [query_vector(v, dim, version, f"query {i} of the batch") for i, v in enumerate(batch)]
     sizes = [r.size for r in rows]
