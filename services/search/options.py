@@ -37,8 +37,6 @@ MAX_BATCH = 256
 # after call (converters.search_options_from_pb), and checking it again cost ~5 us.
 _CHECKED: dict[int, tuple[SearchOptions, SearchOptions]] = {}
 _CHECKED_MAX = 1024
-
-
 _CHECKED_MAX_ITEMS = 32  # tags, asset ids and metadata pairs of options worth keeping
 
 

@@ -27,12 +27,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
 from services.index import Catalogue, VideoInfo
-from services.index.catalogue import Places
 from sora_encoder.copy_score import CopyCalibration
 
 from . import pipeline
@@ -172,15 +170,9 @@ def select(cols: HitColumns, queries: np.ndarray) -> HitColumns:
     )
 
 
-class _Round(NamedTuple):
-    """The first FAISS round of a batch of vector queries, its ids placed and filtered."""
-
-    X: np.ndarray  # (n, d) the query vectors
-    D: np.ndarray  # (n, k) scores, best first
-    I: np.ndarray  # (n, k) ids, -1 past the end
-    places: Places  # of I's ids, row-major
-    vids: np.ndarray  # (n, k) each id's video, -1 where refused, unknown or padding
-    k: int
+def _excludes_query_videos(queries: Sequence[Query], opts: SearchOptions) -> bool:
+    """Whether hits of the queries' own videos are to be left out (queries by video id)."""
+    return opts.exclude_query_video and any(q.video_id is not None for q in queries)
 
 
 def _search_first(
@@ -201,7 +193,7 @@ def _search_first(
     vectors = [q.vector for q in queries]
     X = vectors[0][None] if len(vectors) == 1 else np.stack(vectors)
     X = X.astype(np.float32, copy=False)
-    excluded = opts.exclude_query_video and any(q.video_id is not None for q in queries)
+    excluded = _excludes_query_videos(queries, opts)
     bits = admitted_bits(catalogue, opts)  # a collection / tags filter, tested by FAISS
     k = first_k(opts.top_k, index.ntotal,
                 over_fetch_for(catalogue, opts, excluded, masked=bits is not None))  # fmt: skip
@@ -209,25 +201,6 @@ def _search_first(
     D, I = index.search(X, k) if bits is None else index.search(X, k, admitted=bits)
     check()
     return X, D, I, k, excluded
-
-
-def _first_round(
-    queries: Sequence[Query], opts: SearchOptions, index: Index, catalogue: Catalogue,
-    check: Callable[[], None],
-) -> _Round | None:  # fmt: skip
-    """The batch's one FAISS search and its filter; None where pipeline.run must answer
-    (see _search_first)."""
-    searched = _search_first(queries, opts, index, catalogue, check)
-    if searched is None:
-        return None
-    X, D, I, k, excluded = searched
-    n = len(queries)
-    places = catalogue.places(opts.level, I.reshape(-1))
-    # -1 for an id refused or unknown, padding (I = -1) included: no known id is -1
-    vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
-    if excluded:
-        vids = np.where(vids == np.array([q.video_id or -1 for q in queries])[:, None], -1, vids)
-    return _Round(X, D, I, places, vids, k)
 
 
 def run_packed(
@@ -244,14 +217,19 @@ def run_packed(
     """pipeline.run's hits for these queries, as columns (see the module docstring)."""
     slow = dict(index=index, catalogue=catalogue, load=load, version=version,
                 calibration=calibration, check=check)  # fmt: skip
-    first = _first_round(queries, opts, index, catalogue, check)
-    if first is None:
+    searched = _search_first(queries, opts, index, catalogue, check)
+    if searched is None:
         return of_results(pipeline.run(queries, opts, **slow), version)  # type: ignore[arg-type]
     # From here on array calls over a few dozen ids: each costs its call, a few
     # microseconds on the cache a search leaves, not its data; a lone search made ~60 of
     # them, as much CPU as the FAISS search. So no call whose answer is known already.
-    X, D, I, places, vids, k = first
+    X, D, I, k, excluded = searched
     n, top_k = len(queries), opts.top_k
+    places = catalogue.places(opts.level, I.reshape(-1))
+    # -1 for an id refused or unknown, padding (I = -1) included: no known id is -1
+    vids = admit_videos(catalogue, places.video_id, opts).reshape(n, k)
+    if excluded:
+        vids = np.where(vids == np.array([q.video_id or -1 for q in queries])[:, None], -1, vids)
     ok = vids >= 0
     if opts.min_score is not None:
         ok &= D >= opts.min_score
@@ -348,7 +326,7 @@ def run_rows(
     if (
         opts.level != "segment"
         or len(queries) * opts.top_k > ROWS_MAX_HITS
-        or (opts.exclude_query_video and any(q.video_id is not None for q in queries))
+        or _excludes_query_videos(queries, opts)
     ):
         cols = run_packed(queries, opts, **slow)  # type: ignore[arg-type]
         return to_results(cols, catalogue.video, placed=opts.level == "segment")
