@@ -267,6 +267,11 @@ def test_a_read_index_maps_its_vectors_and_searches_mapped_and_added_rows_togeth
     D_ex, I_ex = exact(xq[:5], all_ids, all_xb, 1700)
     np.testing.assert_allclose(D_all, D_ex, rtol=1e-5, atol=1e-5)
     assert (np.diff(D_all, axis=1) <= 1e-6).all() and (I_all >= 0).all()
+    # k past every row held: each id of both arrays once, then -1 / -inf
+    D_pad, I_pad = fi.search(got, xq[:2], len(all_ids) + 3)
+    for q in range(2):
+        assert sorted(I_pad[q, : len(all_ids)].tolist()) == all_ids.tolist()
+        assert (I_pad[q, len(all_ids) :] == -1).all() and np.isneginf(D_pad[q, len(all_ids) :]).all()
     both = np.array([ids[5], later_ids[7], ids[-1], later_ids[0]])
     np.testing.assert_array_equal(got.vectors(both), all_xb[[rows[int(i)] for i in both]])
     path2 = tmp_path / "again.npz"

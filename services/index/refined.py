@@ -143,19 +143,17 @@ class RefinedIndex:
         nb, n = len(self._base), len(self._ids)
         if nb == 0 or nb == n:  # all rows in one array: the usual case
             return _knn(xq, self._base if nb else self._vectors, rows, k)
-        # rows in both (vectors added since the snapshot was mapped): each part re-ranked
-        # over its own array, in faiss, then the best k of the two. A row's list must end
-        # at its first -1, so each part's rows are sorted to the front.
-        end = np.iinfo(np.int64).max
-        r = np.sort(np.where(rows < 0, end, rows), axis=1)  # mapped, owned, then padding
-        in_base = r < nb
-        Db, Rb = _knn(xq, self._base, np.where(in_base, r, -1), k)
-        owned = np.sort(np.where(in_base, end, r), axis=1)  # owned first, then padding
-        Do, Ro = _knn(xq, self._vectors, np.where(owned < end, owned - nb, -1), k)
-        R = np.concatenate([Rb, np.where(Ro >= 0, Ro + nb, -1)], axis=1)
-        D = np.where(R >= 0, np.concatenate([Db, Do], axis=1), -np.inf)
-        best = np.argsort(-D, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(D, best, 1), np.take_along_axis(R, best, 1)
+        # rows in both (vectors added since the snapshot was mapped: a server under
+        # ingest): each candidate's inner product from the array that holds it, in faiss,
+        # then the best k of them. Half the array calls of a top k per part merged after
+        # (27 -> 14 us a query, measured), which every search paid while an ingest ran.
+        mapped = rows < nb  # padding (-1) too: -1 in both parts' rows, so -inf in both
+        D = np.maximum(_inner_products(xq, self._base, np.where(mapped, rows, -1)),
+                       _inner_products(xq, self._vectors, np.where(mapped, -1, rows - nb)))
+        nq, kb = rows.shape
+        best = np.argsort(-D, axis=1, kind="stable")[:, :k]  # (nq, k) places in the lists
+        at = best + (np.arange(nq, dtype=np.int64) * kb)[:, None]  # ... in the flat arrays
+        return D.take(at), rows.take(at)  # past a short list: -inf and row -1, as _knn's
 
     def _find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, found) of ids, same shape: a table indexed by id (id_positions.py);
@@ -263,6 +261,21 @@ def _knn(xq: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int):
         kb,  # the stride of `rows` (its default, -1, does not mean "nsubset" here)
     )  # fmt: skip
     return D, R
+
+
+def _inner_products(xq: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(nq, kb) inner products of each query with its rows of `vectors` (rows (nq, kb)),
+    -inf where a row is -1 (wherever it is). In faiss's C++, without the GIL; the output
+    starts at -inf because faiss versions differ on what they write for a -1 (-inf, or
+    nothing)."""
+    nq, kb = rows.shape
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    out = np.full((nq, kb), -np.inf, np.float32)
+    faiss.fvec_inner_products_by_idx(
+        faiss.swig_ptr(out), faiss.swig_ptr(xq), faiss.swig_ptr(vectors),
+        faiss.swig_ptr(rows), xq.shape[1], nq, kb,
+    )  # fmt: skip
+    return out
 
 
 def is_refined_file(path: str) -> bool:
