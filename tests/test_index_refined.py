@@ -271,7 +271,8 @@ def test_a_read_index_maps_its_vectors_and_searches_mapped_and_added_rows_togeth
     D_pad, I_pad = fi.search(got, xq[:2], len(all_ids) + 3)
     for q in range(2):
         assert sorted(I_pad[q, : len(all_ids)].tolist()) == all_ids.tolist()
-        assert (I_pad[q, len(all_ids) :] == -1).all() and np.isneginf(D_pad[q, len(all_ids) :]).all()
+        tail = slice(len(all_ids), None)
+        assert (I_pad[q, tail] == -1).all() and np.isneginf(D_pad[q, tail]).all()
     both = np.array([ids[5], later_ids[7], ids[-1], later_ids[0]])
     np.testing.assert_array_equal(got.vectors(both), all_xb[[rows[int(i)] for i in both]])
     path2 = tmp_path / "again.npz"
