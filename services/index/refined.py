@@ -148,8 +148,10 @@ class RefinedIndex:
         # then the best k of them. Half the array calls of a top k per part merged after
         # (27 -> 14 us a query, measured), which every search paid while an ingest ran.
         mapped = rows < nb  # padding (-1) too: -1 in both parts' rows, so -inf in both
-        D = np.maximum(_inner_products(xq, self._base, np.where(mapped, rows, -1)),
-                       _inner_products(xq, self._vectors, np.where(mapped, -1, rows - nb)))
+        D = np.maximum(
+            _inner_products(xq, self._base, np.where(mapped, rows, -1)),
+            _inner_products(xq, self._vectors, np.where(mapped, -1, rows - nb)),
+        )
         nq, kb = rows.shape
         best = np.argsort(-D, axis=1, kind="stable")[:, :k]  # (nq, k) places in the lists
         at = best + (np.arange(nq, dtype=np.int64) * kb)[:, None]  # ... in the flat arrays
