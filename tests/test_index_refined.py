@@ -299,3 +299,17 @@ def test_an_npz_written_by_np_savez_is_still_read(filled, tmp_path):
     assert old._base.ctypes.data % 4 == 0
     for a, b in zip(fi.search(index, xb[:30], 10), fi.search(old, xb[:30], 10), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("queries", [1, 3])
+def test_a_search_past_every_row_ends_with_minus_one_and_minus_inf(filled, queries):
+    """One query or several, fast-scan or exact: k past ntotal gives every id once, then
+    padding (-1, -inf; faiss itself pads inner products with -FLT_MAX)."""
+    index, ids, xb = filled
+    flat = faiss.IndexIDMap2(faiss.IndexFlatIP(D_))
+    flat.add_with_ids(xb, ids)
+    for searched in (index, flat):
+        D, I = fi.search(searched, xb[:queries], len(ids) + 4)
+        for q in range(queries):
+            assert sorted(I[q, : len(ids)].tolist()) == ids.tolist()
+            assert (I[q, len(ids) :] == -1).all() and np.isneginf(D[q, len(ids) :]).all()

@@ -29,7 +29,7 @@ import numpy as np
 
 from services.index.factory import IndexChoice
 from services.index.recall import drop_ids, recall_at_k
-from services.index.refined import K_FACTORS, RefinedIndex, is_refined_file
+from services.index.refined import K_FACTORS, RefinedIndex, is_refined_file, rows_full
 
 REFINE_SUFFIX = ",RFlat"  # factory strings of RefinedIndex: codes index + exact re-rank
 
@@ -226,7 +226,8 @@ def search(
         D, I = index.search(xq, k, params=selector_params(index, selector, bits))
     D = np.asarray(D, dtype=np.float32)
     I = np.asarray(I, dtype=np.int64)
-    D[I < 0] = -np.inf
+    if not rows_full(I):  # padding: faiss scores it -FLT_MAX (inner product), not -inf
+        D[I < 0] = -np.inf
     return D, I
 
 

@@ -128,10 +128,10 @@ class RefinedIndex:
         nq, kb = len(xq), self.base_k(k)
         _, I0 = self.base.search(xq, kb, params=params)  # (nq, kb), -1 only at a row's end
         rows = self._find(I0)[0]  # each id's row in the held vectors
-        if nq and I0[:, -1].min() < 0:  # padded rows (fewer candidates than kb)
+        if not rows_full(I0):  # padded rows (fewer candidates than kb)
             rows[I0 < 0] = -1  # the re-rank stops at a row's first -1
         D, R = self._rerank(xq, rows, k)
-        if nq == 0 or R[:, -1].min() >= 0:  # k results for every query: the usual case
+        if rows_full(R):  # k results for every query: the usual case
             return D, self._ids[R]
         found = R >= 0
         I = np.where(found, self._ids[np.where(found, R, 0)], -1) if len(self._ids) else R
@@ -263,6 +263,15 @@ def _knn(xq: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int):
         kb,  # the stride of `rows` (its default, -1, does not mean "nsubset" here)
     )  # fmt: skip
     return D, R
+
+
+def rows_full(M: np.ndarray) -> bool:
+    """Whether every row of an (n, k) id / position matrix ends with an entry >= 0 (faiss
+    pads a short row with -1 at its end): for one row a scalar read, not a reduction
+    (numpy's min() goes through its Python wrappers: several microseconds a search)."""
+    if len(M) == 1:
+        return bool(M[0, -1] >= 0)
+    return len(M) == 0 or bool(M[:, -1].min() >= 0)
 
 
 def _inner_products(xq: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
