@@ -125,7 +125,7 @@ class RefinedIndex:
         two array calls. A re-rank written in numpy held the GIL for ~0.15 ms a query, and
         8 threads searching together then answered fewer queries than one (measured)."""
         xq = np.ascontiguousarray(xq, dtype=np.float32)
-        nq, kb = len(xq), self.base_k(k)
+        kb = self.base_k(k)
         _, I0 = self.base.search(xq, kb, params=params)  # (nq, kb), -1 only at a row's end
         rows = self._find(I0)[0]  # each id's row in the held vectors
         if not rows_full(I0):  # padded rows (fewer candidates than kb)
