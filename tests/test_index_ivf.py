@@ -195,3 +195,30 @@ def test_a_selective_filter_keeps_its_recall_by_visiting_more_lists(monkeypatch)
     assert faiss.extract_index_ivf(index).nprobe == 2  # the index's own is left alone
     assert widened >= at_tuned + 0.05, (widened, at_tuned)
     assert widened >= unfiltered - 0.05, (widened, unfiltered)  # about the unfiltered recall
+
+
+def test_a_filter_array_is_counted_once_and_a_new_one_again(monkeypatch):
+    """selector_params counts the bits that widen nprobe once per array (a filter's bits
+    are searched with many times); another array, even at the same address, is counted."""
+    from services.index import faiss_index as fi
+
+    calls = []
+    real = fi.admitted_count
+    monkeypatch.setattr(fi, "admitted_count", lambda b: calls.append(1) or real(b))
+    monkeypatch.setattr(fi, "_COUNTS", {})
+    quarter = np.packbits(np.arange(4096) % 4 == 0, bitorder="little")
+    xb = clustered_unit_vectors(4096, 8, n_clusters=8, spread=1.5, seed=3)
+    index = faiss.index_factory(8, "IVF8,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.train(xb)
+    index.add(xb)
+    selector = faiss.IDSelectorBitmap(8 * len(quarter), faiss.swig_ptr(quarter))
+    widths = {fi.selector_params(index, selector, quarter).nprobe for _ in range(3)}
+    assert widths == {fi.filtered_nprobe(1, 8, 0.25)} and len(calls) == 1
+    assert fi.counted(quarter) == 1024 and len(calls) == 1
+    half = np.packbits(np.arange(4096) % 2 == 0, bitorder="little")
+    assert fi.counted(half) == 2048 and len(calls) == 2
+    del quarter, half
+    for _ in range(3 * fi._COUNTS_MAX):  # arrays freed at once: addresses come back
+        fresh = np.packbits(np.arange(4096) % 8 == 0, bitorder="little")
+        assert fi.counted(fresh) == 512
+    assert len(fi._COUNTS) <= fi._COUNTS_MAX
