@@ -21,6 +21,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 import zipfile
 from contextlib import AbstractContextManager, nullcontext
 
@@ -265,10 +266,11 @@ def filtered_nprobe(nprobe: int, nlist: int, share: float) -> int:
     return min(nlist, math.ceil(nprobe * factor - 1e-9))
 
 
-# Counts of filter bits already seen, by the array's identity (the array is kept, so its id
-# is not reused): a filter's bits are made once a sync (Catalogue.vector_bits) and then
-# searched with many times, and counting 125 KB at 10^6 ids took ~16 us a search.
-_COUNTS: dict[int, tuple[np.ndarray, int]] = {}
+# Counts of filter bits already seen, by the array's identity (a weak reference tells a
+# live array from a new one at a freed address; no array is kept alive here: at 10^8 ids a
+# filter's bits are 12 MB). A filter's bits are made once a sync (Catalogue.vector_bits)
+# and then searched with many times; counting 125 KB at 10^6 ids took ~13 us a search.
+_COUNTS: dict[int, tuple[weakref.ref, int]] = {}
 _COUNTS_MAX = 64
 
 
@@ -277,12 +279,12 @@ def counted(bits: np.ndarray) -> int:
     filtered_nprobe); the selector tests the bits themselves, so an array changed in place
     after its first search would search with a stale width, never admit a wrong id."""
     held = _COUNTS.get(id(bits))
-    if held is not None and held[0] is bits:
+    if held is not None and held[0]() is bits:
         return held[1]
     n = admitted_count(bits)
     if len(_COUNTS) >= _COUNTS_MAX:
         _COUNTS.clear()
-    _COUNTS[id(bits)] = (bits, n)
+    _COUNTS[id(bits)] = (weakref.ref(bits), n)
     return n
 
 
