@@ -6,7 +6,9 @@ hour apart on a shared host (bench_search.py's floor moved 1.5x between two runs
     variant   NAME=CHECKOUT[:VAR=VALUE,...]: a server group (--api-processes) started from
               that checkout's services/ and bench/, with those environment variables
     echo      bench_search's echo server of the same messages (the floor)
-    rounds    every variant and the echo back to back per client count, --rounds times
+    rounds    every variant and the echo back to back per client count, --rounds times,
+              each round starting one server further on, so that none always runs
+              first or last (in a fixed order the later servers tended to run lower)
     library   bench_search's cached library (runs/bench_search, built when missing), its
               SQLite file and snapshots copied once into a scratch folder that all
               variants serve (read-only: no ingest here)
@@ -150,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for rnd in range(args.rounds):
             for c in clients:
-                for name, group in groups.items():
+                names = list(groups)  # each round starts one further on: the order moves
+                names = names[rnd % len(names) :] + names[: rnd % len(names)]  # every one
+                for name in names:
+                    group = groups[name]
                     run = {"round": rnd, "clients": c, "server": name,
                            **measure(bs, group, payloads, c, args)}  # fmt: skip
                     runs.append(run)
