@@ -4,17 +4,21 @@ change is judged by its ratio to the floor beside the unchanged code, not by QPS
 hour apart on a shared host (bench_search.py's floor moved 1.5x between two runs).
 
     variant   NAME=CHECKOUT[:VAR=VALUE,...]: a server group (--api-processes) started from
-              that checkout's services/ and bench/, with those environment variables
+              that checkout's services/ and bench/ (this venv's packages), with those
+              environment variables: for code that reads them itself (a trial's switch);
+              the server's Settings are bench_search's, not read from $SORA_*
     echo      bench_search's echo server of the same messages (the floor)
     rounds    every variant and the echo back to back per client count, --rounds times,
               each round starting one server further on, so that none always runs
               first or last (in a fixed order the later servers tended to run lower)
     library   bench_search's cached library (runs/bench_search, built when missing), its
               SQLite file and snapshots copied once into a scratch folder that all
-              variants serve (read-only: no ingest here)
+              variants serve (no ingest here); a variant that would build or tune its
+              index otherwise than the first (factory, nprobe, vectors) stops the run,
+              since its snapshot would be what the variants after it load
 
 Run the same checkout twice (A/A) to see the host's noise: on the 2-core dev host two
-groups of one checkout differed by up to 5 % in their medians of three rounds.
+groups of one checkout differed by 5-8 % in their medians of three or four rounds.
 
     python bench/ab_search.py --variant main=. --variant trial=../trial:FOO=1 \
         [--clients 1,64] [--rounds 3] [--duration 5] [--json OUT]
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shutil
 import statistics
@@ -81,6 +86,15 @@ def measure(bs: Any, group: Any, payloads: list[bytes], clients: int, args: Any)
             "errors": run["errors"], "server_cpu_ms_per_call": cpu_ms}  # fmt: skip
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None  # a setting that answered nothing has no ratio
+
+
+def _median(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
 def summary(runs: list[dict], names: list[str], clients: list[int]) -> list[dict]:
     """Per client count and server: medians, and the medians of per-round ratios to the
     echo of the same round."""
@@ -92,11 +106,11 @@ def summary(runs: list[dict], names: list[str], clients: list[int]) -> list[dict
             pairs = list(zip(mine, echo, strict=True))
             rows.append({
                 "clients": c, "server": name,
-                "qps": statistics.median(r["qps"] for r in mine),
-                "qps_vs_floor": statistics.median(a["qps"] / b["qps"] for a, b in pairs),
-                "p50_vs_floor": statistics.median(a["p50_ms"] / b["p50_ms"] for a, b in pairs),
-                "cpu_ms": statistics.median(r["server_cpu_ms_per_call"] for r in mine),
-                "rounds": " ".join(f"{a['qps'] / b['qps']:.2f}" for a, b in pairs),
+                "qps": _median(r["qps"] for r in mine),
+                "qps_vs_floor": _median(_ratio(a["qps"], b["qps"]) for a, b in pairs),
+                "p50_vs_floor": _median(_ratio(a["p50_ms"], b["p50_ms"]) for a, b in pairs),
+                "cpu_ms": _median(r["server_cpu_ms_per_call"] for r in mine),
+                "rounds": " ".join(f"{_ratio(a['qps'], b['qps']) or 0:.2f}" for a, b in pairs),
             })  # fmt: skip
     return rows
 
@@ -111,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-processes", type=int, default=2)
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_search"))
     ap.add_argument("--json", help="write the runs and the summary here")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(ROOT))
     import grpc  # noqa: PLC0415
 
@@ -123,20 +138,29 @@ def main(argv: list[str] | None = None) -> int:
     args.dim, args.database, args.ready_timeout = 256, "sqlite", 900.0
     clients = [int(c) for c in args.clients.split(",")]
     data = bs.data_options(args)
+    names = [name for name, _, _ in args.variant]
+    if len(set(names)) < len(names) or "echo" in names:
+        ap.error("variant names must differ, and 'echo' is the floor's")
     cache = bs.cached_library(args.size, args, data)
+    # the variants' children import from their own checkouts (bench_search put ROOT on
+    # the path too: every copy goes)
+    sys.path[:] = [p for p in sys.path if p != str(ROOT)]
     scratch = Path(tempfile.mkdtemp(prefix="ab_search-"))
-    shutil.copytree(cache / "index", scratch / "index")
-    shutil.copy(cache / "sora.db", scratch / "sora.db")
-    url = f"sqlite:///{scratch / 'sora.db'}"
-    sys.path.remove(str(ROOT))  # the variants' children import from their own checkouts
     groups: dict[str, Any] = {}
     try:
+        shutil.copytree(cache / "index", scratch / "index")
+        shutil.copy(cache / "sora.db", scratch / "sora.db")
+        url = f"sqlite:///{scratch / 'sora.db'}"
+        served = None
         for name, checkout, env in args.variant:
-            groups[name] = start_variant(bs, checkout, env, url, scratch, args.api_processes)
-        for group in groups.values():
-            SoraClient(group.address).wait_until_serving(timeout=args.ready_timeout)
-            for member in group.members:  # every process loaded, not only the first
-                member.ask("info")
+            group = groups[name] = start_variant(bs, checkout, env, url, scratch,
+                                                 args.api_processes)  # fmt: skip
+            with SoraClient(group.address) as client:
+                client.wait_until_serving(timeout=args.ready_timeout)
+            indexes = [member.ask("info")["indexes"] for member in group.members]  # all loaded
+            served = served or indexes[0]
+            if any(i != served for i in indexes):
+                raise SystemExit(f"{name} serves {indexes[0]}, not {served}: not an A/B")
         payloads = bs.search_payloads(
             bs.make_queries(1000, args.dim, data)["segment"], "segment", None
         )
@@ -145,10 +169,15 @@ def main(argv: list[str] | None = None) -> int:
             answer = channel.unary_unary(bs.SEARCH_METHOD)(payloads[0])  # the first did
         workers = bs.Settings_default("max_workers")
         responses = {bs.LEVELS["segment"]: answer}
-        groups["echo"] = bs.ProcessGroup(
-            lambda address, _: bs.EchoProcess("sync", workers, responses, address),
-            args.api_processes,
-        )
+        with_path = list(sys.path)
+        sys.path.insert(0, str(ROOT))  # the echo is this checkout's
+        try:
+            groups["echo"] = bs.ProcessGroup(
+                lambda address, _: bs.EchoProcess("sync", workers, responses, address),
+                args.api_processes,
+            )
+        finally:
+            sys.path[:] = with_path
         runs = []
         for rnd in range(args.rounds):
             for c in clients:
@@ -164,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                         f" ms, {run['server_cpu_ms_per_call']:.3f} ms CPU a call",
                         flush=True,
                     )
+        if args.json:  # the runs first: they are kept if the summary fails
+            variants = {n: {"checkout": str(p), "env": e} for n, p, e in args.variant}
+            report = {"machine": machine_info(), "variants": variants, "runs": runs}
+            write_json(args.json, report)
         rows = summary(runs, list(groups), clients)
         print("\nmedians over rounds; ratios to the echo of the same round")
         print_table(rows, [("clients", "clients", "{}"), ("server", "server", "{}"),
@@ -172,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                            ("cpu_ms", "srv CPU ms/call", "{:.3f}"),
                            ("rounds", "QPS/floor by round", "{}")])  # fmt: skip
         if args.json:
-            variants = {n: {"checkout": str(p), "env": e} for n, p, e in args.variant}
-            write_json(args.json, {"machine": machine_info(), "variants": variants,
-                                   "runs": runs, "summary": rows})  # fmt: skip
+            write_json(args.json, {**report, "summary": rows})
     finally:
         for group in groups.values():
             group.stop()

@@ -377,6 +377,7 @@ class ServerProcess:
         args = (url, str(home), child, max_workers, cap, address, processes, index)
         self.proc = ctx.Process(target=_server_main, args=args, daemon=True)
         self.proc.start()
+        child.close()  # the child's end is the child's: recv() fails if it dies before hello
         hello = self._conn.recv()
         self.port, self.pid = hello["port"], hello["pid"]
         self.address = f"127.0.0.1:{self.port}"
@@ -531,6 +532,7 @@ class EchoProcess(ServerProcess):
         args = (child, model, max_workers, responses, address)
         self.proc = ctx.Process(target=_echo_main, args=args, daemon=True)
         self.proc.start()
+        child.close()  # the child's end is the child's: recv() fails if it dies before hello
         hello = self._conn.recv()
         self.port, self.pid = hello["port"], hello["pid"]
         self.address = f"127.0.0.1:{self.port}"
@@ -543,8 +545,14 @@ class ProcessGroup:
 
     def __init__(self, start: Callable[[str, int], ServerProcess], processes: int) -> None:
         """start(address, index) starts member `index` on `address`."""
-        first = start("127.0.0.1:0", 0)
-        self.members = [first] + [start(first.address, i) for i in range(1, processes)]
+        self.members = [start("127.0.0.1:0", 0)]
+        try:
+            for i in range(1, processes):
+                self.members.append(start(self.members[0].address, i))
+        except BaseException:  # a member failed to start: stop those that did
+            self.stop()
+            raise
+        first = self.members[0]
         self.address, self.port, self.pid = first.address, first.port, first.pid
         self.processes = processes
 
