@@ -31,13 +31,14 @@ project at import time, because a spawned child imports it again as its main mod
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,31 +60,35 @@ def parse_variant(spec: str) -> tuple[str, Path, dict[str, str]]:
     return name, path, dict(pairs)  # type: ignore[arg-type]
 
 
-def start_variant(bs: Any, checkout: Path, env: dict[str, str], url: str, home: Path,
-                  processes: int) -> Any:  # fmt: skip
-    """A server group of `checkout` with `env` (both taken by the children at start)."""
+@contextlib.contextmanager
+def imports_from(checkout: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    """Processes spawned meanwhile import the project from `checkout`, with `env` (a
+    child takes both at its start)."""
     saved_path, saved_env = list(sys.path), dict(os.environ)
     sys.path.insert(0, str(checkout))
-    os.environ.update(env)
+    os.environ.update(env or {})
     try:
-        return bs.ProcessGroup(
-            lambda address, i: bs.ServerProcess(url, home, None, None, address, processes, i),
-            processes,
-        )
+        yield
     finally:
         sys.path[:] = saved_path
         os.environ.clear()
         os.environ.update(saved_env)
 
 
+def start_variant(bs: Any, checkout: Path, env: dict[str, str], url: str, home: Path,
+                  processes: int) -> Any:  # fmt: skip
+    """A server group of `checkout` with `env`."""
+    with imports_from(checkout, env):
+        return bs.ProcessGroup(
+            lambda address, i: bs.ServerProcess(url, home, None, None, address, processes, i),
+            processes,
+        )
+
+
 def measure(bs: Any, group: Any, payloads: list[bytes], clients: int, args: Any) -> dict:
-    before = group.ask("stats")
-    run = asyncio.run(bs._drive(group.address, payloads, clients, args.duration, 10**7,
-                                connections=clients if args.api_processes > 1 else 1))  # fmt: skip
-    after = group.ask("stats")
-    cpu_ms = 1e3 * (after["cpu_s"] - before["cpu_s"]) / max(1, run["calls"] + run["warmup_calls"])
-    return {"qps": run["qps"], "p50_ms": run["p50_ms"], "p99_ms": run["p99_ms"],
-            "errors": run["errors"], "server_cpu_ms_per_call": cpu_ms}  # fmt: skip
+    """bench_search's measure of one setting, the figures compared here."""
+    run = bs.measure(group, payloads, clients, args)
+    return {k: run[k] for k in ("qps", "p50_ms", "p99_ms", "errors", "server_cpu_ms_per_call")}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     bs.add_data_options(ap)
     args = ap.parse_args(argv)
     args.dim, args.database, args.ready_timeout = 256, "sqlite", 900.0
+    args.max_calls = 10**7  # bench_search.measure's cap: the duration decides
     clients = [int(c) for c in args.clients.split(",")]
     data = bs.data_options(args)
     names = [name for name, _, _ in args.variant]
@@ -169,15 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             answer = channel.unary_unary(bs.SEARCH_METHOD)(payloads[0])  # the first did
         workers = bs.Settings_default("max_workers")
         responses = {bs.LEVELS["segment"]: answer}
-        with_path = list(sys.path)
-        sys.path.insert(0, str(ROOT))  # the echo is this checkout's
-        try:
+        with imports_from(ROOT):  # the echo is this checkout's
             groups["echo"] = bs.ProcessGroup(
                 lambda address, _: bs.EchoProcess("sync", workers, responses, address),
                 args.api_processes,
             )
-        finally:
-            sys.path[:] = with_path
         runs = []
         for rnd in range(args.rounds):
             for c in clients:
