@@ -8,6 +8,8 @@ hour apart on a shared host (bench_search.py's floor moved 1.5x between two runs
               environment variables: for code that reads them itself (a trial's switch);
               the server's Settings are bench_search's, not read from $SORA_*
     echo      bench_search's echo server of the same messages (the floor)
+    lean      bench_search's lean reference (unless --no-lean): the echo plus the search
+              itself over the same snapshot, what any Python server of this index pays
     rounds    every variant and the echo back to back per client count, --rounds times,
               each round starting one server further on, so that none always runs
               first or last (in a fixed order the later servers tended to run lower)
@@ -130,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-processes", type=int, default=2)
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_search"))
     ap.add_argument("--json", help="write the runs and the summary here")
+    ap.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the lean reference too (bench_search's)")  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sys.path.insert(0, str(ROOT))
     import grpc  # noqa: PLC0415
@@ -145,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     clients = [int(c) for c in args.clients.split(",")]
     data = bs.data_options(args)
     names = [name for name, _, _ in args.variant]
-    if len(set(names)) < len(names) or "echo" in names:
-        ap.error("variant names must differ, and 'echo' is the floor's")
+    if len(set(names)) < len(names) or {"echo", "lean"} & set(names):
+        ap.error("variant names must differ, and 'echo' and 'lean' are the references'")
     cache = bs.cached_library(args.size, args, data)
     # the variants' children import from their own checkouts (bench_search put ROOT on
     # the path too: every copy goes)
@@ -180,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                 lambda address, _: bs.EchoProcess("sync", workers, responses, address),
                 args.api_processes,
             )
+            if args.lean:  # over the snapshot the variants serve
+                snapshots = str(scratch / "index"), args.dim
+                groups["lean"] = bs.ProcessGroup(
+                    lambda address, _: bs.EchoProcess("sync", workers, responses, address,
+                                                      snapshots),
+                    args.api_processes,
+                )  # fmt: skip
         runs = []
         for rnd in range(args.rounds):
             for c in clients:

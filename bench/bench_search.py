@@ -90,6 +90,7 @@ MODEL_VERSION = "bench-search-v1"
 SEARCH_METHOD = "/sora.v1.SoraIndex/Search"
 BATCH_METHOD = "/sora.v1.SoraIndex/SearchBatch"
 MILVUS = "milvus-lite"  # the competitor's name in the runs
+LEAN = "lean"  # the lean reference's: the echo floor plus the search (_lean_search)
 ONE_PROCESS = "-1p"  # an echo server's name suffix: one process (beside --api-processes N)
 BATCH = 256  # queries per SearchBatch call (the RPC's maximum)
 LEVELS = {"segment": pb.SEARCH_LEVEL_SEGMENT, "video": pb.SEARCH_LEVEL_VIDEO}
@@ -286,6 +287,13 @@ def thread_cpu_s() -> dict[str, float]:
     return out
 
 
+def server_settings(url: str, home: str | Path) -> Any:
+    """The API server's Settings over the library at `url` (snapshots under `home`)."""
+    from services.settings import Settings
+
+    return Settings(home=Path(home), database_url=url, broker_url="memory://")
+
+
 def _server_main(
     url: str, home: str, conn: Any, max_workers: int | None, max_concurrent_rpcs: int | None,
     address: str = "127.0.0.1:0", processes: int = 1, index: int = 0,
@@ -299,7 +307,6 @@ def _server_main(
     from services.api.servicer import SoraIndexServicer
     from services.index import VectorIndex
     from services.search import packed, pipeline
-    from services.settings import Settings
     from services.store import open_store, vector_source
 
     stages = _StageTimes()
@@ -317,7 +324,7 @@ def _server_main(
     stages.wrap(VectorIndex, "_log_rebuild", "rebuild")  # a full rebuild from SQL begins
 
     store = open_store(url)
-    settings = Settings(home=Path(home), database_url=url, broker_url="memory://")
+    settings = server_settings(url, home)
     if max_workers:
         settings = dataclasses.replace(settings, max_workers=max_workers)
     if max_concurrent_rpcs:
@@ -460,19 +467,68 @@ def milvus_recall(milvus: MilvusProcess, queries: str, level: str, truth: tuple,
 # ---------------------------------------------------------------------------- echo process
 
 
+def _lean_search(
+    replies: dict[int, pb.SearchResponse], index_dir: str, dim: int
+) -> Callable[[bytes, Any], pb.SearchResponse]:
+    """The lean reference's handler: the echo's, plus the search itself. The query vector
+    made unit, searched in the project's served snapshot of its level (the project's own
+    index code, faiss_index.search, with the manifest's nprobe), calls that arrive during
+    a search coalesced into one batch (the project's Coalescer), and the fixed reply's
+    hits given the results' ids and scores. No options, catalogue, filter, re-check or
+    proto building: what any Python server answering from this index pays at least."""
+    from services.api.coalesce import Coalescer
+    from services.index import faiss_index as fi
+    from services.index import snapshot
+
+    indexes = {}
+    for name, level in LEVELS.items():
+        if level in replies:
+            index, manifest = snapshot.load(index_dir, name, MODEL_VERSION, dim)
+            fi.set_nprobe(index, int(manifest.search_params.get("nprobe", 0)))
+            indexes[level] = index
+
+    def compute(level: int, vectors: list[np.ndarray]) -> list[tuple[list, list]]:
+        D, I = fi.search(indexes[level], np.stack(vectors), K)
+        return list(zip(D.tolist(), I.tolist(), strict=True))
+
+    coalescer = Coalescer(compute)
+
+    def search(request: bytes, context: Any) -> pb.SearchResponse:
+        query = pb.SearchRequest.FromString(request)
+        level = query.options.level
+        x = np.asarray(query.vector.values, dtype=np.float32)
+        x /= np.sqrt(x @ x)
+        scores, ids = coalescer.submit(level, x)
+        reply = pb.SearchResponse()
+        reply.CopyFrom(replies[level])
+        for hit, score, id_ in zip(reply.hits, scores, ids, strict=False):
+            hit.score = score
+            if level == LEVELS["segment"]:
+                hit.segment_id = id_
+            else:
+                hit.video.id = id_
+        return reply
+
+    return search
+
+
 def _echo_main(
     conn: Any, model: str, max_workers: int, responses: dict[int, bytes],
-    address: str = "127.0.0.1:0",
+    address: str = "127.0.0.1:0", lean: tuple[str, int] | None = None,
 ) -> None:  # fmt: skip
     """The floor of the RPC stack: a server of the same method and message shapes that
     parses each SearchRequest and answers, per level, a fixed SearchResponse (one the
     project served), with no search behind it. `model`: "sync" (grpc.server over a thread
-    pool of `max_workers`, as create_server) or "aio" (grpc.aio, on the event loop)."""
+    pool of `max_workers`, as create_server) or "aio" (grpc.aio, on the event loop).
+    `lean` (index folder, dim): the lean reference instead, on the sync server: the
+    floor plus the search (_lean_search)."""
     logging.basicConfig(level=logging.WARNING)
     replies = {lv: pb.SearchResponse.FromString(r) for lv, r in responses.items()}
 
-    def search(request: bytes, context: Any) -> pb.SearchResponse:
+    def echo(request: bytes, context: Any) -> pb.SearchResponse:
         return replies[pb.SearchRequest.FromString(request).options.level]
+
+    search = echo if lean is None else _lean_search(replies, *lean)
 
     async def search_aio(request: bytes, context: Any) -> pb.SearchResponse:
         return replies[pb.SearchRequest.FromString(request).options.level]
@@ -525,11 +581,11 @@ def _echo_main(
 class EchoProcess(ServerProcess):
     def __init__(
         self, model: str, max_workers: int, responses: dict[int, bytes],
-        address: str = "127.0.0.1:0",
+        address: str = "127.0.0.1:0", lean: tuple[str, int] | None = None,
     ) -> None:  # fmt: skip
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        args = (child, model, max_workers, responses, address)
+        args = (child, model, max_workers, responses, address, lean)
         self.proc = ctx.Process(target=_echo_main, args=args, daemon=True)
         self.proc.start()
         child.close()  # the child's end is the child's: recv() fails if it dies before hello
@@ -978,6 +1034,7 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
                               "database": args.database, "sql_load_s": load_s}  # fmt: skip
     result["loadavg_1m_at_start"] = round(os.getloadavg()[0], 2)
     echoes: dict[str, ServerProcess] = {}
+    lean: ProcessGroup | None = None
     try:
         SoraClient(server.address).wait_until_serving(timeout=args.ready_timeout)
         result["server_ready_s"] = time.perf_counter() - t
@@ -1035,6 +1092,21 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
             echoes.update({f"echo-{m}{ONE_PROCESS}": EchoProcess(m, workers, responses)
                            for m in args.echo})  # fmt: skip
         servers = {"sora": server, **echoes}
+        if args.lean:  # the floor plus the search, over the snapshots the project serves
+            snapshots = str(server_settings(url, home).snapshot_dir), dim
+            lean = ProcessGroup(
+                lambda address, _: EchoProcess("sync", workers, responses, address, snapshots),
+                args.api_processes,
+            )
+            servers[LEAN] = lean
+            # the same search as the project's: the same recall (a check of the reference)
+            result["lean_recall"] = [
+                served_recall(lean.address, queries[lv], lv, truth[lv, "none"])
+                for lv in args.levels
+            ]
+            for r in result["lean_recall"]:
+                log.info("n=%d: lean reference recall@10 %s = %.4f", n, r["level"],
+                         r["recall_at_10"])  # fmt: skip
 
         runs = []
         for phase in args.phases:
@@ -1052,7 +1124,7 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
                         for rnd in range(args.rounds):  # interleaved: A, B, A, B
                             for name, srv in servers.items():
                                 if name != "sora" and filt != "none":
-                                    continue  # the echo does no filtering: one floor
+                                    continue  # echo and lean do no filtering: one floor
                                 run = measure(srv, payloads[level, filt], clients, args)
                                 run.update(n=n, phase=phase, level=level, filter=filt,
                                            clients=clients, server=name, round=rnd)  # fmt: skip
@@ -1101,6 +1173,8 @@ def bench_size(n: int, args: Any, data: dict, home: Path, url: str, load_s: floa
     finally:
         for e in echoes.values():
             e.stop()
+        if lean is not None:
+            lean.stop()
         server.stop()
         if milvus is not None:
             milvus.stop()
@@ -1151,6 +1225,12 @@ def floor_ratios(runs: list[dict]) -> list[dict]:
             if what == "qps" and one:  # several sora processes against one echo process
                 row["floor_qps_1p"] = max(one)
                 row["qps_vs_1p_floor"] = row[what] / max(one)
+        reference = _median(runs, (phase, level, "none", clients), LEAN, "qps")
+        if reference and row["qps"] is not None:  # the lean reference (unfiltered)
+            row["lean_qps"] = reference
+            row["qps_vs_lean"] = row["qps"] / reference
+            if row.get("floor_qps"):
+                row["lean_vs_floor"] = reference / row["floor_qps"]
         competitor = _median(runs, key, MILVUS, "qps")
         if competitor and row["qps"] is not None:  # Milvus Lite, same setting and filter
             row["milvus_qps"] = competitor
@@ -1275,6 +1355,15 @@ def report(results: list[dict]) -> None:
                     ("qps_vs_1p_floor", "QPS/1-proc", "{:.2f}"),
                 ]
                 if any("floor_qps_1p" in r for res in results for r in res["ratios"])
+                else []
+            ),
+            *(
+                [
+                    ("lean_qps", "lean QPS", "{:.0f}"),
+                    ("lean_vs_floor", "lean/floor", "{:.2f}"),
+                    ("qps_vs_lean", "QPS/lean", "{:.2f}"),
+                ]
+                if any("lean_qps" in r for res in results for r in res["ratios"])
                 else []
             ),
             ("p50_ms", "p50 ms", "{:.2f}"),
@@ -1426,6 +1515,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-batch", dest="batch", action="store_false",
                     help="skip the SearchBatch runs")  # fmt: skip
     ap.add_argument("--echo", default="sync", help="echo floors to run: sync,aio (or none)")
+    ap.add_argument(
+        "--lean", action=argparse.BooleanOptionalAction, default=True,
+        help="the lean reference: the echo floor plus the search itself, over the project's "
+        "snapshots (what any Python server of this index pays at least)",
+    )  # fmt: skip
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds per setting")
     ap.add_argument("--filters", default="none,collection", help="none,collection")
     ap.add_argument("--phases", default="idle,ingest", help="idle,ingest")
@@ -1482,7 +1576,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": data, "k": K, "segments_per_video": PER_VIDEO,
             "duration_s": args.duration, "clients": args.clients, "levels": args.levels,
             "ingest_rate": args.ingest_rate,
-            "rounds": args.rounds, "filters": args.filters, "echo": args.echo,
+            "rounds": args.rounds, "filters": args.filters, "echo": args.echo, "lean": args.lean,
             "api_processes": args.api_processes, "database": args.database,
             "results": results,
         })  # fmt: skip
