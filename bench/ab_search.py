@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.api_processes,
             )
             if args.lean:  # over the snapshot the variants serve
-                snapshots = str(scratch / "index"), args.dim
+                snapshots = str(bs.server_settings(url, scratch).snapshot_dir), args.dim
                 groups["lean"] = bs.ProcessGroup(
                     lambda address, _: bs.EchoProcess("sync", workers, responses, address,
                                                       snapshots),

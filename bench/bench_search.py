@@ -523,6 +523,8 @@ def _echo_main(
     `lean` (index folder, dim): the lean reference instead, on the sync server: the
     floor plus the search (_lean_search)."""
     logging.basicConfig(level=logging.WARNING)
+    if lean is not None and model != "sync":
+        raise ValueError(f"the lean reference runs on the sync server, not {model!r}")
     replies = {lv: pb.SearchResponse.FromString(r) for lv, r in responses.items()}
 
     def echo(request: bytes, context: Any) -> pb.SearchResponse:
