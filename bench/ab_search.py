@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--api-processes", type=int, default=2)
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_search"))
+    ap.add_argument("--level", choices=("segment", "video"), default="segment",
+                    help="the level the searches ask for")  # fmt: skip
     ap.add_argument("--json", help="write the runs and the summary here")
     ap.add_argument("--lean", action=argparse.BooleanOptionalAction, default=True,
                     help="run the lean reference too (bench_search's)")  # fmt: skip
@@ -172,13 +174,13 @@ def main(argv: list[str] | None = None) -> int:
             if any(i != served for i in indexes):
                 raise SystemExit(f"{name} serves {indexes[0]}, not {served}: not an A/B")
         payloads = bs.search_payloads(
-            bs.make_queries(1000, args.dim, data)["segment"], "segment", None
+            bs.make_queries(1000, args.dim, data)[args.level], args.level, None
         )
         first = next(iter(groups.values()))
         with grpc.insecure_channel(first.address) as channel:  # the echo answers what
             answer = channel.unary_unary(bs.SEARCH_METHOD)(payloads[0])  # the first did
         workers = bs.Settings_default("max_workers")
-        responses = {bs.LEVELS["segment"]: answer}
+        responses = {bs.LEVELS[args.level]: answer}
         with imports_from(ROOT):  # the echo is this checkout's
             groups["echo"] = bs.ProcessGroup(
                 lambda address, _: bs.EchoProcess("sync", workers, responses, address),

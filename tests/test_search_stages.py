@@ -423,10 +423,14 @@ def test_query_thumbnails_are_decoded_only_when_a_hit_will_be_refined(tmp_path):
     assert calls == [1]  # one aligned hit with a file here: decoded once
 
 
-def test_placing_video_hits_loads_a_bounded_number_of_videos_at_a_time(monkeypatch):
+@pytest.mark.parametrize("from_memory", [False, True])
+def test_placing_video_hits_loads_a_bounded_number_of_videos_at_a_time(monkeypatch, from_memory):
     """packed.place_video_hits puts each hit on its video's most similar segment, as
-    video_hits does, reading at most BATCH_LOAD_MAX_VIDEOS videos' segments per load."""
+    video_hits does, reading at most BATCH_LOAD_MAX_VIDEOS videos' segments per load.
+    From memory (`held`: one block of rows for a chunk's videos, scored by array code) the
+    same places; a video memory holds no rows of is read by `load`, and only it."""
     from services.search import packed
+    from services.search.segments import SegmentBlock
     from services.search.types import SearchResult
     from services.store import SegmentRows
 
@@ -450,9 +454,24 @@ def test_placing_video_hits_loads_a_bounded_number_of_videos_at_a_time(monkeypat
         SearchResult([Hit(0.5, info(v)) for v in (1, 2, 3)], "m", 3),
         SearchResult([Hit(0.5, info(v)) for v in (3, 4, 5, 1)], "m", 4),
     ]
-    packed.place_video_hits(results, queries, load)
-    assert all(len(chunk) <= 2 for chunk in loads)
-    assert sorted({v for chunk in loads for v in chunk}) == [1, 2, 3, 4, 5]
+    blocks: list[list[int]] = []
+
+    def held(video_ids):  # memory holds the rows of every video but 5
+        blocks.append(list(video_ids))
+        per = [rows[v] if v != 5 else None for v in video_ids]
+        lens = [0 if r is None else len(r.ids) for r in per]
+        kept = [r for r in per if r is not None]
+        return SegmentBlock(list(video_ids), np.cumsum([0, *lens]),
+                            *(np.concatenate([getattr(r, f) for r in kept])
+                              for f in ("ids", "start_s", "end_s", "xb")))  # fmt: skip
+
+    packed.place_video_hits(results, queries, load, held=held if from_memory else None)
+    assert all(len(chunk) <= 2 for chunk in loads + blocks)
+    if from_memory:
+        assert sorted({v for chunk in blocks for v in chunk}) == [1, 2, 3, 4, 5]
+        assert loads == [[5]]  # the one video memory lacks, once
+    else:
+        assert sorted({v for chunk in loads for v in chunk}) == [1, 2, 3, 4, 5]
     for result, query in zip(results, queries, strict=True):
         for hit in result.hits:
             r = rows[hit.video.id]

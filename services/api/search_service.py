@@ -35,7 +35,7 @@ from services.search.options import (
 )
 from services.search.packed import HitColumns
 from services.search.pipeline import merge_variant_hits, wants_regions
-from services.search.segments import held_segment_rows
+from services.search.segments import held_segment_block, held_segment_rows
 from services.search.types import Hit, Query, SearchOptions, SearchResult
 from services.store import (
     SegmentRows,
@@ -237,7 +237,11 @@ class SearchService:
         assert serving.catalogue is not None  # checked by search_vector
         results = packed.to_results(cols, serving.catalogue.video, placed=opts.level == "segment")
         if opts.level == "video":
-            packed.place_video_hits(results, queries, lambda ids: self._segments(ids, serving))
+            held = serving.indexes.get("segment")
+            packed.place_video_hits(
+                results, queries, lambda ids: self._segments(ids, serving),
+                held=lambda ids: held_segment_block(serving.catalogue, held, ids),  # type: ignore[arg-type]
+            )  # fmt: skip
         return results
 
     def _run(

@@ -38,7 +38,11 @@ from .filters import admit_videos, admitted_bits, is_filtered
 from .pipeline import BATCH_LOAD_MAX_VIDEOS, Index, over_fetch_for
 from .rerank import Info, Load, place
 from .retrieve import MAX_FETCH, first_k
+from .segments import SegmentBlock
 from .types import Hit, Query, SearchOptions, SearchResult
+
+# the videos' segment rows held in memory, as one block (None: memory lacks some)
+HeldBlock = Callable[[list[int]], SegmentBlock | None]
 
 
 @dataclass(frozen=True)
@@ -112,13 +116,18 @@ def to_results(cols: HitColumns, info: Info, *, placed: bool) -> list[SearchResu
     return out
 
 
-def place_video_hits(results: Sequence[SearchResult], queries: Sequence[Query],
-                     load: Load) -> None:  # fmt: skip
+def place_video_hits(results: Sequence[SearchResult], queries: Sequence[Query], load: Load,
+                     held: HeldBlock | None = None) -> None:  # fmt: skip
     """Each video-level hit of vector queries on its video's best segment, as
     pipeline.run's video_hits places them: one `load` for the batch's hit videos, up to
     BATCH_LOAD_MAX_VIDEOS at a time (a batch of 256 queries at top_k 1,000 names up to
-    256,000 videos: their segment vectors at once would take gigabytes)."""
-    pending = [(hit, query) for r, query in zip(results, queries, strict=True) for hit in r.hits]
+    256,000 videos: their segment vectors at once would take gigabytes).
+
+    `held`: the videos' rows from memory as one SegmentBlock (None where memory lacks
+    some): then each query's hits are scored by one product over all their segments
+    and each hit takes its best by array code, not a product and argmax per hit (which
+    cost about as much as the search itself). What memory lacks goes through `load`."""
+    pending = [(hit, n) for n, r in enumerate(results) for hit in r.hits]
     while pending:
         videos: dict[int, None] = {}
         n = 0  # hits whose video is in this chunk
@@ -127,12 +136,58 @@ def place_video_hits(results: Sequence[SearchResult], queries: Sequence[Query],
                 break
             videos[hit.video.id] = None
             n += 1
+        chunk, pending = pending[:n], pending[n:]
+        block = held(list(videos)) if held is not None else None
+        if block is not None:
+            chunk = _place_from_block(chunk, queries, block)
+            videos = {hit.video.id: None for hit, _ in chunk}
+        if not chunk:
+            continue
         segs = load(list(videos))
-        for hit, query in pending[:n]:
+        for hit, q in chunk:
             rows = segs.get(hit.video.id)
             if rows is not None and len(rows.ids):
-                place(hit, rows, query, False, None)
-        pending = pending[n:]
+                place(hit, rows, queries[q], False, None)
+
+
+def _place_from_block(
+    hits: list[tuple[Hit, int]], queries: Sequence[Query], block: SegmentBlock
+) -> list[tuple[Hit, int]]:
+    """Place the hits (each with its query's number) whose video has rows in `block`, on
+    their best segment; -> the others. A sequence query's hits are left to place() (its
+    best pair of segments takes the query's segments too)."""
+    slot = {v: i for i, v in enumerate(block.video_ids)}
+    counts = np.diff(block.offsets).tolist()
+    mine, left = [], []
+    for hit, q in hits:
+        g = slot[hit.video.id]
+        if counts[g] and not queries[q].is_sequence:
+            mine.append((hit, q, g))
+        else:
+            left.append((hit, q))
+    if not mine:
+        return left
+    g = np.array([g for _, _, g in mine], dtype=np.int64)
+    qs = [q for _, q, _ in mine]
+    starts, lens = block.offsets[g], block.offsets[g + 1] - block.offsets[g]
+    first = np.zeros(len(mine), np.int64)  # each hit's first entry in `rows` / `sims`
+    np.cumsum(lens[:-1], out=first[1:])
+    rows = np.repeat(starts - first, lens) + np.arange(int(lens.sum()))  # block rows
+    sims = np.empty(len(rows), np.float32)
+    # per query (hits come query by query): its hits' rows times its vector, one product
+    bounds = [0] + [j for j in range(1, len(qs)) if qs[j] != qs[j - 1]] + [len(qs)]
+    for a, b in zip(bounds[:-1], bounds[1:]):  # noqa: B905 - one shorter by construction
+        lo, hi = int(first[a]), int(first[b - 1] + lens[b - 1])
+        sims[lo:hi] = block.xb[rows[lo:hi]] @ queries[qs[a]].vector
+    # each hit's first best row (np.argmax's choice within a video's rows in time order)
+    top = np.maximum.reduceat(sims, first)
+    at_top = np.flatnonzero(sims == np.repeat(top, lens))
+    best = rows[at_top[np.searchsorted(at_top, first)]]
+    seg_ids, begin, end = (block.ids[best].tolist(), block.start_s[best].tolist(),
+                           block.end_s[best].tolist())  # fmt: skip
+    for (hit, _, _), s, t0, t1 in zip(mine, seg_ids, begin, end, strict=True):
+        hit.segment_id, hit.target = s, (t0, t1)
+    return left
 
 
 def join(parts: Sequence[HitColumns]) -> HitColumns:
