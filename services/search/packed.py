@@ -173,12 +173,14 @@ def _place_from_block(
     first = np.zeros(len(mine), np.int64)  # each hit's first entry in `rows` / `sims`
     np.cumsum(lens[:-1], out=first[1:])
     rows = np.repeat(starts - first, lens) + np.arange(int(lens.sum()))  # block rows
-    sims = np.empty(len(rows), np.float32)
     # per query (hits come query by query): its hits' rows times its vector, one product
     bounds = [0] + [j for j in range(1, len(qs)) if qs[j] != qs[j - 1]] + [len(qs)]
+    parts = []
     for a, b in zip(bounds[:-1], bounds[1:]):  # noqa: B905 - one shorter by construction
         lo, hi = int(first[a]), int(first[b - 1] + lens[b - 1])
-        sims[lo:hi] = block.xb[rows[lo:hi]] @ queries[qs[a]].vector
+        parts.append(block.xb[rows[lo:hi]] @ queries[qs[a]].vector)
+    # a NaN (never in checked vectors) must not move a hit onto another hit's rows
+    sims = np.nan_to_num(np.concatenate(parts), nan=-np.inf)
     # each hit's first best row (np.argmax's choice within a video's rows in time order)
     top = np.maximum.reduceat(sims, first)
     at_top = np.flatnonzero(sims == np.repeat(top, lens))
