@@ -237,10 +237,10 @@ class SearchService:
         assert serving.catalogue is not None  # checked by search_vector
         results = packed.to_results(cols, serving.catalogue.video, placed=opts.level == "segment")
         if opts.level == "video":
-            held = serving.indexes.get("segment")
+            segment_index = serving.indexes.get("segment")  # its held vectors, by one block
             packed.place_video_hits(
                 results, queries, lambda ids: self._segments(ids, serving),
-                held=lambda ids: held_segment_block(serving.catalogue, held, ids),  # type: ignore[arg-type]
+                held=lambda ids: held_segment_block(serving.catalogue, segment_index, ids),  # type: ignore[arg-type]
             )  # fmt: skip
         return results
 
